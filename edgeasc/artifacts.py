@@ -1,0 +1,49 @@
+"""Atomic writes: every artifact appears whole or not at all (temp file in the same folder + rename)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+def write_atomic(path: str | os.PathLike, writer: Callable[[Path], None]) -> Path:
+    """Call `writer(tmp_path)` and rename the result onto `path`, so readers never see a partial file.
+
+    Args:
+        path: final location.
+        writer: function that writes the complete artifact to the temporary path it is given.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        writer(tmp_path)
+        os.replace(tmp_path, path)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    return write_atomic(path, lambda p: p.write_bytes(data))
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    return write_atomic(path, lambda p: p.write_text(text, encoding="utf-8"))
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
+    return write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def save_torch_atomic(path: str | os.PathLike, obj: Any) -> Path:
+    import torch
+
+    return write_atomic(path, lambda p: torch.save(obj, p))

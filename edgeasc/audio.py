@@ -1,0 +1,74 @@
+"""Reading audio for the models: any wav/flac soundfile reads, returned as mono float32 at the model rate.
+
+Real recordings arrive in every shape: stereo, 24-bit, other sample rates, shorter or longer than the
+1-s input. Each case is handled in one documented way, or rejected with a message naming the file:
+- channels are averaged to mono;
+- the rate is converted with polyphase resampling (scipy `resample_poly`, exact ratio);
+- a short clip is zero-padded at the end, a long one cropped to its first `clip_samples` samples
+  (the DCASE inference API can instead average all 1-s windows: see `split_windows`);
+- an empty, unreadable or non-finite file raises `DataError`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from edgeasc.errors import DataError
+
+
+def read_audio(path: str | os.PathLike, sample_rate_hz: int) -> np.ndarray:
+    """Read a file as mono float32 in [-1, 1] at `sample_rate_hz` (any length).
+
+    Raises:
+        DataError: the file is missing, unreadable, empty or holds non-finite samples.
+    """
+    import soundfile as sf
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"audio file not found: {path}")
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
+        raise DataError(f"cannot read audio {path}: {exc}") from None
+    if data.shape[0] == 0:
+        raise DataError(f"audio file {path} holds no samples")
+    mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
+    if not np.all(np.isfinite(mono)):
+        raise DataError(f"audio file {path} holds NaN or infinite samples")
+    return resample(mono, int(rate), sample_rate_hz)
+
+
+def resample(x: np.ndarray, rate_in_hz: int, rate_out_hz: int) -> np.ndarray:
+    """Polyphase resampling with the exact rational ratio (44.1 -> 32 kHz is 320/441)."""
+    if rate_in_hz <= 0:
+        raise DataError(f"invalid sample rate {rate_in_hz}")
+    if rate_in_hz == rate_out_hz:
+        return np.ascontiguousarray(x, dtype=np.float32)
+    from scipy.signal import resample_poly
+
+    g = math.gcd(rate_in_hz, rate_out_hz)
+    return resample_poly(x, rate_out_hz // g, rate_in_hz // g).astype(np.float32)
+
+
+def fit_length(x: np.ndarray, n_samples: int) -> np.ndarray:
+    """Zero-pad at the end or crop to the first `n_samples` samples."""
+    if x.shape[-1] >= n_samples:
+        return x[..., :n_samples]
+    pad = [(0, 0)] * (x.ndim - 1) + [(0, n_samples - x.shape[-1])]
+    return np.pad(x, pad)
+
+
+def split_windows(x: np.ndarray, n_samples: int) -> np.ndarray:
+    """Non-overlapping windows of `n_samples` (the last one zero-padded): (n_windows, n_samples)."""
+    n = max(1, math.ceil(x.shape[-1] / n_samples))
+    return fit_length(x, n * n_samples).reshape(n, n_samples)
+
+
+def load_clip(path: str | os.PathLike, sample_rate_hz: int, clip_samples: int) -> np.ndarray:
+    """`read_audio` followed by `fit_length`: the model's (clip_samples,) float32 input waveform."""
+    return fit_length(read_audio(path, sample_rate_hz), clip_samples)

@@ -1,0 +1,85 @@
+"""edgeasc checkpoints: constructor arguments + state_dict, never a pickled module.
+
+Format (a dict saved with `torch.save`):
+    {"model_config": {"name": str, "kwargs": dict},   # rebuilds with create_model(name, **kwargs)
+     "state_dict": dict[str, Tensor],
+     "stage": str,                                     # e.g. "train", "prune", "import"
+     "edgeasc_version": str,
+     "config": dict | None,                            # the fully resolved run config (frontend included)
+     "extra": dict}                                    # stage-specific facts (epoch, metrics, ...)
+Pruned models keep explicit per-layer widths in `model_config.kwargs`, so they rebuild exactly.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from edgeasc import __version__
+from edgeasc.artifacts import save_torch_atomic
+from edgeasc.errors import CheckpointError
+
+REQUIRED_KEYS = ("model_config", "state_dict", "stage", "edgeasc_version")
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: nn.Module,
+    *,
+    stage: str,
+    config: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Atomically write `model` (which must carry `model_config`) as an edgeasc checkpoint."""
+    model_config = getattr(model, "model_config", None)
+    if model_config is None:
+        raise CheckpointError(f"{type(model).__name__} has no model_config; build it with create_model()")
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    obj = {
+        "model_config": model_config,
+        "state_dict": state,
+        "stage": stage,
+        "edgeasc_version": __version__,
+        "config": config,
+        "extra": extra or {},
+    }
+    return save_torch_atomic(path, obj)
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read and validate an edgeasc checkpoint file (no code is unpickled: weights_only=True)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt files
+        raise CheckpointError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}") from None
+    if not isinstance(obj, dict) or any(k not in obj for k in REQUIRED_KEYS):
+        raise CheckpointError(
+            f"{path} is not an edgeasc checkpoint (expected keys {', '.join(REQUIRED_KEYS)}); "
+            "for a CPJKU or seed Lightning checkpoint run `edgeasc import-checkpoint` first"
+        )
+    return obj
+
+
+def load_model(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model a checkpoint describes and load its weights strictly.
+
+    Returns:
+        (model in eval mode, the checkpoint dict)
+    """
+    from edgeasc.models import model_from_config
+
+    ckpt = read_checkpoint(path)
+    model = model_from_config(ckpt["model_config"])
+    try:
+        model.load_state_dict(ckpt["state_dict"], strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0:2]
+        raise CheckpointError(f"{path}: weights do not match {ckpt['model_config']['name']}: {' '.join(first)}") from None
+    return model.eval(), ckpt

@@ -1,0 +1,187 @@
+"""Command-line interface: `edgeasc <verb> ...`. Parses, calls one library function, prints.
+
+Exit codes: 0 ok; 1 a domain failure (e.g. a check that fails); 2 bad usage or unreadable input
+(missing or corrupt files, invalid config); 130 interrupted (Ctrl-C; a training run resumes with --resume).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from edgeasc import __version__
+from edgeasc.errors import EdgeAscError
+
+log = logging.getLogger("edgeasc")
+
+
+def _setup_logging(quiet: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    root = logging.getLogger("edgeasc")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING if quiet else logging.INFO)
+    root.propagate = False
+
+
+def _size(path: Path) -> str:
+    n = path.stat().st_size
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+class _Group(click.Group):
+    """Turns expected errors into one line on stderr and their documented exit code."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except EdgeAscError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted; a training run continues with --resume", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="edgeasc")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")
+def cli(quiet: bool) -> None:
+    """edgeasc: acoustic scene classification from raw audio to an int8 model under the DCASE 2025 budget."""
+    _setup_logging(quiet)
+
+
+@cli.command()
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--scale", type=click.Choice(["tiny", "small", "medium"]), default="small", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace a complete dataset in OUT_DIR.")
+@click.option("--if-missing", is_flag=True, help="Do nothing when OUT_DIR already holds a complete dataset.")
+def synth(out_dir: Path, scale: str, seed: int, overwrite: bool, if_missing: bool) -> None:
+    """Write a synthetic acoustic-scene dataset in the TAU Urban Acoustic Scenes 2022 Mobile layout.
+
+    Example: edgeasc synth data/synth --scale small
+    """
+    from edgeasc.synth import generate_dataset
+
+    if if_missing and (out_dir / "meta.csv").is_file():
+        click.echo(f"{out_dir} already holds a dataset (meta.csv present); skipping generation")
+        return
+    summary = generate_dataset(out_dir, scale=scale, seed=seed, progress=True, overwrite=overwrite)
+    click.echo(summary.describe() if hasattr(summary, "describe") else str(summary))
+    click.echo(f"next: edgeasc train --data {out_dir} --out runs/student")
+
+
+@cli.command()
+@click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="TAU22-layout dataset folder (real or synthetic).")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Run directory (config, checkpoints, metrics).")
+@click.option("--recipe", type=click.Path(dir_okay=False, path_type=Path), help="TOML recipe file.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a config value, e.g. --set optim.epochs=10 (repeatable).")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last completed epoch.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def train(data_dir: Path, out_dir: Path, recipe: Path | None, overrides: tuple[str, ...], resume: bool,
+          no_progress: bool) -> None:
+    """Train a student (or teacher) model.
+
+    Example: edgeasc train --data data/synth --out runs/student --recipe recipes/demo_student.toml
+    """
+    from edgeasc.config import resolve_train_config
+    from edgeasc.train import train as run_training
+
+    cfg = resolve_train_config(recipe, overrides)
+    result = run_training(cfg, data_dir, out_dir, resume=resume, progress=not no_progress)
+    if result.final_metrics:
+        click.echo(f"validation macro accuracy ({result.final_metrics.get('split')}): "
+                   f"{100 * result.final_metrics['macro_accuracy']:.2f}%")
+    if result.model_path.is_file():
+        click.echo(f"model: {result.model_path} ({_size(result.model_path)})")
+        click.echo(f"next: edgeasc evaluate {result.model_path} --data {data_dir}")
+
+
+@cli.command()
+@click.argument("model_path", type=click.Path(path_type=Path))
+@click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--split", default="test", show_default=True, help="test (fold1_evaluate), train or splitNN.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where eval.json and confusion.png go (default: next to the model).")
+@click.option("--batch-size", type=int, default=256, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def evaluate(model_path: Path, data_dir: Path, split: str, out_dir: Path | None, batch_size: int,
+             as_json: bool) -> None:
+    """Macro, per-device and per-class accuracy of a model on a split.
+
+    Example: edgeasc evaluate runs/student/model.pt --data data/synth
+    """
+    from edgeasc.evaluate import evaluate_checkpoint
+    from edgeasc.metrics import format_report
+
+    report = evaluate_checkpoint(model_path, data_dir, split=split, out_dir=out_dir, batch_size=batch_size,
+                                 progress=not as_json)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    click.echo(format_report(report, title=f"{report['model_name']} on {split} ({report['n_clips']} clips), macro accuracy %"))
+    click.echo(f"\nwrote {report['artifacts']['eval_json']} and {report['artifacts']['confusion_png']}")
+
+
+@cli.command("import-checkpoint")
+@click.argument("src", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("dst", type=click.Path(dir_okay=False, path_type=Path))
+def import_checkpoint_cmd(src: Path, dst: Path) -> None:
+    """Convert a CPJKU baseline or seed (SSCP-Mobile) Lightning checkpoint to an edgeasc checkpoint.
+
+    Widths are read from the state_dict shapes, so pruned models import too.
+
+    Example: edgeasc import-checkpoint baseline.ckpt runs/baseline/model.pt
+    """
+    from edgeasc.models.import_ckpt import import_checkpoint
+
+    path = import_checkpoint(src, dst)
+    click.echo(f"wrote {path} ({_size(path)})")
+    click.echo(f"next: edgeasc evaluate {path} --data DATA_DIR")
+
+
+@cli.command("models")
+@click.option("--pattern", default="*", show_default=True, help="Glob over registered names.")
+@click.option("--json", "as_json", is_flag=True)
+def models_cmd(pattern: str, as_json: bool) -> None:
+    """List registered models with parameters and MACs (DCASE rule, 1-s input).
+
+    Example: edgeasc models --pattern 'sscp*'
+    """
+    from edgeasc.complexity import count_dcase
+    from edgeasc.models import create_model, list_models
+
+    rows = []
+    for name in list_models(pattern):
+        rep = count_dcase(create_model(name))
+        rows.append({"name": name, "params": rep.params, "macs": rep.macs, "param_bytes_fp16": rep.params * 2})
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    head = ["model", "params", "MACs", "fp16 bytes", "within DCASE 2025 budget"]
+    table = [head] + [[r["name"], f"{r['params']:,}", f"{r['macs']:,}", f"{r['param_bytes_fp16']:,}",
+                       "yes" if r["param_bytes_fp16"] <= 128_000 and r["macs"] <= 30_000_000 else "no"] for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(head))]
+    for row in table:
+        click.echo("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="edgeasc")
+
+
+if __name__ == "__main__":
+    main()

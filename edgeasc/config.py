@@ -1,0 +1,288 @@
+"""Run configuration: frozen dataclasses are the single source of truth.
+
+Recipe files (TOML) hold experiments; `--set section.key=value` overrides a few values. Unknown sections
+or keys raise `ConfigError` with a close-match suggestion. Every run writes its fully resolved config and
+every checkpoint carries it, so the frontend parameters travel with the model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgeasc.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class FrontendConfig:
+    """Log-mel frontend of the DCASE 2024/2025 baseline (torchaudio MelSpectrogram settings).
+
+    32 kHz, n_fft 4096, periodic Hann window of 3072 samples (96 ms), hop 500 (~16 ms), 256 HTK mel bins
+    without filter normalisation, centred STFT with reflect padding, power 2, then log(x + 1e-5).
+    A 1-s clip gives a (1, 256, 65) input.
+    """
+
+    sample_rate_hz: int = 32_000
+    clip_seconds: float = 1.0
+    n_fft: int = 4096
+    win_length: int = 3072
+    hop_length: int = 500
+    n_mels: int = 256
+    f_min_hz: float = 0.0
+    f_max_hz: float | None = None
+    log_offset: float = 1e-5
+
+    def __post_init__(self) -> None:
+        if self.win_length > self.n_fft:
+            raise ValueError(f"win_length {self.win_length} exceeds n_fft {self.n_fft}")
+        if self.sample_rate_hz <= 0 or self.hop_length <= 0 or self.n_mels <= 0:
+            raise ValueError("sample_rate_hz, hop_length and n_mels must be positive")
+        if self.f_max_hz is not None and self.f_max_hz > self.sample_rate_hz / 2:
+            raise ValueError(f"f_max_hz {self.f_max_hz} is above Nyquist ({self.sample_rate_hz / 2})")
+
+    @property
+    def clip_samples(self) -> int:
+        return int(round(self.sample_rate_hz * self.clip_seconds))
+
+    @property
+    def n_frames(self) -> int:
+        return self.clip_samples // self.hop_length + 1
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Training-time augmentation (each switched off by a zero probability or size).
+
+    Defaults follow the CP-JKU students (SPEC.md sections 4 and 5): waveform roll up to 4,000 samples,
+    one 48-bin frequency mask on the power mel, Freq-MixStyle p 0.4 / alpha 0.3, DIR off.
+    """
+
+    roll_max_samples: int = 4000
+    freq_mask_bins: int = 48
+    n_freq_masks: int = 1
+    time_mask_frames: int = 0
+    n_time_masks: int = 0
+    mixstyle_p: float = 0.4
+    mixstyle_alpha: float = 0.3
+    dir_p: float = 0.0
+    dir_devices: tuple[str, ...] = ("a",)
+
+    def __post_init__(self) -> None:
+        for name in ("mixstyle_p", "dir_p"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"augment.{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.mixstyle_alpha <= 0:
+            raise ValueError("augment.mixstyle_alpha must be positive")
+        for name in ("roll_max_samples", "freq_mask_bins", "n_freq_masks", "time_mask_frames", "n_time_masks"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"augment.{name} must be >= 0")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A registered model name plus constructor overrides (see `edgeasc.models.create_model`)."""
+
+    name: str = "sscp_mobile_b32"
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW with linear warm-up and cosine decay, as the DCASE 2025 baseline (per-step schedule)."""
+
+    epochs: int = 150
+    batch_size: int = 256
+    lr: float = 0.005
+    weight_decay: float = 1e-4
+    warmup_steps: int = 2000
+    min_lr_ratio: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("optim.epochs and optim.batch_size must be >= 1")
+        if self.lr <= 0:
+            raise ValueError("optim.lr must be positive")
+        if self.warmup_steps < 0 or not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ValueError("optim.warmup_steps must be >= 0 and optim.min_lr_ratio in [0, 1]")
+
+
+@dataclass(frozen=True)
+class KDConfig:
+    """Knowledge distillation from stored teacher logits (CP-JKU: T = 2, lambda = 0.02).
+
+    loss = lambda * CE(student, y) + (1 - lambda) * T^2 * KL(softmax(teacher / T) || softmax(student / T))
+    """
+
+    teacher_logits: str | None = None
+    temperature: float = 2.0
+    label_weight: float = 0.02
+    allow_missing_teacher: bool = False
+
+    def __post_init__(self) -> None:
+        if self.temperature <= 0:
+            raise ValueError("kd.temperature must be positive")
+        if not 0.0 <= self.label_weight <= 1.0:
+            raise ValueError("kd.label_weight must be in [0, 1]")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which clips train and which validate. DCASE 2025 allows training on the 25% split only."""
+
+    train_split: str = "split25"
+    val_split: str = "test"
+    cache_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        allowed = {"split5", "split10", "split25", "split50", "split100", "train", "test"}
+        for name in ("train_split", "val_split"):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"data.{name} must be one of {sorted(allowed)}, got {getattr(self, name)!r}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything one training run needs; written to RUN_DIR/config.json and into every checkpoint."""
+
+    seed: int = 0
+    device: str = "auto"
+    eval_every: int = 1
+    model: ModelConfig = field(default_factory=ModelConfig)
+    frontend: FrontendConfig = field(default_factory=FrontendConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    kd: KDConfig = field(default_factory=KDConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+
+    def __post_init__(self) -> None:
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ValueError(f"device must be auto, cpu or cuda[:N], got {self.device!r}")
+        if self.eval_every < 0:
+            raise ValueError("eval_every must be >= 0 (0 = only after the last epoch)")
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """A JSON-ready dict of a (nested) config dataclass."""
+    out = dataclasses.asdict(cfg)
+    return _lists(out)
+
+
+def _lists(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _lists(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_lists(v) for v in obj]
+    return obj
+
+
+def from_dict(cls: type, data: dict[str, Any], *, where: str = "") -> Any:
+    """Build config dataclass `cls` from a (nested) dict, rejecting unknown keys with a suggestion."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or cls.__name__}: expected a table, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in fields:
+            raise ConfigError(_unknown(key, fields, where))
+        ftype = fields[key].type
+        sub = _dataclass_type(ftype)
+        path = f"{where}.{key}" if where else key
+        if sub is not None and not (cls is ModelConfig and key == "kwargs"):
+            kwargs[key] = from_dict(sub, value, where=path)
+        elif isinstance(value, list):
+            kwargs[key] = _tuples(value)
+        else:
+            kwargs[key] = value
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"invalid config{' in ' + where if where else ''}: {exc}") from None
+
+
+def _tuples(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(_tuples(v) for v in value)
+    return value
+
+
+_SECTIONS = {
+    "model": ModelConfig,
+    "frontend": FrontendConfig,
+    "augment": AugmentConfig,
+    "optim": OptimConfig,
+    "kd": KDConfig,
+    "data": DataConfig,
+}
+
+
+def _dataclass_type(ftype: Any) -> type | None:
+    name = ftype if isinstance(ftype, str) else getattr(ftype, "__name__", "")
+    for cls in _SECTIONS.values():
+        if name == cls.__name__:
+            return cls
+    return None
+
+
+def _unknown(key: str, fields: dict[str, Any], where: str) -> str:
+    close = difflib.get_close_matches(key, list(fields), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(sorted(fields))}"
+    return f"unknown config key {(where + '.' if where else '') + key!r}{hint}"
+
+
+def load_recipe(path: str | os.PathLike | None) -> dict[str, Any]:
+    """Read a TOML recipe into a plain dict (empty when `path` is None)."""
+    if path is None:
+        return {}
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"recipe not found: {path}")
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"recipe {path} is not valid TOML: {exc}") from None
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Apply `section.key=value` overrides; values are parsed as TOML literals, else kept as strings."""
+    out = _deepcopy(data)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form section.key=value")
+        dotted, raw = item.split("=", 1)
+        keys = [k.strip() for k in dotted.strip().split(".") if k.strip()]
+        if not keys:
+            raise ConfigError(f"override {item!r} has an empty key")
+        value = _parse_value(raw.strip())
+        node = out
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {k!r} is not a section")
+        node[keys[-1]] = value
+    return out
+
+
+def _parse_value(raw: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def _deepcopy(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _deepcopy(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_deepcopy(v) for v in obj]
+    return obj
+
+
+def resolve_train_config(recipe: str | os.PathLike | None = None, overrides: tuple[str, ...] = ()) -> TrainConfig:
+    """Defaults <- recipe file <- `--set` overrides, validated into a `TrainConfig`."""
+    data = apply_overrides(load_recipe(recipe), list(overrides))
+    return from_dict(TrainConfig, data)

@@ -1,0 +1,29 @@
+"""The one exception family of edgeasc; the CLI turns each into a one-line message and an exit code."""
+
+
+class EdgeAscError(Exception):
+    """Base class of every expected, user-facing error.
+
+    Attributes:
+        exit_code: the CLI exit code (2 = bad usage or unreadable input, 1 = a domain failure).
+    """
+
+    exit_code = 2
+
+
+class ConfigError(EdgeAscError):
+    """A recipe, override or model name is invalid."""
+
+
+class DataError(EdgeAscError):
+    """A dataset, audio file or split file is missing, corrupt or inconsistent."""
+
+
+class CheckpointError(EdgeAscError):
+    """A checkpoint is unreadable or does not match the model it claims to hold."""
+
+
+class DomainError(EdgeAscError):
+    """The input was fine but the result fails a check (for example a model over budget)."""
+
+    exit_code = 1

@@ -1,0 +1,126 @@
+"""Evaluation of a trained model on a TAU22-layout split: macro accuracy, per device, per class.
+
+One metrics module (`edgeasc.metrics`) serves both this command and training-time validation.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from edgeasc.artifacts import write_atomic, write_json_atomic
+from edgeasc.config import FrontendConfig, from_dict
+from edgeasc.dataset import TAUDataset, load_waveforms
+from edgeasc.errors import DataError
+from edgeasc.features import LogMel
+from edgeasc.labels import SCENES
+from edgeasc.metrics import classification_report
+
+log = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def predict_logits(
+    model: nn.Module,
+    waves: np.ndarray,
+    frontend: FrontendConfig,
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+) -> np.ndarray:
+    """Logits (N, n_classes) of `model` on waveforms (N, samples) through the log-mel frontend."""
+    model = model.eval().to(device)
+    mel = LogMel(frontend).to(device)
+    out = []
+    starts = range(0, len(waves), batch_size)
+    if progress:
+        from tqdm import tqdm
+
+        starts = tqdm(starts, desc="evaluating", unit="batch")
+    for s in starts:
+        x = torch.from_numpy(np.asarray(waves[s : s + batch_size], dtype=np.float32)).to(device)
+        out.append(model(mel(x)).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, len(SCENES)), dtype=np.float32)
+
+
+def frontend_of(ckpt: dict[str, Any]) -> FrontendConfig:
+    """The frontend a checkpoint was trained with (the baseline's for imported checkpoints)."""
+    cfg = ckpt.get("config") or {}
+    if "frontend" not in cfg:
+        log.info("checkpoint has no frontend config; using the DCASE baseline frontend")
+        return FrontendConfig()
+    return from_dict(FrontendConfig, cfg["frontend"], where="frontend")
+
+
+def evaluate_checkpoint(
+    model_path: str | os.PathLike,
+    data_dir: str | os.PathLike,
+    split: str = "test",
+    out_dir: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    batch_size: int = 256,
+    device: str = "cpu",
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Evaluate an edgeasc checkpoint; writes `eval.json` and `confusion.png` into `out_dir`.
+
+    Returns:
+        The report of `edgeasc.metrics.classification_report` plus "model", "split" and "artifacts".
+    """
+    from edgeasc.checkpoint import load_model
+
+    model_path = Path(model_path)
+    model, ckpt = load_model(model_path)
+    frontend = frontend_of(ckpt)
+    ds = TAUDataset(data_dir)
+    clips = ds.clips(split)
+    if not clips:
+        raise DataError(f"split {split!r} of {data_dir} is empty")
+    waves = load_waveforms(ds.root, clips, frontend.sample_rate_hz, frontend.clip_samples, cache_dir, progress)
+    logits = predict_logits(model, waves, frontend, batch_size, device, progress)
+    report = classification_report([c.label for c in clips], logits.argmax(1), [c.device for c in clips])
+    report = {"model": str(model_path), "model_name": ckpt["model_config"]["name"], "split": split, **report}
+    out = Path(out_dir) if out_dir else model_path.parent
+    eval_path = out / "eval.json"
+    png_path = out / "confusion.png"
+    report["artifacts"] = {"eval_json": str(eval_path), "confusion_png": str(png_path)}
+    write_json_atomic(eval_path, report)
+    plot_confusion(np.asarray(report["confusion_matrix"]), png_path, title=f"{model_path.name} on {split}")
+    return report
+
+
+def plot_confusion(cm: np.ndarray, path: str | os.PathLike, title: str = "") -> Path:
+    """Row-normalised confusion matrix as a PNG (written atomically)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(7, 6))
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(SCENES)), SCENES, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(len(SCENES)), SCENES, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(norm.shape[0]):
+        for j in range(norm.shape[1]):
+            ax.text(j, i, f"{100 * norm[i, j]:.0f}", ha="center", va="center", fontsize=6,
+                    color="white" if norm[i, j] > 0.5 else "black")
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+
+    def write(tmp: Path) -> None:
+        fig.savefig(tmp, format="png", dpi=110)
+
+    try:
+        return write_atomic(path, write)
+    finally:
+        plt.close(fig)

@@ -1,0 +1,95 @@
+"""Log-mel frontend of the DCASE 2024/2025 Task 1 baseline, in plain PyTorch.
+
+Numerically the baseline's torchaudio `MelSpectrogram(sample_rate=32000, n_fft=4096, win_length=3072,
+hop_length=500, n_mels=256)` followed by `log(x + 1e-5)` (CPJKU/dcase2024_task1_baseline run_training.py):
+periodic Hann window, centred STFT with reflect padding, power spectrogram, HTK mel scale, triangular
+filters without area normalisation. torchaudio is not a dependency (it does not install beside the pinned
+torch), so the filterbank formula is written out here and pinned by a golden test.
+
+The frontend is not part of the exported network: exported models take the (1, 1, n_mels, frames) log-mel.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from edgeasc.config import FrontendConfig
+
+
+def hz_to_mel_htk(f: torch.Tensor | float) -> torch.Tensor:
+    return 2595.0 * torch.log10(1.0 + torch.as_tensor(f, dtype=torch.float64) / 700.0)
+
+
+def mel_to_hz_htk(m: torch.Tensor) -> torch.Tensor:
+    return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
+
+
+def mel_filterbank(
+    n_freqs: int, f_min_hz: float, f_max_hz: float, n_mels: int, sample_rate_hz: int
+) -> torch.Tensor:
+    """Triangular HTK mel filters, unnormalised: (n_freqs, n_mels), float32.
+
+    Same formula as torchaudio.functional.melscale_fbanks(norm=None, mel_scale="htk"): n_mels + 2
+    points equally spaced in mel between f_min and f_max; filter m rises linearly from point m to m + 1
+    and falls to zero at m + 2, evaluated at the STFT bin centre frequencies linspace(0, sr / 2, n_freqs).
+    """
+    all_freqs = torch.linspace(0, sample_rate_hz // 2, n_freqs, dtype=torch.float64)
+    m_pts = torch.linspace(float(hz_to_mel_htk(f_min_hz)), float(hz_to_mel_htk(f_max_hz)), n_mels + 2,
+                           dtype=torch.float64)
+    f_pts = mel_to_hz_htk(m_pts)
+    f_diff = f_pts[1:] - f_pts[:-1]
+    slopes = f_pts.unsqueeze(0) - all_freqs.unsqueeze(1)  # (n_freqs, n_mels + 2)
+    down = -slopes[:, :-2] / f_diff[:-1]
+    up = slopes[:, 2:] / f_diff[1:]
+    fb = torch.clamp(torch.minimum(down, up), min=0.0)
+    return fb.to(torch.float32)
+
+
+class LogMel(nn.Module):
+    """Waveform (B, samples) at `cfg.sample_rate_hz` -> log-mel (B, 1, n_mels, frames).
+
+    `mask_fn`, when given, is applied to the power mel before the log (the baseline masks there, so a
+    masked bin becomes log(1e-5)).
+    """
+
+    def __init__(self, cfg: FrontendConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        f_max = cfg.f_max_hz if cfg.f_max_hz is not None else cfg.sample_rate_hz / 2
+        self.register_buffer("window", torch.hann_window(cfg.win_length, periodic=True), persistent=False)
+        self.register_buffer(
+            "fb",
+            mel_filterbank(cfg.n_fft // 2 + 1, cfg.f_min_hz, f_max, cfg.n_mels, cfg.sample_rate_hz),
+            persistent=False,
+        )
+
+    def power_mel(self, wave: torch.Tensor) -> torch.Tensor:
+        """(B, samples) -> power mel (B, n_mels, frames)."""
+        spec = torch.stft(
+            wave,
+            n_fft=self.cfg.n_fft,
+            hop_length=self.cfg.hop_length,
+            win_length=self.cfg.win_length,
+            window=self.window,
+            center=True,
+            pad_mode="reflect",
+            normalized=False,
+            onesided=True,
+            return_complex=True,
+        )
+        power = spec.real.square() + spec.imag.square()  # (B, n_freqs, frames)
+        return torch.matmul(power.transpose(1, 2), self.fb).transpose(1, 2)
+
+    def forward(self, wave: torch.Tensor, mask_fn=None) -> torch.Tensor:
+        mel = self.power_mel(wave)
+        if mask_fn is not None:
+            mel = mask_fn(mel)
+        return torch.log(mel + self.cfg.log_offset).unsqueeze(1)
+
+
+def expected_frames(cfg: FrontendConfig) -> int:
+    """Frames of a centred STFT of one clip: 1 + floor(samples / hop) (65 for the baseline)."""
+    return 1 + math.floor(cfg.clip_samples / cfg.hop_length)

@@ -1,0 +1,41 @@
+"""Scene classes and recording devices of TAU Urban Acoustic Scenes 2022 Mobile (DCASE 2025 Task 1)."""
+
+from __future__ import annotations
+
+SCENES: tuple[str, ...] = (
+    "airport",
+    "bus",
+    "metro",
+    "metro_station",
+    "park",
+    "public_square",
+    "shopping_mall",
+    "street_pedestrian",
+    "street_traffic",
+    "tram",
+)
+"""Class order used by every model output, as in the DCASE baseline."""
+
+DEVICES: tuple[str, ...] = ("a", "b", "c", "s1", "s2", "s3", "s4", "s5", "s6")
+
+DEVICE_GROUPS: dict[str, tuple[str, ...]] = {
+    "real": ("a", "b", "c"),
+    "seen": ("s1", "s2", "s3"),
+    "unseen": ("s4", "s5", "s6"),
+}
+"""Groups used in reports; `unseen` devices never appear in training."""
+
+CITIES: tuple[str, ...] = (
+    "amsterdam",
+    "barcelona",
+    "helsinki",
+    "lisbon",
+    "london",
+    "lyon",
+    "madrid",
+    "milan",
+    "paris",
+    "prague",
+    "stockholm",
+    "vienna",
+)

@@ -1,0 +1,358 @@
+"""The training loop, top to bottom in one function (nanoGPT style).
+
+config -> data (cached 32 kHz waveforms) -> model -> optimiser -> resume? -> for each epoch: shuffle,
+augment (roll, DIR, masks, Freq-MixStyle), forward, loss (labels, optionally KD against stored teacher
+logits), step; validate; checkpoint. Every random draw comes from generators seeded by (seed, epoch,
+rank), so the same seed gives the same weights and a resumed run equals an uninterrupted one.
+
+Data parallel: launched by `torchrun --nproc_per_node N -m edgeasc.cli train ...`; each rank takes
+every N-th example of the same global batch, gradients are averaged by DistributedDataParallel (gloo on
+CPU, nccl on CUDA), and rank 0 validates and writes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from edgeasc import __version__
+from edgeasc.artifacts import save_torch_atomic, write_json_atomic, write_text_atomic
+from edgeasc.augment import dir_augment, freq_mixstyle, mask_along, roll_waveform
+from edgeasc.checkpoint import save_checkpoint
+from edgeasc.config import TrainConfig, from_dict, to_dict
+from edgeasc.dataset import TAUDataset, load_waveforms
+from edgeasc.distill import TeacherLogits, kd_loss
+from edgeasc.errors import CheckpointError, ConfigError, DataError
+from edgeasc.evaluate import predict_logits
+from edgeasc.features import LogMel
+from edgeasc.metrics import classification_report
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "last.pt"
+MODEL_FILE = "model.pt"
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a finished (or already complete) run produced."""
+
+    run_dir: Path
+    model_path: Path
+    epochs_run: int
+    final_metrics: dict[str, Any]
+
+
+def get_lr(step: int, total_steps: int, base_lr: float, warmup_steps: int, min_lr_ratio: float) -> float:
+    """Linear warm-up from 0 to `base_lr` over `warmup_steps`, then cosine decay to min_lr_ratio * base_lr."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return base_lr * (step + 1) / warmup_steps
+    span = max(1, total_steps - warmup_steps)
+    progress = min(1.0, (step - warmup_steps) / span)
+    return base_lr * (min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def _dist_setup() -> tuple[int, int, int]:
+    """(rank, world_size, local_rank); initialises the process group under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, 0
+    import torch.distributed as dist
+
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend=backend)
+    if not torch.cuda.is_available():
+        # share the cores between the local processes instead of oversubscribing them
+        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world))
+    return dist.get_rank(), world, local_rank
+
+
+def _barrier(world: int) -> None:
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def _pick_device(name: str, local_rank: int) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError("device=cuda requested but CUDA is not available")
+        return torch.device(f"cuda:{local_rank}")
+    return torch.device(name)
+
+
+def _generator(seed: int, *parts: int) -> torch.Generator:
+    ss = np.random.SeedSequence([seed, *parts])
+    return torch.Generator().manual_seed(int(ss.generate_state(1, dtype=np.uint64)[0] % (2**63)))
+
+
+def train(
+    cfg: TrainConfig,
+    data_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    resume: bool = False,
+    progress: bool = True,
+) -> TrainResult:
+    """Train `cfg.model` on `cfg.data.train_split` of `data_dir`, writing the run into `out_dir`.
+
+    Run directory: config.json, last.pt (full training state, every epoch), metrics.jsonl (one line per
+    epoch), model.pt (final edgeasc checkpoint), metrics.json (final validation report), train.log.
+
+    Args:
+        resume: continue from `out_dir/last.pt` if it exists (the config must match).
+    """
+    from edgeasc.models import create_model
+
+    rank, world, local_rank = _dist_setup()
+    device = _pick_device(cfg.device, local_rank)
+    out = Path(out_dir)
+    state_path = out / STATE_FILE
+    cfg_dict = to_dict(cfg)
+
+    # --- resume or start ----------------------------------------------------------------------
+    state: dict[str, Any] | None = None
+    if state_path.is_file():
+        if not resume:
+            raise DataError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
+        try:
+            state = torch.load(state_path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise CheckpointError(f"cannot read training state {state_path}: {type(exc).__name__}: {exc}") from None
+        if state.get("config") != cfg_dict:
+            raise ConfigError(
+                f"{state_path} was written with a different config; resume with the same recipe and --set "
+                f"values (first difference: {_first_difference(state.get('config'), cfg_dict)})"
+            )
+    elif resume:
+        log.info("nothing to resume in %s; starting a new run", out)
+
+    # --- data ---------------------------------------------------------------------------------
+    ds = TAUDataset(data_dir)
+    train_clips = ds.clips(cfg.data.train_split)
+    val_clips = ds.clips(cfg.data.val_split)
+    if not train_clips:
+        raise DataError(f"split {cfg.data.train_split!r} of {data_dir} is empty")
+    fe = cfg.frontend
+    if rank == 0:  # rank 0 builds the caches, the others then map them
+        train_waves = load_waveforms(ds.root, train_clips, fe.sample_rate_hz, fe.clip_samples, cfg.data.cache_dir, progress)
+        val_waves = load_waveforms(ds.root, val_clips, fe.sample_rate_hz, fe.clip_samples, cfg.data.cache_dir, progress)
+    _barrier(world)
+    if rank != 0:
+        train_waves = load_waveforms(ds.root, train_clips, fe.sample_rate_hz, fe.clip_samples, cfg.data.cache_dir)
+        val_waves = load_waveforms(ds.root, val_clips, fe.sample_rate_hz, fe.clip_samples, cfg.data.cache_dir)
+    labels = torch.tensor([c.label for c in train_clips], dtype=torch.long)
+    is_dir_device = torch.tensor([c.device in cfg.augment.dir_devices for c in train_clips])
+
+    teacher = teacher_found = None
+    if cfg.kd.teacher_logits:
+        tl = TeacherLogits.load(cfg.kd.teacher_logits)
+        arr, found = tl.lookup([c.clip_id for c in train_clips], allow_missing=cfg.kd.allow_missing_teacher)
+        teacher, teacher_found = torch.from_numpy(arr), torch.from_numpy(found)
+
+    irs: list[torch.Tensor] = []
+    if cfg.augment.dir_p > 0:
+        from edgeasc.ir_bank import DIR_AUGMENT_IRS, load_irs
+
+        irs = [torch.from_numpy(ir) for ir in load_irs(DIR_AUGMENT_IRS, fe.sample_rate_hz)]
+
+    # --- model and optimiser ------------------------------------------------------------------
+    torch.manual_seed(cfg.seed)
+    model = create_model(cfg.model.name, **cfg.model.kwargs).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    history: list[dict[str, Any]] = []
+    start_epoch = 0
+    if state is not None:
+        model.load_state_dict(state["state_dict"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch = int(state["epoch"])
+        history = list(state["history"])
+        log.info("resuming %s at epoch %d/%d", out, start_epoch, cfg.optim.epochs)
+    ddp_model = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ddp_model = DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None)
+    mel = LogMel(fe).to(device)
+
+    n = len(train_clips)
+    batch = cfg.optim.batch_size
+    drop_last = n >= batch  # a size-1 last batch would break BatchNorm
+    steps_per_epoch = n // batch if drop_last else 1
+    total_steps = steps_per_epoch * cfg.optim.epochs
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out / "config.json", cfg_dict)
+        _attach_log_file(out / "train.log")
+        log.info("training %s on %d clips (%s), %d steps/epoch, %d epochs, world %d, device %s",
+                 cfg.model.name, n, cfg.data.train_split, steps_per_epoch, cfg.optim.epochs, world, device)
+
+    bar = None
+    if progress and rank == 0 and start_epoch < cfg.optim.epochs:
+        from tqdm import tqdm
+
+        clips_per_epoch = steps_per_epoch * min(batch, n)
+        bar = tqdm(total=clips_per_epoch * cfg.optim.epochs, initial=clips_per_epoch * start_epoch,
+                   unit="clip", unit_scale=True, dynamic_ncols=True, desc="train")
+
+    # --- epochs -------------------------------------------------------------------------------
+    try:
+        for epoch in range(start_epoch, cfg.optim.epochs):
+            ddp_model.train()
+            shuffle = _generator(cfg.seed, epoch)  # identical on every rank: the global batch order
+            aug = _generator(cfg.seed, epoch, 1 + rank)  # per-rank augmentation draws
+            perm = torch.randperm(n, generator=shuffle)
+            sums = {"loss": 0.0, "label_loss": 0.0, "kd_loss": 0.0}
+            t0 = time.perf_counter()
+            seen = 0
+            for i in range(steps_per_epoch):
+                step = epoch * steps_per_epoch + i
+                lr = get_lr(step, total_steps, cfg.optim.lr, cfg.optim.warmup_steps, cfg.optim.min_lr_ratio)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                idx = perm[i * batch : (i + 1) * batch][rank::world]
+                idx_sorted, _ = torch.sort(idx)  # memmap reads in file order; labels follow idx_sorted
+                wave = torch.from_numpy(np.asarray(train_waves[idx_sorted.numpy()], dtype=np.float32))
+                y = labels[idx_sorted]
+                wave = roll_waveform(wave, cfg.augment.roll_max_samples, aug)
+                wave = dir_augment(wave, is_dir_device[idx_sorted], irs, cfg.augment.dir_p, aug)
+                wave, y = wave.to(device, non_blocking=True), y.to(device)
+
+                def mask(m: torch.Tensor) -> torch.Tensor:
+                    m = mask_along(m, 1, cfg.augment.freq_mask_bins, cfg.augment.n_freq_masks, aug)
+                    return mask_along(m, 2, cfg.augment.time_mask_frames, cfg.augment.n_time_masks, aug)
+
+                with torch.no_grad():
+                    x = mel(wave, mask_fn=mask)
+                    x = freq_mixstyle(x, cfg.augment.mixstyle_p, cfg.augment.mixstyle_alpha, aug)
+                logits = ddp_model(x)
+                if teacher is not None:
+                    parts = _kd_parts(logits, y, teacher[idx_sorted].to(device), teacher_found[idx_sorted].to(device), cfg)
+                else:
+                    ce = F.cross_entropy(logits, y)
+                    parts = {"loss": ce, "label_loss": ce, "kd_loss": torch.zeros(())}
+                optimizer.zero_grad(set_to_none=True)
+                parts["loss"].backward()
+                optimizer.step()
+                for k in sums:
+                    sums[k] += float(parts[k].detach())
+                seen += len(idx) * world
+                if bar is not None:
+                    bar.update(len(idx) * world)
+                    bar.set_postfix(epoch=f"{epoch + 1}/{cfg.optim.epochs}", loss=f"{float(parts['loss']):.3f}")
+            train_seconds = time.perf_counter() - t0
+
+            # --- validate and checkpoint (rank 0) ---------------------------------------------
+            record: dict[str, Any] = {
+                "epoch": epoch + 1,
+                "step": (epoch + 1) * steps_per_epoch,
+                "lr": lr,
+                **{k: v / steps_per_epoch for k, v in sums.items()},
+                "train_clips_per_s": seen / max(train_seconds, 1e-9),
+            }
+            last = epoch + 1 == cfg.optim.epochs
+            if rank == 0:
+                if last or (cfg.eval_every and (epoch + 1) % cfg.eval_every == 0):
+                    rep = _validate(model, val_waves, val_clips, fe, batch, device)
+                    record.update(val_macro_accuracy=rep["macro_accuracy"],
+                                  val_per_device={d: v["macro_accuracy"] for d, v in rep["per_device"].items()})
+                history.append(record)
+                _save_state(state_path, model, optimizer, epoch + 1, history, cfg_dict)
+                write_text_atomic(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+                msg = f"epoch {epoch + 1}/{cfg.optim.epochs} loss {record['loss']:.4f}"
+                if "val_macro_accuracy" in record:
+                    msg += f" val macro acc {100 * record['val_macro_accuracy']:.2f}%"
+                log.info(msg + f" ({record['train_clips_per_s']:.0f} clips/s)")
+            _barrier(world)
+    finally:
+        if bar is not None:
+            bar.close()
+
+    # --- final artifacts (rank 0) ---------------------------------------------------------------
+    model_path = out / MODEL_FILE
+    final: dict[str, Any] = {}
+    if rank == 0:
+        if state is not None and start_epoch >= cfg.optim.epochs and model_path.is_file():
+            log.info("%s is already complete (%d epochs)", out, start_epoch)
+        else:
+            rep = _validate(model, val_waves, val_clips, fe, batch, device)
+            save_checkpoint(model_path, model, stage="train", config=cfg_dict,
+                            extra={"epochs": cfg.optim.epochs, "val_macro_accuracy": rep["macro_accuracy"],
+                                   "train_split": cfg.data.train_split, "val_split": cfg.data.val_split})
+            write_json_atomic(out / "metrics.json", {"split": cfg.data.val_split, **rep})
+        final = json.loads((out / "metrics.json").read_text())
+    _barrier(world)
+    return TrainResult(out, model_path, cfg.optim.epochs - start_epoch, final)
+
+
+def _kd_parts(logits, y, teacher, found, cfg: TrainConfig) -> dict[str, torch.Tensor]:
+    """KD loss on clips with teacher logits; clips without them (if allowed) contribute labels only."""
+    if bool(found.all()):
+        return kd_loss(logits, teacher, y, cfg.kd.temperature, cfg.kd.label_weight)
+    ce = F.cross_entropy(logits, y)
+    if not bool(found.any()):
+        return {"loss": ce, "label_loss": ce, "kd_loss": torch.zeros((), device=logits.device)}
+    parts = kd_loss(logits[found], teacher[found], y[found], cfg.kd.temperature, cfg.kd.label_weight)
+    frac = found.float().mean()
+    loss = frac * parts["loss"] + (1 - frac) * F.cross_entropy(logits[~found], y[~found])
+    return {"loss": loss, "label_loss": ce, "kd_loss": parts["kd_loss"]}
+
+
+def _validate(model, waves, clips, fe, batch, device) -> dict[str, Any]:
+    logits = predict_logits(model, waves, fe, batch_size=batch, device=device)
+    return classification_report([c.label for c in clips], logits.argmax(1), [c.device for c in clips])
+
+
+def _save_state(path: Path, model, optimizer, epoch: int, history: list, cfg_dict: dict) -> None:
+    save_torch_atomic(path, {
+        "model_config": model.model_config,
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "optimizer": optimizer.state_dict(),
+        "epoch": epoch,
+        "history": history,
+        "config": cfg_dict,
+        "stage": "train-state",
+        "edgeasc_version": __version__,
+    })
+
+
+def _first_difference(a: Any, b: Any, path: str = "") -> str:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b)):
+            if a.get(k) != b.get(k):
+                return _first_difference(a.get(k), b.get(k), f"{path}.{k}" if path else k)
+    return f"{path or 'config'}: {a!r} -> {b!r}"
+
+
+def _attach_log_file(path: Path) -> None:
+    root = logging.getLogger("edgeasc")
+    if any(isinstance(h, logging.FileHandler) and Path(h.baseFilename) == path.resolve() for h in root.handlers):
+        return
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    if root.level == logging.NOTSET or root.level > logging.INFO:
+        root.setLevel(logging.INFO)
+
+
+def resolved_config_of(run_dir: str | os.PathLike) -> TrainConfig:
+    """The TrainConfig a run directory was trained with."""
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise DataError(f"{run_dir} has no config.json")
+    return from_dict(TrainConfig, json.loads(path.read_text()))
