@@ -1,0 +1,69 @@
+"""The CLI end to end on tiny data: exit codes and the key lines a user reads."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from edgeasc.cli import cli
+
+
+@pytest.fixture()
+def runner():
+    return CliRunner()
+
+
+def test_help_lists_commands(runner):
+    res = runner.invoke(cli, ["--help"])
+    assert res.exit_code == 0
+    for verb in ("synth", "train", "evaluate", "import-checkpoint", "models"):
+        assert verb in res.output
+
+
+def test_train_then_evaluate(runner, tiny_data, tmp_path, fast_overrides):
+    args = ["train", "--data", str(tiny_data), "--out", str(tmp_path / "run"), "--no-progress"]
+    for o in fast_overrides:
+        args += ["--set", o]
+    res = runner.invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    assert "next: edgeasc evaluate" in res.output
+    model = tmp_path / "run" / "model.pt"
+    res = runner.invoke(cli, ["evaluate", str(model), "--data", str(tiny_data), "--out", str(tmp_path / "ev")])
+    assert res.exit_code == 0, res.output
+    assert "macro" in res.output and "s4" in res.output and "unseen" in res.output
+    report = json.loads((tmp_path / "ev" / "eval.json").read_text())
+    for key in ("macro_accuracy", "per_device", "per_class", "per_group"):
+        assert key in report
+    assert set(report["per_device"]) == {"a", "b", "c", "s1", "s2", "s3", "s4", "s5", "s6"}
+    assert (tmp_path / "ev" / "confusion.png").read_bytes()[:4] == b"\x89PNG"
+    res = runner.invoke(cli, ["evaluate", str(model), "--data", str(tiny_data), "--out", str(tmp_path / "ev"), "--json"])
+    assert res.exit_code == 0 and json.loads(res.output)["n_clips"] == report["n_clips"]
+
+
+def test_bad_input_exit_codes(runner, tiny_data, tmp_path):
+    res = runner.invoke(cli, ["train", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "r")])
+    assert res.exit_code == 2 and "no meta.csv" in res.output
+    res = runner.invoke(cli, ["train", "--data", str(tiny_data), "--out", str(tmp_path / "r"), "--set", "optim.epoch=1"])
+    assert res.exit_code == 2 and "did you mean 'epochs'" in res.output
+    res = runner.invoke(cli, ["train", "--data", str(tiny_data), "--out", str(tmp_path / "r"),
+                              "--set", "model.name=sscp_mobil_s1"])
+    assert res.exit_code == 2 and "sscp_mobile_s1" in res.output
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"\x00garbage")
+    res = runner.invoke(cli, ["evaluate", str(bad), "--data", str(tiny_data)])
+    assert res.exit_code == 2 and "cannot read checkpoint" in res.output
+    assert "Traceback" not in res.output
+
+
+def test_models_table(runner):
+    res = runner.invoke(cli, ["models", "--pattern", "cpmobile_baseline", "--json"])
+    assert res.exit_code == 0
+    (row,) = json.loads(res.output)
+    assert (row["params"], row["macs"]) == (61_148, 29_419_156)
+
+
+def test_synth_refuses_to_overwrite(runner, tiny_data):
+    res = runner.invoke(cli, ["synth", str(tiny_data), "--scale", "tiny"])
+    assert res.exit_code == 2
+    res = runner.invoke(cli, ["synth", str(tiny_data), "--scale", "tiny", "--if-missing"])
+    assert res.exit_code == 0 and "skipping" in res.output

@@ -1,0 +1,125 @@
+"""Training: determinism, exact resume after a kill, KD coverage, data parallel with torchrun."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from edgeasc.checkpoint import load_model, read_checkpoint
+from edgeasc.config import resolve_train_config
+from edgeasc.dataset import TAUDataset
+from edgeasc.distill import TeacherLogits
+from edgeasc.errors import ConfigError, DataError
+from edgeasc.labels import SCENES
+from edgeasc.train import get_lr, train
+
+
+def same_weights(a: Path, b: Path) -> bool:
+    sa, sb = read_checkpoint(a)["state_dict"], read_checkpoint(b)["state_dict"]
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_lr_schedule():
+    assert get_lr(0, 100, 1.0, 10, 0.0) == pytest.approx(0.1)
+    assert get_lr(9, 100, 1.0, 10, 0.0) == pytest.approx(1.0)
+    assert get_lr(10, 100, 1.0, 10, 0.0) == pytest.approx(1.0)
+    assert get_lr(55, 100, 1.0, 10, 0.0) == pytest.approx(0.5)
+    assert get_lr(100, 100, 1.0, 10, 0.1) == pytest.approx(0.1)
+
+
+def test_same_seed_same_weights_and_run_artifacts(tiny_data, tmp_path, fast_overrides):
+    cfg = resolve_train_config(None, fast_overrides)
+    r1 = train(cfg, tiny_data, tmp_path / "r1", progress=False)
+    r2 = train(cfg, tiny_data, tmp_path / "r2", progress=False)
+    assert same_weights(r1.model_path, r2.model_path)
+    for name in ("config.json", "last.pt", "model.pt", "metrics.json", "metrics.jsonl", "train.log"):
+        assert (tmp_path / "r1" / name).is_file(), name
+    lines = [json.loads(l) for l in (tmp_path / "r1" / "metrics.jsonl").read_text().splitlines()]
+    assert [l["epoch"] for l in lines] == [1, 2]
+    assert all(l["loss"] > 0 and "val_macro_accuracy" in l for l in lines)
+    model, ckpt = load_model(r1.model_path)
+    assert ckpt["config"]["frontend"]["n_mels"] == 256 and ckpt["stage"] == "train"
+    cfg3 = resolve_train_config(None, fast_overrides + ("seed=1",))
+    r3 = train(cfg3, tiny_data, tmp_path / "r3", progress=False)
+    assert not same_weights(r1.model_path, r3.model_path)
+
+
+def test_existing_run_needs_resume_and_same_config(tiny_data, tmp_path, fast_overrides):
+    cfg = resolve_train_config(None, fast_overrides + ("optim.epochs=1",))
+    train(cfg, tiny_data, tmp_path / "r", progress=False)
+    with pytest.raises(DataError, match="--resume"):
+        train(cfg, tiny_data, tmp_path / "r", progress=False)
+    other = resolve_train_config(None, fast_overrides + ("optim.epochs=1", "optim.lr=0.1"))
+    with pytest.raises(ConfigError, match="optim.lr"):
+        train(other, tiny_data, tmp_path / "r", resume=True, progress=False)
+    again = train(cfg, tiny_data, tmp_path / "r", resume=True, progress=False)  # already complete
+    assert again.epochs_run == 0
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_identical_weights(tiny_data, tmp_path, fast_overrides):
+    over = fast_overrides + ("optim.epochs=4",)
+    ref = train(resolve_train_config(None, over), tiny_data, tmp_path / "ref", progress=False)
+    run = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "edgeasc.cli", "train", "--data", str(tiny_data), "--out", str(run), "--no-progress"]
+    for o in over:
+        cmd += ["--set", o]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (run / "last.pt").is_file() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    state = torch.load(run / "last.pt", weights_only=True)
+    assert 1 <= state["epoch"] < 4  # killed mid-run: epochs left to do
+    assert not (run / "model.pt").exists()
+    done = subprocess.run(cmd + ["--resume"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert same_weights(ref.model_path, run / "model.pt")
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(l)["epoch"] for l in lines] == [1, 2, 3, 4]
+
+
+def test_kd_training_checks_teacher_coverage(tiny_data, tmp_path, fast_overrides):
+    clips = TAUDataset(tiny_data).clips("split25")
+    ids = [c.clip_id for c in clips]
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(len(ids), len(SCENES), generator=g).numpy()
+    full = TeacherLogits(tuple(ids), logits, tuple(SCENES), ("t",), (float("nan"),)).save(tmp_path / "full.npz")
+    part = TeacherLogits(tuple(ids[1:]), logits[1:], tuple(SCENES), ("t",), (0.5,)).save(tmp_path / "part.npz")
+    over = fast_overrides + ("optim.epochs=1", "kd.label_weight=0.5")
+    r = train(resolve_train_config(None, over + (f"kd.teacher_logits={str(full)!r}",)), tiny_data, tmp_path / "kd",
+              progress=False)
+    rec = json.loads((r.run_dir / "metrics.jsonl").read_text().splitlines()[0])
+    assert rec["kd_loss"] > 0 and rec["label_loss"] > 0
+    assert rec["loss"] == pytest.approx(0.5 * rec["label_loss"] + 0.5 * rec["kd_loss"], rel=1e-5)
+    with pytest.raises(DataError, match="1 of .* training clips have no teacher logits"):
+        train(resolve_train_config(None, over + (f"kd.teacher_logits={str(part)!r}",)), tiny_data, tmp_path / "p1",
+              progress=False)
+    r = train(resolve_train_config(None, over + (f"kd.teacher_logits={str(part)!r}", "kd.allow_missing_teacher=true")),
+              tiny_data, tmp_path / "p2", progress=False)
+    assert r.model_path.is_file()
+
+
+@pytest.mark.slow
+def test_torchrun_two_cpu_processes(tiny_data, tmp_path, fast_overrides):
+    torchrun = Path(sys.executable).with_name("torchrun")
+    out = tmp_path / "ddp"
+    cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "edgeasc.cli", "train",
+           "--data", str(tiny_data), "--out", str(out), "--no-progress"]
+    for o in fast_overrides:
+        cmd += ["--set", o]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    model, ckpt = load_model(out / "model.pt")
+    lines = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [l["epoch"] for l in lines] == [1, 2]
+    assert all(torch.isfinite(torch.tensor(l["loss"])) for l in lines)
+    assert "world 2" in (out / "train.log").read_text()
