@@ -44,7 +44,7 @@ def predict_logits(
 
         starts = tqdm(starts, desc="evaluating", unit="batch")
     for s in starts:
-        x = torch.from_numpy(np.asarray(waves[s : s + batch_size], dtype=np.float32)).to(device)
+        x = torch.from_numpy(np.array(waves[s : s + batch_size], dtype=np.float32)).to(device)
         out.append(model(mel(x)).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, len(SCENES)), dtype=np.float32)
 
