@@ -40,7 +40,7 @@ from edgeasc.labels import CITIES, DEVICE_GROUPS, DEVICES, SCENES
 
 logger = logging.getLogger(__name__)
 
-GENERATOR_VERSION = "1.0"
+GENERATOR_VERSION = "1.1"
 """Bumped whenever the same seed and scale would give different files."""
 
 SAMPLE_RATE_HZ = 44_100
@@ -86,9 +86,9 @@ class Difficulty:
     """
 
     overlap: float = 0.05
-    spread: float = 0.5
+    spread: float = 0.3
     location_share: float = 0.6
-    city_shift: float = 0.5
+    city_shift: float = 0.3
     snr_offset_db: float = 0.0
     snr_limits_db: tuple[float, float] = (-45.0, 15.0)
     event_jitter_db: float = 4.0
