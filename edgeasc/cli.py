@@ -88,10 +88,12 @@ def synth(out_dir: Path, scale: str, seed: int, overwrite: bool, if_missing: boo
 @click.option("--recipe", type=click.Path(dir_okay=False, path_type=Path), help="TOML recipe file.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a config value, e.g. --set optim.epochs=10 (repeatable).")
+@click.option("--teacher-checkpoint", type=click.Path(dir_okay=False, path_type=Path),
+              help="Start a PaSST from an official checkpoint (sets model.kwargs.checkpoint_path).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last completed epoch.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def train(data_dir: Path, out_dir: Path, recipe: Path | None, overrides: tuple[str, ...], resume: bool,
-          no_progress: bool) -> None:
+def train(data_dir: Path, out_dir: Path, recipe: Path | None, overrides: tuple[str, ...],
+          teacher_checkpoint: Path | None, resume: bool, no_progress: bool) -> None:
     """Train a student (or teacher) model.
 
     Example: edgeasc train --data data/synth --out runs/student --recipe recipes/demo_student.toml
@@ -99,6 +101,8 @@ def train(data_dir: Path, out_dir: Path, recipe: Path | None, overrides: tuple[s
     from edgeasc.config import resolve_train_config
     from edgeasc.train import train as run_training
 
+    if teacher_checkpoint is not None:
+        overrides = (*overrides, f"model.kwargs.checkpoint_path={str(teacher_checkpoint)!r}")
     cfg = resolve_train_config(recipe, overrides)
     result = run_training(cfg, data_dir, out_dir, resume=resume, progress=not no_progress)
     if result.final_metrics:
@@ -160,12 +164,14 @@ def models_cmd(pattern: str, as_json: bool) -> None:
 
     Example: edgeasc models --pattern 'sscp*'
     """
-    from edgeasc.complexity import count_dcase
+    from edgeasc.complexity import DCASE_INPUT_SIZE, count_dcase
     from edgeasc.models import create_model, list_models
 
     rows = []
     for name in list_models(pattern):
-        rep = count_dcase(create_model(name))
+        model = create_model(name)
+        # waveform-input teachers (PaSST) are counted on one 1-s clip, frontend excluded from the MACs
+        rep = count_dcase(model, getattr(model, "example_input_size", DCASE_INPUT_SIZE))
         rows.append({"name": name, "params": rep.params, "macs": rep.macs, "param_bytes_fp16": rep.params * 2})
     if as_json:
         click.echo(json.dumps(rows, indent=2))
@@ -176,6 +182,49 @@ def models_cmd(pattern: str, as_json: bool) -> None:
     widths = [max(len(row[i]) for row in table) for i in range(len(head))]
     for row in table:
         click.echo("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+
+
+@cli.command("teacher-logits")
+@click.option("--teacher", "teachers", multiple=True, required=True, metavar="RUN_OR_CKPT",
+              help="A teacher run directory (holding model.pt) or checkpoint; repeat for each ensemble member.")
+@click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="TAU22-layout dataset folder (real or synthetic).")
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Teacher-logits file to write (.npz).")
+@click.option("--split", default="split25", show_default=True, help="Clips to cover: the student's training split.")
+@click.option("--val-split", default="test", show_default=True,
+              help="Where a member's accuracy is measured when its run recorded none.")
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Waveform cache (default: inside the dataset folder, as `edgeasc train`).")
+@click.option("--no-resume", is_flag=True, help="Recompute every member instead of reusing finished ones.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def teacher_logits_cmd(teachers: tuple[str, ...], data_dir: Path, out_path: Path, split: str, val_split: str,
+                       batch_size: int, device: str, cache_dir: Path | None, no_resume: bool,
+                       no_progress: bool) -> None:
+    """Average the logits of an ensemble of teachers over the training split, stored by clip id for KD.
+
+    Runs once per teacher (no augmentation, batched), resumes finished members, and runs data-parallel
+    under torchrun (torchrun --nproc_per_node N -m edgeasc.cli teacher-logits ...).
+
+    Example: edgeasc teacher-logits --teacher runs/t_passt --teacher runs/t_cpmobile --data data/synth
+    --out runs/teachers.npz
+    """
+    from edgeasc.distill import TeacherLogits
+    from edgeasc.teachers import compute_teacher_logits
+
+    path = compute_teacher_logits(list(teachers), data_dir, out_path, split, val_split=val_split,
+                                  batch_size=batch_size, device=device, cache_dir=cache_dir,
+                                  progress=not no_progress, resume=not no_resume)
+    tl = TeacherLogits.load(path)
+    width = max(len(m) for m in tl.members)
+    for member, acc in zip(tl.members, tl.member_val_accuracy):
+        click.echo(f"{member.ljust(width)}  val macro accuracy {100 * acc:6.2f}%")
+    click.echo(f"ensemble of {len(tl.members)} teachers on {len(tl.clip_ids)} clips of {split}")
+    click.echo(f"wrote {path} ({_size(path)})")
+    click.echo(f"next: edgeasc train --data {data_dir} --out runs/student_kd --recipe recipes/demo_kd_student.toml "
+               f"--set kd.teacher_logits='{path}'")
 
 
 def main() -> None:

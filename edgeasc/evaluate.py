@@ -34,8 +34,13 @@ def predict_logits(
     device: str | torch.device = "cpu",
     progress: bool = False,
 ) -> np.ndarray:
-    """Logits (N, n_classes) of `model` on waveforms (N, samples) through the log-mel frontend."""
+    """Logits (N, n_classes) of `model` on waveforms (N, samples) through the log-mel frontend.
+
+    Waveform-input models (`model.input_kind == "waveform"`, e.g. PaSST) get the waveforms and compute
+    their own frontend.
+    """
     model = model.eval().to(device)
+    wave_input = getattr(model, "input_kind", "logmel") == "waveform"
     mel = LogMel(frontend).to(device)
     out = []
     starts = range(0, len(waves), batch_size)
@@ -45,7 +50,7 @@ def predict_logits(
         starts = tqdm(starts, desc="evaluating", unit="batch")
     for s in starts:
         x = torch.from_numpy(np.array(waves[s : s + batch_size], dtype=np.float32)).to(device)
-        out.append(model(mel(x)).float().cpu().numpy())
+        out.append(model(x if wave_input else mel(x)).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, len(SCENES)), dtype=np.float32)
 
 

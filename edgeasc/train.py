@@ -174,6 +174,12 @@ def train(
     # --- model and optimiser ------------------------------------------------------------------
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.model.name, **cfg.model.kwargs).to(device)
+    # Waveform-input models (PaSST) compute their own frontend and apply their own spectrogram augmentation
+    # (masks, Freq-MixStyle, patchout: model kwargs) with the `aug` generator; roll and DIR still apply here.
+    wave_input = getattr(model, "input_kind", "logmel") == "waveform"
+    if wave_input and model.sample_rate_hz != fe.sample_rate_hz:
+        raise ConfigError(f"{cfg.model.name} expects {model.sample_rate_hz} Hz audio, but frontend.sample_rate_hz "
+                          f"is {fe.sample_rate_hz}")
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     history: list[dict[str, Any]] = []
     start_epoch = 0
@@ -237,10 +243,13 @@ def train(
                     m = mask_along(m, 1, cfg.augment.freq_mask_bins, cfg.augment.n_freq_masks, aug)
                     return mask_along(m, 2, cfg.augment.time_mask_frames, cfg.augment.n_time_masks, aug)
 
-                with torch.no_grad():
-                    x = mel(wave, mask_fn=mask)
-                    x = freq_mixstyle(x, cfg.augment.mixstyle_p, cfg.augment.mixstyle_alpha, aug)
-                logits = ddp_model(x)
+                if wave_input:
+                    logits = ddp_model(wave, generator=aug)
+                else:
+                    with torch.no_grad():
+                        x = mel(wave, mask_fn=mask)
+                        x = freq_mixstyle(x, cfg.augment.mixstyle_p, cfg.augment.mixstyle_alpha, aug)
+                    logits = ddp_model(x)
                 if teacher is not None:
                     parts = _kd_parts(logits, y, teacher[idx_sorted].to(device), teacher_found[idx_sorted].to(device), cfg)
                 else:

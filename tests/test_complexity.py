@@ -108,7 +108,7 @@ def test_format_complexity_table():
     assert any(line.startswith("in_c.0.2") for line in format_complexity_table(r, zero_cost_rows=True).splitlines())
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", sorted(set(list_models()) - set(list_models("passt*"))))  # log-mel input models
 def test_matches_torchinfo(name):
     torchinfo = pytest.importorskip("torchinfo")
     model = create_model(name)

@@ -38,7 +38,7 @@ S3_BLOCKS = ((68, 32), (68, 32), (68, 32), (68, 58), (125, 58), (125, 101))
 
 
 def test_every_registered_model_has_pinned_golden_numbers():
-    assert sorted(GOLDEN) == list_models()
+    assert sorted(GOLDEN) == sorted(set(list_models()) - set(list_models("passt*")))  # PaSST: test_passt.py
 
 
 @pytest.mark.parametrize("name", sorted(GOLDEN))

@@ -7,6 +7,7 @@ checkpointed model with `model_from_config(ckpt["model_config"])`.
 
 from edgeasc.models import cpmobile as _cpmobile  # noqa: F401  (registers the cpmobile family)
 from edgeasc.models import sscp_mobile as _sscp_mobile  # noqa: F401  (registers the sscp_mobile family)
+from edgeasc.models import passt as _passt  # noqa: F401  (registers the PaSST teachers)
 from edgeasc.models.layers import make_divisible
 from edgeasc.models.registry import create_model, is_model, list_models, model_from_config, register_model
 

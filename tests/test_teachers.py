@@ -1,0 +1,177 @@
+"""Ensemble teacher logits: the mean of the members' predictions, resumable, covering the split."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from edgeasc.checkpoint import save_checkpoint
+from edgeasc.cli import cli
+from edgeasc.config import FrontendConfig
+from edgeasc.dataset import TAUDataset, load_waveforms
+from edgeasc.distill import TeacherLogits
+from edgeasc.errors import CheckpointError, ConfigError, DataError
+from edgeasc.evaluate import predict_logits
+from edgeasc.labels import SCENES
+from edgeasc.metrics import macro_accuracy
+from edgeasc.models import create_model
+from edgeasc.teachers import compute_teacher_logits
+
+
+@pytest.fixture()
+def teachers(tmp_path):
+    """A CP-Mobile run directory whose checkpoint records its accuracy, and a bare PaSST checkpoint."""
+    torch.manual_seed(0)
+    cnn_run = tmp_path / "t_cnn"
+    save_checkpoint(cnn_run / "model.pt", create_model("test_cpmobile").eval(), stage="train",
+                    extra={"val_macro_accuracy": 0.25, "val_split": "test"})
+    passt_ckpt = tmp_path / "passt_tiny.pt"
+    save_checkpoint(passt_ckpt, create_model("passt_tiny").eval(), stage="train")
+    return cnn_run, passt_ckpt
+
+
+def member_predictions(model_path: Path, waves: np.ndarray) -> np.ndarray:
+    from edgeasc.checkpoint import load_model
+
+    model, _ = load_model(model_path)
+    if getattr(model, "input_kind", "logmel") == "waveform":
+        with torch.no_grad():
+            return model(torch.from_numpy(np.array(waves))).numpy()
+    return predict_logits(model, waves, FrontendConfig(), batch_size=16)
+
+
+def test_ensemble_is_the_mean_of_its_members(tiny_data, cache_dir, tmp_path, teachers, caplog):
+    cnn_run, passt_ckpt = teachers
+    out = tmp_path / "teachers.npz"
+    caplog.set_level(logging.INFO, logger="edgeasc")
+    path = compute_teacher_logits([cnn_run, passt_ckpt], tiny_data, out, batch_size=7, cache_dir=cache_dir,
+                                  progress=False)
+    assert path == out and out.is_file()
+    tl = TeacherLogits.load(out)
+
+    ds = TAUDataset(tiny_data)
+    clips = ds.clips("split25")
+    assert tl.clip_ids == tuple(c.clip_id for c in clips)
+    fe = FrontendConfig()
+    waves = load_waveforms(ds.root, clips, fe.sample_rate_hz, fe.clip_samples, cache_dir)
+    cnn = member_predictions(cnn_run / "model.pt", waves)
+    passt = member_predictions(passt_ckpt, waves)
+    np.testing.assert_allclose(tl.logits, (cnn + passt) / 2, rtol=1e-5, atol=1e-5)
+    assert tl.members == (str(cnn_run), str(passt_ckpt))
+
+    # accuracy: recorded by the CNN's run; computed on the test fold for the bare PaSST checkpoint
+    test_clips = ds.clips("test")
+    test_waves = load_waveforms(ds.root, test_clips, fe.sample_rate_hz, fe.clip_samples, cache_dir)
+    expected = macro_accuracy(np.array([c.label for c in test_clips]), member_predictions(passt_ckpt, test_waves).argmax(1))
+    assert tl.member_val_accuracy[0] == pytest.approx(0.25)
+    assert tl.member_val_accuracy[1] == pytest.approx(expected)
+    assert "computed on test" in caplog.text and "checkpoint (test)" in caplog.text
+
+    # coverage: every training clip is found; clips outside the split are reported with a count
+    arr, found = tl.lookup([c.clip_id for c in clips])
+    assert found.all() and np.array_equal(arr, tl.logits)
+    outside = [c.clip_id for c in ds.clips("train") if c.clip_id not in set(tl.clip_ids)]
+    assert outside
+    with pytest.raises(DataError, match=f"{len(outside)} of {len(outside) + 1} training clips have no teacher"):
+        tl.lookup([clips[0].clip_id] + outside)
+
+
+def test_finished_members_are_reused_and_changed_ones_recomputed(tiny_data, cache_dir, tmp_path, teachers, caplog):
+    cnn_run, passt_ckpt = teachers
+    out = tmp_path / "teachers.npz"
+    compute_teacher_logits([cnn_run, passt_ckpt], tiny_data, out, cache_dir=cache_dir, progress=False)
+    first = TeacherLogits.load(out)
+    partial = tmp_path / ".teachers.npz.partial"
+    assert len(list(partial.glob("member_*.npy"))) == 2 and len(list(partial.glob("member_*.json"))) == 2
+    assert not list(partial.glob("*.rank*"))  # shards are merged and removed
+    out.unlink()
+
+    caplog.set_level(logging.INFO, logger="edgeasc")
+    caplog.clear()
+    compute_teacher_logits([cnn_run, passt_ckpt], tiny_data, out, cache_dir=cache_dir, progress=False)
+    assert caplog.text.count("reusing logits computed earlier") == 2
+    again = TeacherLogits.load(out)
+    assert np.array_equal(first.logits, again.logits) and again.member_val_accuracy == first.member_val_accuracy
+
+    # a retrained member (new weights, same path) is recomputed; the other is still reused
+    torch.manual_seed(1)
+    save_checkpoint(passt_ckpt, create_model("passt_tiny").eval(), stage="train")
+    caplog.clear()
+    compute_teacher_logits([cnn_run, passt_ckpt], tiny_data, out, cache_dir=cache_dir, progress=False)
+    assert caplog.text.count("reusing logits computed earlier") == 1
+    assert not np.array_equal(TeacherLogits.load(out).logits, first.logits)
+
+    caplog.clear()
+    compute_teacher_logits([cnn_run], tiny_data, out, cache_dir=cache_dir, progress=False, resume=False)
+    assert "reusing" not in caplog.text
+
+
+def test_member_accuracy_from_metrics_json(tiny_data, cache_dir, tmp_path):
+    run = tmp_path / "run"
+    save_checkpoint(run / "model.pt", create_model("test_cpmobile").eval(), stage="import")
+    (run / "metrics.json").write_text(json.dumps({"split": "test", "macro_accuracy": 0.625}))
+    tl = TeacherLogits.load(compute_teacher_logits([run], tiny_data, tmp_path / "t.npz", cache_dir=cache_dir,
+                                                   progress=False))
+    assert tl.member_val_accuracy == (0.625,)
+
+
+def test_bad_teacher_lists_are_rejected(tiny_data, tmp_path, teachers):
+    cnn_run, passt_ckpt = teachers
+    out = tmp_path / "t.npz"
+    with pytest.raises(ConfigError, match="no teachers"):
+        compute_teacher_logits([], tiny_data, out)
+    with pytest.raises(ConfigError, match="same checkpoint"):
+        compute_teacher_logits([cnn_run, cnn_run / "model.pt"], tiny_data, out)
+    with pytest.raises(CheckpointError, match="teacher not found"):
+        compute_teacher_logits([tmp_path / "nope"], tiny_data, out)
+    (tmp_path / "empty_run").mkdir()
+    with pytest.raises(CheckpointError, match="has no model.pt"):
+        compute_teacher_logits([tmp_path / "empty_run"], tiny_data, out)
+    wrong = tmp_path / "wrong.pt"
+    save_checkpoint(wrong, create_model("test_cpmobile", n_classes=4), stage="train")
+    with pytest.raises(CheckpointError, match="outputs 4 logits, expected 10"):
+        compute_teacher_logits([wrong], tiny_data, out, progress=False)
+    assert not out.exists()
+
+
+def test_cli_teacher_logits(tiny_data, cache_dir, tmp_path, teachers):
+    cnn_run, passt_ckpt = teachers
+    out = tmp_path / "cli.npz"
+    runner = CliRunner()
+    result = runner.invoke(cli, ["teacher-logits", "--teacher", str(cnn_run), "--teacher", str(passt_ckpt),
+                                 "--data", str(tiny_data), "--out", str(out), "--cache-dir", str(cache_dir),
+                                 "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert f"wrote {out}" in result.output and "next: edgeasc train" in result.output
+    assert "val macro accuracy  25.00%" in result.output
+    assert TeacherLogits.load(out).members == (str(cnn_run), str(passt_ckpt))
+    bad = runner.invoke(cli, ["teacher-logits", "--teacher", str(tmp_path / "nope"), "--data", str(tiny_data),
+                              "--out", str(out)])
+    assert bad.exit_code == 2 and "error: teacher not found" in bad.output
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_match_one(tiny_data, cache_dir, tmp_path, teachers):
+    cnn_run, passt_ckpt = teachers
+    single = compute_teacher_logits([cnn_run, passt_ckpt], tiny_data, tmp_path / "one.npz", cache_dir=cache_dir,
+                                    progress=False)
+    torchrun = Path(sys.executable).with_name("torchrun")
+    out = tmp_path / "ddp" / "two.npz"
+    cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "edgeasc.cli", "teacher-logits",
+           "--teacher", str(cnn_run), "--teacher", str(passt_ckpt), "--data", str(tiny_data), "--out", str(out),
+           "--no-progress", "--device", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    a, b = TeacherLogits.load(single), TeacherLogits.load(out)
+    assert a.clip_ids == b.clip_ids and a.member_val_accuracy == pytest.approx(b.member_val_accuracy)
+    np.testing.assert_allclose(a.logits, b.logits, rtol=1e-5, atol=1e-5)
