@@ -58,20 +58,23 @@ def _load_raw(path: Path) -> Any:
         raise CheckpointError(f"cannot read checkpoint {path}: {type(exc).__name__}: {msg}") from None
 
 
-def _split_prefix(state: Mapping[str, Any], path: Path) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """Find the network's key prefix; return (unprefixed network state, keys left out)."""
-    candidates = set()
-    for key in state:
-        if key.endswith(_STEM_KEY):
-            prefix = key[: -len(_STEM_KEY)]
-            rest = prefix
-            while rest:
-                p = next((p for p in MODEL_KEY_PREFIXES if rest.startswith(p)), None)
-                if p is None:
-                    break
+def network_prefixes(keys: Any, anchor_key: str) -> set[str]:
+    """Prefixes under which `anchor_key` occurs, each made only of known wrappers (`MODEL_KEY_PREFIXES`,
+    nested like `model.module.`); one prefix per network held in the file."""
+    found = set()
+    for key in keys:
+        if isinstance(key, str) and key.endswith(anchor_key):
+            prefix = rest = key[: -len(anchor_key)]
+            while rest and (p := next((p for p in MODEL_KEY_PREFIXES if rest.startswith(p)), None)):
                 rest = rest[len(p) :]
             if not rest:
-                candidates.add(prefix)
+                found.add(prefix)
+    return found
+
+
+def _split_prefix(state: Mapping[str, Any], path: Path) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Find the network's key prefix; return (unprefixed network state, keys left out)."""
+    candidates = network_prefixes(state, _STEM_KEY)
     if not candidates:
         raise CheckpointError(
             f"{path}: no CP-Mobile/SSCP-Mobile weights found (expected a key like 'model.{_STEM_KEY}' "

@@ -431,7 +431,7 @@ class PasstLoadReport:
 
 
 def _network_state(obj: Any, path: Path) -> tuple[dict[str, Tensor], str, tuple[str, ...]]:
-    from edgeasc.models.import_ckpt import MODEL_KEY_PREFIXES
+    from edgeasc.models.import_ckpt import MODEL_KEY_PREFIXES, network_prefixes
 
     state = obj
     for key in ("state_dict", "model"):  # Lightning / edgeasc, then DeiT-style nesting
@@ -440,14 +440,7 @@ def _network_state(obj: Any, path: Path) -> tuple[dict[str, Tensor], str, tuple[
             break
     if not isinstance(state, dict) or not state:
         raise CheckpointError(f"{path}: expected a PaSST state_dict (raw, or under 'state_dict' or 'model')")
-    prefixes = set()
-    for key in state:
-        if isinstance(key, str) and key.endswith(_ANCHOR_KEY):
-            prefix, rest = key[: -len(_ANCHOR_KEY)], key[: -len(_ANCHOR_KEY)]
-            while rest and (p := next((p for p in MODEL_KEY_PREFIXES if rest.startswith(p)), None)):
-                rest = rest[len(p):]
-            if not rest:
-                prefixes.add(prefix)
+    prefixes = network_prefixes(state, _ANCHOR_KEY)
     if not prefixes:
         raise CheckpointError(
             f"{path}: no PaSST weights found (expected a key '{_ANCHOR_KEY}', optionally under one of the "
