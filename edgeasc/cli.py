@@ -123,20 +123,87 @@ def train(data_dir: Path, out_dir: Path, recipe: Path | None, overrides: tuple[s
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def evaluate(model_path: Path, data_dir: Path, split: str, out_dir: Path | None, batch_size: int,
              as_json: bool) -> None:
-    """Macro, per-device and per-class accuracy of a model on a split.
+    """Macro, per-device and per-class accuracy of a model (checkpoint or .tflite) on a split.
+
+    A .tflite runs on LiteRT's reference kernels (bit-exact with TFLite Micro).
 
     Example: edgeasc evaluate runs/student/model.pt --data data/synth
     """
     from edgeasc.evaluate import evaluate_checkpoint
     from edgeasc.metrics import format_report
+    from edgeasc.runtime import evaluate_tflite
 
-    report = evaluate_checkpoint(model_path, data_dir, split=split, out_dir=out_dir, batch_size=batch_size,
-                                 progress=not as_json)
+    run = evaluate_tflite if model_path.suffix.lower() == ".tflite" else evaluate_checkpoint
+    report = run(model_path, data_dir, split=split, out_dir=out_dir, batch_size=batch_size, progress=not as_json)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
     click.echo(format_report(report, title=f"{report['model_name']} on {split} ({report['n_clips']} clips), macro accuracy %"))
     click.echo(f"\nwrote {report['artifacts']['eval_json']} and {report['artifacts']['confusion_png']}")
+
+
+@cli.command("export")
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="TAU22-layout dataset: calibration (training split) and parity (evaluation split).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Output folder (default: export/ beside the checkpoint).")
+@click.option("--int8", is_flag=True, help="Also write the full-integer int8 TFLite (int8 weights, activations, I/O).")
+@click.option("--calib-clips", type=int, default=300, show_default=True,
+              help="Calibration clips: a seeded, class-balanced subset of the training split.")
+@click.option("--calib-split", help="Training split to calibrate on (default: the checkpoint's, else split25).")
+@click.option("--eval-split", default="test", show_default=True, help="Split for the parity report.")
+@click.option("--eval-clips", type=int, help="Measure parity on a class-balanced subset of this size.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print export_report.json.")
+def export_cmd(checkpoint: Path, data_dir: Path, out_dir: Path | None, int8: bool, calib_clips: int,
+               calib_split: str | None, eval_split: str, eval_clips: int | None, seed: int, as_json: bool) -> None:
+    """Export a checkpoint to ONNX and TFLite (float32; int8 with --int8) and measure parity with torch.
+
+    Example: edgeasc export runs/student/model.pt --int8 --data data/synth --out runs/student/export
+    """
+    from edgeasc.export import export_checkpoint, format_export_report
+
+    result = export_checkpoint(checkpoint, data_dir, out_dir, int8=int8, calib_clips=calib_clips,
+                               calib_split=calib_split, eval_split=eval_split, eval_clips=eval_clips, seed=seed,
+                               progress=not as_json)
+    if as_json:
+        click.echo(json.dumps(result.report, indent=2))
+        return
+    click.echo(format_export_report(result.report))
+    click.echo("")
+    for key in ("onnx", "tflite_float32", "tflite_int8", "calibration_ids", "report"):
+        if key in result.artifacts:
+            click.echo(f"{key:16s} {result.artifacts[key]} ({_size(result.artifacts[key])})")
+    final = result.artifacts.get("tflite_int8", result.artifacts.get("tflite_float32"))
+    click.echo(f"next: edgeasc audit {final}")
+
+
+@cli.command()
+@click.argument("model_path", type=click.Path(path_type=Path))
+@click.option("--budget", default="dcase2025", show_default=True, help="Named budget, or 'none'.")
+@click.option("--max-param-bytes", type=int, help="Override the parameter-memory limit (bytes).")
+@click.option("--max-macs", type=int, help="Override the MAC limit.")
+@click.option("--mac-rule", type=click.Choice(["dcase", "deployed"]),
+              help="Which MAC count the limit applies to (default: the budget's; dcase2025: dcase).")
+@click.option("--layers/--no-layers", default=True, show_default=True, help="Print the per-layer table.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def audit(model_path: Path, budget: str, max_param_bytes: int | None, max_macs: int | None, mac_rule: str | None,
+          layers: bool, as_json: bool) -> None:
+    """Parameters, parameter memory, MACs and peak activation memory of a .tflite, .onnx or checkpoint.
+
+    Exit code 0 within budget, 1 over budget, 2 unreadable or unsupported file.
+
+    Example: edgeasc audit runs/student/export/model_int8.tflite --budget dcase2025
+    """
+    from edgeasc.audit import audit_model, format_audit
+    from edgeasc.errors import DomainError
+
+    report = audit_model(model_path, budget=budget, max_param_bytes=max_param_bytes, max_macs=max_macs,
+                         mac_rule=mac_rule)
+    click.echo(json.dumps(report.to_dict(), indent=2) if as_json else format_audit(report, layers=layers))
+    if report.violations:
+        raise DomainError(f"{model_path.name} is over budget {report.budget_name}: " + "; ".join(report.violations))
 
 
 @cli.command("import-checkpoint")

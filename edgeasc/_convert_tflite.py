@@ -1,0 +1,59 @@
+"""Child-process entry of the ONNX -> TFLite step: `python -m edgeasc._convert_tflite JOB.json`.
+
+TensorFlow and onnx2tf are imported only here, in a process of their own: the training side never loads
+TensorFlow, and a converter crash (onnx2tf has died with SIGFPE on a badly shaped calibration array) ends
+this process, not the CLI. The parent (`edgeasc.export.convert_onnx_to_tflite`) reads the exit status.
+
+JOB.json: {"conversions": [{"onnx": path, "out_dir": path, "calibration_npy": path | null,
+                            "input_name": str}, ...]}
+For each conversion onnx2tf writes `{stem}_float32.tflite` and, with calibration data,
+`{stem}_full_integer_quant.tflite` (int8 weights per channel, int8 activations, int8 input and output).
+Several conversions in one job share one TensorFlow start-up (about 15 s on a small CPU).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+
+def convert_one(onnx_path: str, out_dir: str, calibration_npy: str | None, input_name: str) -> None:
+    """Run onnx2tf on one model. The calibration array is float32 NHWC `(N, n_mels, frames, 1)` of already
+    normalised features, hence mean 0 and std 1 (onnx2tf applies `(x - mean) / std` itself)."""
+    import onnx2tf
+
+    kwargs = {}
+    if calibration_npy:
+        kwargs = dict(
+            output_integer_quantized_tflite=True,
+            quant_type="per-channel",
+            custom_input_op_name_np_data_path=[[input_name, calibration_npy, 0.0, 1.0]],
+            input_quant_dtype="int8",
+            output_quant_dtype="int8",
+        )
+    onnx2tf.convert(
+        input_onnx_file_path=onnx_path,
+        output_folder_path=out_dir,
+        output_signaturedefs=True,  # without it, the float-only path fails on ONNX names starting with "/"
+        non_verbose=True,
+        **kwargs,
+    )
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print("usage: python -m edgeasc._convert_tflite JOB.json", file=sys.stderr)
+        return 2
+    job = json.loads(Path(argv[1]).read_text(encoding="utf-8"))
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    for conv in job["conversions"]:
+        print(f"[edgeasc] converting {conv['onnx']} -> {conv['out_dir']}", flush=True)
+        convert_one(conv["onnx"], conv["out_dir"], conv.get("calibration_npy"), conv["input_name"])
+        print(f"[edgeasc] done {conv['onnx']}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,647 @@
+"""Export an edgeasc checkpoint for deployment: PyTorch -> ONNX -> TFLite float32 and full-integer int8.
+
+Pipeline (docs/export.md):
+1. BatchNorm is folded into the preceding convolution, and the network is exported to ONNX (opset 17,
+   batch 1, fixed input `(1, 1, n_mels, frames)` = `(1, 1, 256, 65)` for the DCASE frontend).
+2. onnx2tf converts the ONNX file to TFLite in a child process (`edgeasc._convert_tflite`), so TensorFlow
+   never loads on the training side and a converter crash becomes a clear error. The int8 model is
+   calibrated on real log-mel features of a fixed, seeded, class-balanced subset of the training split
+   (never random noise); its clip ids are written next to the model.
+3. Every artifact is loaded and run on the evaluation split: macro and per-device accuracy of torch float,
+   ONNX Runtime, TFLite float32 and TFLite int8 (LiteRT reference kernels), top-1 agreement with torch and
+   the largest logit error, against the targets in `PARITY_TARGETS`.
+
+Deployment metadata (labels, frontend parameters, input/output quantisation, model name) travels in the
+ONNX `metadata_props`, embedded in each .tflite (metadata entry `edgeasc`) and in a sidecar JSON named like
+the model (`model_int8.json`).
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeasc.artifacts import write_atomic, write_bytes_atomic, write_json_atomic, write_text_atomic
+from edgeasc.errors import EdgeAscError
+
+log = logging.getLogger(__name__)
+
+ONNX_OPSET = 17
+INPUT_NAME = "logmel"
+OUTPUT_NAME = "logits"
+METADATA_SCHEMA = "edgeasc-model-metadata/1"
+
+
+class ExportError(EdgeAscError):
+    """The conversion failed or its result misses a parity target (the input was fine): exit code 1."""
+
+    exit_code = 1
+
+
+class MissingDependencyError(EdgeAscError):
+    """A package the export needs is not installed (exit code 2)."""
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    """One row of the export table (after the Ultralytics exporter's format table).
+
+    Attributes:
+        key: identifier used in reports (`onnx`, `tflite_float32`, `tflite_int8`).
+        description: what the artifact is.
+        filename: the artifact's name in the output folder.
+        modules: Python modules it needs (import names).
+        options: export options that affect it.
+    """
+
+    key: str
+    description: str
+    filename: str
+    modules: tuple[str, ...]
+    options: tuple[str, ...] = ()
+
+
+EXPORT_FORMATS: tuple[ExportFormat, ...] = (
+    ExportFormat("onnx", "ONNX, opset 17, float32, BatchNorm folded", "model.onnx", ("onnx", "onnxruntime")),
+    ExportFormat("tflite_float32", "TFLite float32 (NHWC input)", "model_float32.tflite",
+                 ("onnx2tf", "tensorflow", "tf_keras", "onnx_graphsurgeon", "sng4onnx", "psutil")),
+    ExportFormat("tflite_int8", "TFLite full-integer int8: per-channel int8 weights, int8 activations and I/O",
+                 "model_int8.tflite", ("onnx2tf", "tensorflow", "tf_keras", "onnx_graphsurgeon", "sng4onnx",
+                                       "psutil"), ("calib_clips", "calib_split", "seed")),
+)
+"""Formats `export_checkpoint` writes; `tflite_int8` only with `int8=True`."""
+
+PARITY_TARGETS: dict[str, dict[str, float]] = {
+    "onnxruntime": {"min_agreement": 0.999},
+    "tflite_float32": {"min_agreement": 0.999},
+    "tflite_int8": {"min_agreement": 0.99, "max_accuracy_drop_pp": 1.0},
+}
+"""Top-1 agreement with torch (fraction of clips) and macro-accuracy drop (percentage points). A float
+target missed means a broken conversion and fails the export; the int8 targets are stated for a trained
+model (an untrained one has near-tied logits) and are reported, with a warning when missed."""
+
+RUNTIMES: tuple[str, ...] = ("torch", "onnxruntime", "tflite_float32", "tflite_int8")
+
+CALIBRATION_IDS_FILE = "calibration_clips.txt"
+REPORT_FILE = "export_report.json"
+LOG_FILE = "convert.log"
+
+
+@dataclass
+class ExportResult:
+    """What `export_checkpoint` wrote.
+
+    Attributes:
+        out_dir: the output folder.
+        artifacts: format key (and `report`, `calibration_ids`, `log`, sidecars) -> path.
+        report: the parity report (also in `export_report.json`).
+    """
+
+    out_dir: Path
+    artifacts: dict[str, Path] = field(default_factory=dict)
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+def check_dependencies(int8: bool = True, tflite: bool = True) -> None:
+    """Fail early, with the install line, when an export dependency is missing (nothing heavy is imported).
+
+    Raises:
+        MissingDependencyError: a module of the selected formats is not installed.
+    """
+    keys = {"onnx"} | ({"tflite_float32"} if tflite else set()) | ({"tflite_int8"} if int8 else set())
+    needed = [m for f in EXPORT_FORMATS if f.key in keys for m in f.modules]
+    if tflite:
+        needed.append("ai_edge_litert" if importlib.util.find_spec("ai_edge_litert") else "tensorflow")
+    missing = sorted({m for m in needed if importlib.util.find_spec(m) is None})
+    if missing:
+        raise MissingDependencyError(
+            f"export needs {', '.join(missing)}, which are not installed; install the export extra "
+            "(pip install -e '.[export]')"
+        )
+
+
+# --------------------------------------------------------------------------------------------------
+# PyTorch -> ONNX
+# --------------------------------------------------------------------------------------------------
+def fold_batchnorm(model: Any) -> Any:
+    """A copy of `model` (eval mode) with every BatchNorm2d that directly follows a Conv2d inside an
+    `nn.Sequential` folded into that convolution's weight and bias (and replaced by Identity).
+
+    The edgeasc model families place every BatchNorm so; a BatchNorm elsewhere stays and is logged.
+    """
+    from torch import nn
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    work = copy.deepcopy(model).float().cpu().eval()
+    folded = 0
+    for module in work.modules():
+        if not isinstance(module, nn.Sequential):
+            continue
+        names = list(module._modules)
+        for a, b in zip(names, names[1:]):
+            conv, bn = module._modules[a], module._modules[b]
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and bn.track_running_stats:
+                module._modules[a] = fuse_conv_bn_eval(conv, bn)
+                module._modules[b] = nn.Identity()
+                folded += 1
+    left = sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in work.modules())
+    if left:
+        log.warning("%d BatchNorm layers do not follow a convolution and stay in the export", left)
+    log.debug("folded %d BatchNorm layers", folded)
+    return work
+
+
+def export_onnx(
+    model: Any,
+    path: str | os.PathLike,
+    input_size: tuple[int, ...] = (1, 1, 256, 65),
+    metadata: dict[str, Any] | None = None,
+    opset: int = ONNX_OPSET,
+) -> Path:
+    """Fold BatchNorm, export to ONNX with a fixed batch-1 input and write it atomically.
+
+    Args:
+        model: the network (unchanged; a folded copy is exported).
+        path: the .onnx file to write.
+        input_size: `(1, C, n_mels, frames)`.
+        metadata: written to `metadata_props` (non-string values as JSON).
+        opset: ONNX opset (>= 17).
+
+    Returns:
+        The path written.
+    """
+    import warnings
+
+    import onnx
+    import torch
+
+    if opset < 17:
+        raise ValueError(f"opset must be >= 17, got {opset}")
+    folded = fold_batchnorm(model)
+    path = Path(path)
+    with tempfile.TemporaryDirectory(prefix="edgeasc_onnx_") as tmp:
+        tmp_file = Path(tmp) / "model.onnx"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notices
+            torch.onnx.export(
+                folded, torch.zeros(input_size), str(tmp_file), input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME], opset_version=opset, do_constant_folding=True, dynamo=False,
+            )
+        proto = onnx.load(str(tmp_file))
+    for key, value in (metadata or {}).items():
+        entry = proto.metadata_props.add()
+        entry.key = key
+        entry.value = value if isinstance(value, str) else json.dumps(value)
+    onnx.checker.check_model(proto)
+    bn_nodes = [n.name for n in proto.graph.node if n.op_type == "BatchNormalization"]
+    if bn_nodes:
+        log.warning("ONNX graph keeps %d BatchNormalization nodes: %s", len(bn_nodes), ", ".join(bn_nodes[:3]))
+    return write_atomic(path, lambda p: onnx.save(proto, str(p)))
+
+
+# --------------------------------------------------------------------------------------------------
+# Calibration data
+# --------------------------------------------------------------------------------------------------
+def select_calibration_clips(clips: list[Any], n_clips: int, seed: int = 0) -> list[Any]:
+    """A seeded, class-balanced subset: classes take turns (each in its own shuffled order) until `n_clips`
+    are chosen or the split runs out. Returned in the split's file order.
+
+    Raises:
+        ValueError: `n_clips` < 1 or no clips.
+    """
+    if n_clips < 1:
+        raise ValueError(f"calibration needs at least 1 clip, got {n_clips}")
+    if not clips:
+        raise ValueError("no clips to calibrate on")
+    rng = np.random.default_rng(seed)
+    labels = sorted({c.label for c in clips})
+    queues = {k: list(rng.permutation([i for i, c in enumerate(clips) if c.label == k])) for k in labels}
+    chosen: list[int] = []
+    while len(chosen) < n_clips and any(queues.values()):
+        for k in labels:
+            if queues[k] and len(chosen) < n_clips:
+                chosen.append(int(queues[k].pop(0)))
+    return [clips[i] for i in sorted(chosen)]
+
+
+# --------------------------------------------------------------------------------------------------
+# ONNX -> TFLite (child process)
+# --------------------------------------------------------------------------------------------------
+def convert_onnx_to_tflite(
+    conversions: list[dict[str, Any]], log_path: str | os.PathLike, timeout_s: float | None = 1800
+) -> None:
+    """Run onnx2tf in a child process for each `{"onnx", "out_dir", "calibration_npy", "input_name"}`.
+
+    Raises:
+        ExportError: the child failed, was killed by a signal or timed out; the message names the log.
+    """
+    log_path = Path(log_path)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="edgeasc_convert_") as tmp:
+        job = Path(tmp) / "job.json"
+        job.write_text(json.dumps({"conversions": conversions}), encoding="utf-8")
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+        cmd = [sys.executable, "-m", "edgeasc._convert_tflite", str(job)]
+        start = time.perf_counter()
+        with open(log_path, "w", encoding="utf-8") as log_f:
+            try:
+                proc = subprocess.run(cmd, stdout=log_f, stderr=subprocess.STDOUT, cwd=tmp, env=env,
+                                      timeout=timeout_s, check=False)
+            except subprocess.TimeoutExpired:
+                raise ExportError(f"TFLite conversion timed out after {timeout_s:.0f} s; see {log_path}") from None
+    log.info("onnx2tf finished in %.1f s (log: %s)", time.perf_counter() - start, log_path)
+    if proc.returncode < 0:
+        try:
+            sig = signal.Signals(-proc.returncode).name
+        except ValueError:
+            sig = f"signal {-proc.returncode}"
+        raise ExportError(f"the TFLite converter (onnx2tf) died with {sig}; see {log_path}")
+    if proc.returncode != 0:
+        raise ExportError(f"the TFLite converter (onnx2tf) failed: {_last_error_line(log_path)}; see {log_path}")
+
+
+def _last_error_line(log_path: Path) -> str:
+    """The most telling line of a converter log: the last Python exception line (with the ONNX op onnx2tf
+    names, when it does), else the first ERROR line, else the last line."""
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;]*m", "", log_path.read_text(encoding="utf-8", errors="replace"))
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    exc = [ln for ln in lines if re.match(r"^[\w.]*(Error|Exception)\b.*:", ln)]
+    op = next((ln.split("onnx_op_name:", 1)[1].strip() for ln in lines if "onnx_op_name:" in ln), None)
+    if exc:
+        return (exc[-1][:250] + (f" (ONNX op {op})" if op else "")).replace("\n", " ")
+    errors = [ln for ln in lines if "ERROR" in ln]
+    return (errors[0] if errors else lines[-1] if lines else "no output")[:300]
+
+
+def check_deployable(path: str | os.PathLike, int8: bool) -> None:
+    """Check a converted model only uses builtin operators (onnx2tf allows TensorFlow "Flex" ops, which no
+    microcontroller runs) and, for int8, that every activation and the I/O are int8 (full-integer).
+
+    Raises:
+        ExportError: what was found instead.
+    """
+    from edgeasc.audit import audit_tflite
+
+    details = audit_tflite(path).details
+    unknown = details["ops_without_rule"]
+    custom = [op for op in unknown if op.startswith("CUSTOM")]
+    if custom:
+        raise ExportError(f"{Path(path).name} contains non-builtin operators {', '.join(custom)}; "
+                          "a microcontroller runtime cannot run them")
+    if int8:
+        other = {d: n for d, n in details["activation_dtypes"].items() if d != "int8"}
+        if other:
+            raise ExportError(f"{Path(path).name} is not full-integer: activation tensors of type "
+                              + ", ".join(f"{d} ({n})" for d, n in other.items()))
+
+
+def embed_tflite_metadata(buf: bytes, metadata: dict[str, Any], name: str = "edgeasc") -> bytes:
+    """`buf` with a JSON metadata entry `name` added (replacing an older one of that name).
+
+    Uses the flatbuffer object API of LiteRT's (or TensorFlow's) copy of the TFLite schema.
+    """
+    import flatbuffers
+
+    try:
+        from ai_edge_litert import schema_py_generated as schema
+    except ImportError:
+        from tensorflow.lite.python import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray(buf), 0)
+    data = np.frombuffer(json.dumps(metadata, sort_keys=True).encode("utf-8"), dtype=np.uint8)
+    entry_buffer = schema.BufferT()
+    entry_buffer.data = data
+    model.buffers.append(entry_buffer)
+    entry = schema.MetadataT()
+    entry.name = name
+    entry.buffer = len(model.buffers) - 1
+    model.metadata = [m for m in (model.metadata or []) if (m.name or b"") not in (name, name.encode())] + [entry]
+    builder = flatbuffers.Builder(len(buf) + len(data) + 1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+# --------------------------------------------------------------------------------------------------
+# Parity
+# --------------------------------------------------------------------------------------------------
+def parity_summary(
+    logits: dict[str, np.ndarray], y_true: np.ndarray, devices: list[str]
+) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    """Per runtime: macro and per-device accuracy, agreement with torch, max logit error; then the checks
+    against `PARITY_TARGETS`.
+
+    Args:
+        logits: runtime -> `(N, n_classes)`; must contain "torch".
+        y_true: labels `(N,)`.
+        devices: device id per clip.
+    """
+    from edgeasc.metrics import classification_report
+
+    ref = logits["torch"]
+    ref_pred = ref.argmax(1)
+    results: dict[str, dict[str, Any]] = {}
+    for name, lg in logits.items():
+        rep = classification_report(y_true, lg.argmax(1), devices)
+        err = np.abs(lg.astype(np.float64) - ref.astype(np.float64))
+        results[name] = {
+            "macro_accuracy": rep["macro_accuracy"],
+            "accuracy": rep["accuracy"],
+            "per_device": {d: v["macro_accuracy"] for d, v in rep["per_device"].items()},
+            "agreement": float(np.mean(lg.argmax(1) == ref_pred)) if len(ref) else float("nan"),
+            "disagreements": int(np.sum(lg.argmax(1) != ref_pred)),
+            "max_abs_logit_error": float(err.max()) if err.size else 0.0,
+            "mean_abs_logit_error": float(err.mean()) if err.size else 0.0,
+            "accuracy_drop_pp": 100.0 * (results["torch"]["macro_accuracy"] - rep["macro_accuracy"])
+            if name != "torch" else 0.0,
+        }
+    checks = []
+    for name, targets in PARITY_TARGETS.items():
+        if name not in results:
+            continue
+        r = results[name]
+        if "min_agreement" in targets:
+            checks.append({"runtime": name, "metric": "agreement", "value": r["agreement"],
+                           "target": f">= {targets['min_agreement']}",
+                           "passed": bool(r["agreement"] >= targets["min_agreement"])})
+        if "max_accuracy_drop_pp" in targets:
+            checks.append({"runtime": name, "metric": "accuracy_drop_pp", "value": r["accuracy_drop_pp"],
+                           "target": f"<= {targets['max_accuracy_drop_pp']}",
+                           "passed": bool(r["accuracy_drop_pp"] <= targets["max_accuracy_drop_pp"])})
+    return results, checks
+
+
+def format_export_report(report: dict[str, Any]) -> str:
+    """The parity table (percent), one row per runtime, then the checks that failed."""
+    results = report["results"]
+    devices = list(next(iter(results.values()))["per_device"]) if results else []
+    head = ["runtime", "macro"] + devices + ["agree %", "max |dlogit|"]
+    rows = [head]
+    for name, r in results.items():
+        rows.append([name, f"{100 * r['macro_accuracy']:.2f}"] + [f"{100 * r['per_device'][d]:.2f}" for d in devices]
+                    + ([f"{100 * r['agreement']:.2f}", f"{r['max_abs_logit_error']:.2e}"] if name != "torch"
+                       else ["-", "-"]))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    lines = [f"{report['model_name']}: parity on {report['eval']['split']} ({report['eval']['n_clips']} clips), "
+             "macro accuracy %"]
+    lines += ["  ".join(c.rjust(w) if j else c.ljust(w) for j, (c, w) in enumerate(zip(row, widths))) for row in rows]
+    for c in report["checks"]:
+        if not c["passed"]:
+            lines.append(f"target missed: {c['runtime']} {c['metric']} {c['value']:.4f} (target {c['target']})")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------------
+# The whole export
+# --------------------------------------------------------------------------------------------------
+def _eval_subset(clips: list[Any], n: int | None, seed: int) -> list[Any]:
+    if n is None or n >= len(clips):
+        return clips
+    return select_calibration_clips(clips, n, seed + 1)
+
+
+def export_checkpoint(
+    checkpoint: str | os.PathLike,
+    data_dir: str | os.PathLike,
+    out_dir: str | os.PathLike | None = None,
+    int8: bool = True,
+    calib_clips: int = 300,
+    calib_split: str | None = None,
+    eval_split: str = "test",
+    eval_clips: int | None = None,
+    seed: int = 0,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = False,
+    workers: int | None = None,
+) -> ExportResult:
+    """Export a checkpoint to ONNX and TFLite (float32, and int8 with `int8=True`), and measure parity.
+
+    Args:
+        checkpoint: an edgeasc checkpoint (`model.pt`).
+        data_dir: TAU22-layout dataset: calibration features come from `calib_split`, parity from `eval_split`.
+        out_dir: output folder (default: `export/` beside the checkpoint).
+        int8: also write the full-integer int8 TFLite.
+        calib_clips: calibration clips (class-balanced, seeded); fewer when the split is smaller.
+        calib_split: training split to calibrate on (default: the checkpoint's training split, else split25).
+        eval_split: split for the parity report (default: the DCASE evaluation fold).
+        eval_clips: evaluate a seeded class-balanced subset of this size (default: the whole split).
+        seed: seed of the calibration (and evaluation subset) choice.
+        cache_dir: waveform cache (default: the dataset's).
+        progress: progress bars.
+        workers: interpreter threads for the TFLite evaluation (default: up to 4).
+
+    Returns:
+        The artifacts and the parity report.
+
+    Raises:
+        ExportError: conversion failed or a float runtime misses its agreement target.
+        MissingDependencyError, CheckpointError, DataError: bad input (exit code 2).
+    """
+    import torch
+
+    from edgeasc import __version__
+    from edgeasc.checkpoint import load_model
+    from edgeasc.config import to_dict
+    from edgeasc.dataset import TAUDataset, load_waveforms
+    from edgeasc.errors import CheckpointError, ConfigError, DataError
+    from edgeasc.evaluate import frontend_of
+    from edgeasc.labels import SCENES
+    from edgeasc.runtime import TFLiteModel, feature_batches, sidecar_path
+
+    if calib_clips < 1:
+        raise ConfigError(f"--calib-clips must be >= 1, got {calib_clips}")
+    if eval_clips is not None and eval_clips < 1:
+        raise ConfigError(f"--eval-clips must be >= 1, got {eval_clips}")
+    check_dependencies(int8=int8)
+    checkpoint = Path(checkpoint)
+    try:
+        model, ckpt = load_model(checkpoint)
+    except CheckpointError as exc:  # torch's unpickling errors span many lines; the CLI prints one
+        raise CheckpointError(str(exc).strip().splitlines()[0]) from None
+    frontend = frontend_of(ckpt)
+    name = ckpt["model_config"]["name"]
+    ds = TAUDataset(data_dir)
+    calib_split = calib_split or ((ckpt.get("config") or {}).get("data") or {}).get("train_split") or "split25"
+    if calib_split == "test":
+        raise ConfigError("calibration must use training clips, not the test split")
+    out = (Path(out_dir) if out_dir else checkpoint.parent / "export").resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    result = ExportResult(out)
+    input_size = (1, 1, frontend.n_mels, frontend.n_frames)
+    with torch.no_grad():
+        n_out = int(model(torch.zeros(input_size)).shape[-1])
+    if n_out != len(SCENES):
+        raise ExportError(f"{name} outputs {n_out} values; the export expects {len(SCENES)} scene logits")
+
+    base_meta = {
+        "schema": METADATA_SCHEMA,
+        "model_name": name,
+        "labels": list(SCENES),
+        "frontend": to_dict(frontend),
+        "source_checkpoint": checkpoint.name,
+        "stage": ckpt.get("stage"),
+        "edgeasc_version": __version__,
+    }
+
+    # 1. ONNX
+    onnx_meta = {**base_meta, "input": {"name": INPUT_NAME, "shape": list(input_size), "layout": "NCHW",
+                                        "dtype": "float32", "description": "log-mel (1, 1, n_mels, frames)"},
+                 "output": {"name": OUTPUT_NAME, "shape": [1, len(SCENES)], "dtype": "float32",
+                            "description": "scene logits in label order"}}
+    onnx_path = export_onnx(model, out / "model.onnx", input_size, onnx_meta)
+    result.artifacts["onnx"] = onnx_path
+    log.info("wrote %s", onnx_path)
+
+    # 2. Calibration features: a class-balanced, seeded subset of the training split.
+    calib_info = None
+    with tempfile.TemporaryDirectory(prefix=".convert_", dir=out) as work:
+        work = Path(work).resolve()
+        calib_npy = None
+        if int8:
+            train_clips = ds.clips(calib_split)
+            if not train_clips:
+                raise DataError(f"split {calib_split!r} of {data_dir} is empty; nothing to calibrate on")
+            chosen = select_calibration_clips(train_clips, calib_clips, seed)
+            if len(chosen) < calib_clips:
+                log.warning("split %s has %d clips; calibrating on all of them (asked for %d)",
+                            calib_split, len(chosen), calib_clips)
+            waves = load_waveforms(ds.root, chosen, frontend.sample_rate_hz, frontend.clip_samples, cache_dir,
+                                   progress)
+            feats = np.concatenate([x for _, x in feature_batches(waves, frontend, 64)])
+            calib_npy = work / "calibration.npy"
+            np.save(calib_npy, np.ascontiguousarray(feats.transpose(0, 2, 3, 1)))  # NCHW -> NHWC, as onnx2tf reads it
+            ids_path = write_text_atomic(out / CALIBRATION_IDS_FILE, "".join(f"{c.clip_id}\n" for c in chosen))
+            result.artifacts["calibration_ids"] = ids_path
+            per_class = {s: sum(c.scene == s for c in chosen) for s in SCENES}
+            calib_info = {"split": calib_split, "n_clips": len(chosen), "seed": seed, "per_class": per_class,
+                          "ids_file": ids_path.name,
+                          "feature_range": [float(feats.min()), float(feats.max())]}
+
+        # 3. TFLite in a child process.
+        log.info("converting to TFLite with onnx2tf in a child process (TensorFlow start-up takes ~15 s)")
+        convert_onnx_to_tflite(
+            [{"onnx": str(onnx_path), "out_dir": str(work / "tf"), "input_name": INPUT_NAME,
+              "calibration_npy": str(calib_npy) if calib_npy else None}],
+            out / LOG_FILE,
+        )
+        result.artifacts["log"] = out / LOG_FILE
+        produced = {"tflite_float32": work / "tf" / "model_float32.tflite"}
+        if int8:
+            produced["tflite_int8"] = work / "tf" / "model_full_integer_quant.tflite"
+        for key, src in produced.items():
+            if not src.is_file():
+                raise ExportError(f"onnx2tf did not write {src.name}; see {out / LOG_FILE}")
+            fmt = next(f for f in EXPORT_FORMATS if f.key == key)
+            dst = out / fmt.filename
+            write_bytes_atomic(dst, src.read_bytes())
+            check_deployable(dst, int8=key == "tflite_int8")
+            probe = TFLiteModel(dst)
+            meta = {**base_meta,
+                    "format": key,
+                    "quantization": "full-integer int8, per-channel weights" if key == "tflite_int8" else "none",
+                    "input": {**probe.input.to_dict(), "layout": "NHWC" if probe.input.shape[-1] == 1 else "NCHW",
+                              "description": "log-mel (1, n_mels, frames, 1): mel-major, frames fastest; "
+                                             "q = clip(round(x / scale) + zero_point, -128, 127)"
+                              if probe.input.quantized else "log-mel (1, n_mels, frames, 1), float32"},
+                    "output": {**probe.output.to_dict(), "labels": list(SCENES),
+                               "description": "scene logits in label order"
+                               + ("; real = (q - zero_point) * scale" if probe.output.quantized else "")},
+                    "calibration": calib_info if key == "tflite_int8" else None}
+            write_bytes_atomic(dst, embed_tflite_metadata(dst.read_bytes(), meta))
+            result.artifacts[key] = dst
+            result.artifacts[key + "_metadata"] = write_json_atomic(sidecar_path(dst), meta)
+            log.info("wrote %s", dst)
+
+    # 4. Parity on the evaluation split.
+    report = measure_parity(model, result.artifacts, ds, eval_split, frontend, eval_clips, seed, cache_dir,
+                            progress, workers)
+    report = {"model_name": name, "checkpoint": str(checkpoint), "edgeasc_version": __version__,
+              "artifacts": {k: {"path": str(p), "bytes": p.stat().st_size} for k, p in result.artifacts.items()},
+              "calibration": calib_info, **report}
+    result.report = report
+    result.artifacts["report"] = write_json_atomic(out / REPORT_FILE, report)
+    report["artifacts"]["report"] = {"path": str(out / REPORT_FILE), "bytes": (out / REPORT_FILE).stat().st_size}
+
+    failed = [c for c in report["checks"] if not c["passed"]]
+    float_failed = [c for c in failed if c["runtime"] != "tflite_int8"]
+    for c in failed:
+        log.warning("parity target missed: %s %s = %.4f (target %s)", c["runtime"], c["metric"], c["value"],
+                    c["target"])
+    if float_failed:
+        c = float_failed[0]
+        raise ExportError(f"{c['runtime']} agrees with torch on {100 * c['value']:.2f}% of clips (target "
+                          f"{c['target']}): the conversion is wrong; artifacts and {REPORT_FILE} are in {out}")
+    return result
+
+
+def measure_parity(
+    model: Any,
+    artifacts: dict[str, Path],
+    ds: Any,
+    split: str,
+    frontend: Any,
+    eval_clips: int | None = None,
+    seed: int = 0,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = False,
+    workers: int | None = None,
+) -> dict[str, Any]:
+    """Logits of torch and of every exported artifact on `split`; see `parity_summary`."""
+    import onnxruntime as ort
+    import torch
+
+    from edgeasc.dataset import load_waveforms
+    from edgeasc.errors import DataError
+    from edgeasc.runtime import TFLiteModel, feature_batches
+
+    all_clips = ds.clips(split)
+    clips = _eval_subset(all_clips, eval_clips, seed)
+    if not clips:
+        raise DataError(f"split {split!r} is empty; nothing to measure parity on")
+    waves = load_waveforms(ds.root, clips, frontend.sample_rate_hz, frontend.clip_samples, cache_dir, progress)
+    sess = ort.InferenceSession(str(artifacts["onnx"]), providers=["CPUExecutionProvider"])
+    tfl = {k: TFLiteModel(artifacts[k]) for k in ("tflite_float32", "tflite_int8") if k in artifacts}
+    workers = workers or max(1, min(4, os.cpu_count() or 1))
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("torch", "onnxruntime", *tfl)}
+    timing = dict.fromkeys(parts, 0.0)
+    model = model.eval()
+    for _, x in feature_batches(waves, frontend, 64, progress, "parity"):
+        t = time.perf_counter()
+        with torch.no_grad():
+            parts["torch"].append(model(torch.from_numpy(x)).numpy())
+        timing["torch"] += time.perf_counter() - t
+        t = time.perf_counter()
+        parts["onnxruntime"].append(np.concatenate([sess.run([OUTPUT_NAME], {INPUT_NAME: xi[None]})[0] for xi in x]))
+        timing["onnxruntime"] += time.perf_counter() - t
+        for k, m in tfl.items():
+            t = time.perf_counter()
+            parts[k].append(m.predict(x, workers))
+            timing[k] += time.perf_counter() - t
+    logits = {k: np.concatenate(v).astype(np.float32) for k, v in parts.items()}
+    results, checks = parity_summary(logits, np.array([c.label for c in clips]), [c.device for c in clips])
+    for k in results:
+        results[k]["seconds"] = round(timing[k], 2)
+    backend = next(iter(tfl.values())).backend if tfl else None
+    return {
+        "eval": {"split": split, "n_clips": len(clips), "subset": len(clips) < len(all_clips),
+                 "tflite_backend": backend, "tflite_kernels": "reference (BUILTIN_REF)"},
+        "targets": PARITY_TARGETS,
+        "results": results,
+        "checks": checks,
+        "targets_met": all(c["passed"] for c in checks),
+    }
+

@@ -1,0 +1,359 @@
+"""Running .tflite models: the one place that creates TFLite interpreters and owns int8 (de)quantisation.
+
+Interpreters come from the first installed of `ai-edge-litert` (LiteRT, TFLite's maintained successor),
+`tflite_runtime` (what many edge devices still ship) and `tensorflow` (`tf.lite`). By default they run
+TFLite's *reference* kernels (`OpResolverType.BUILTIN_REF`), which TFLite Micro matches bit for bit; the
+optimised default (XNNPACK) rounds differently and its results say nothing about a microcontroller.
+
+Int8 tensors map to real values by their own (scale, zero_point): `real = (q - zp) * s` and
+`q = clip(round(real / s + zp), -128, 127)` (TFLite's quantisation spec), rounding half away from zero as
+TFLite's reference `Quantize` kernel does (`std::round`), not numpy's half-to-even.
+
+Layouts: edgeasc features are `(N, 1, n_mels, frames)`; onnx2tf makes the TFLite input NHWC
+`(1, n_mels, frames, 1)`. With one channel both layouts are the same bytes, so firmware feeds the log-mel
+mel-major with frames fastest either way; `TFLiteModel` transposes for the NHWC case.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeasc.errors import EdgeAscError
+
+log = logging.getLogger(__name__)
+
+BACKENDS: tuple[str, ...] = ("ai-edge-litert", "tflite-runtime", "tensorflow")
+"""Interpreter providers in order of preference."""
+
+METADATA_NAME = "edgeasc"
+"""Name of the metadata entry edgeasc embeds in its .tflite files (the same JSON as the sidecar)."""
+
+
+class RuntimeUnavailableError(EdgeAscError):
+    """No TFLite interpreter is installed, or the requested one is not."""
+
+
+class ModelFileError(EdgeAscError):
+    """A model file is missing, unreadable or has inputs/outputs edgeasc cannot drive."""
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """An input or output of a TFLite model.
+
+    Attributes:
+        name: tensor name in the flatbuffer.
+        shape: static shape, batch included.
+        dtype: numpy dtype name (`int8`, `float32`, ...).
+        scale: quantisation scale (0.0 for float tensors).
+        zero_point: quantisation zero point.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    scale: float
+    zero_point: int
+
+    @property
+    def quantized(self) -> bool:
+        return self.scale != 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype, "scale": self.scale,
+                "zero_point": self.zero_point}
+
+
+def quantize(x: np.ndarray, scale: float, zero_point: int, dtype: str | np.dtype = "int8") -> np.ndarray:
+    """Real values -> integers of `dtype` with the tensor's (scale, zero_point), saturating."""
+    info = np.iinfo(np.dtype(dtype))
+    v = np.asarray(x, dtype=np.float64) / scale
+    q = np.sign(v) * np.floor(np.abs(v) + 0.5) + zero_point  # std::round: half away from zero
+    return np.clip(q, info.min, info.max).astype(dtype)
+
+
+def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """Integers -> real values (float32): `(q - zero_point) * scale`."""
+    return ((np.asarray(q, dtype=np.float64) - zero_point) * scale).astype(np.float32)
+
+
+def _interpreter_api(backend: str | None) -> tuple[str, Any, Any]:
+    """(backend name, Interpreter class, OpResolverType enum) of `backend`, or of the first one installed."""
+    wanted = BACKENDS if backend is None else (backend,)
+    if backend is not None and backend not in BACKENDS:
+        raise RuntimeUnavailableError(f"unknown TFLite backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+    for name in wanted:
+        try:
+            if name == "ai-edge-litert":
+                from ai_edge_litert.interpreter import Interpreter, OpResolverType
+            elif name == "tflite-runtime":
+                from tflite_runtime.interpreter import Interpreter, OpResolverType
+            else:
+                import tensorflow as tf
+
+                Interpreter, OpResolverType = tf.lite.Interpreter, tf.lite.experimental.OpResolverType
+        except ImportError:
+            continue
+        return name, Interpreter, OpResolverType
+    if backend is not None:
+        raise RuntimeUnavailableError(f"TFLite backend {backend!r} is not installed")
+    raise RuntimeUnavailableError(
+        "no TFLite interpreter installed; install ai-edge-litert (pip install 'ai-edge-litert==2.3.0'), "
+        "or tflite-runtime / tensorflow"
+    )
+
+
+def available_backend() -> str:
+    """The backend `TFLiteModel` would use by default (raises `RuntimeUnavailableError` when none)."""
+    return _interpreter_api(None)[0]
+
+
+def create_interpreter(
+    path: str | os.PathLike, *, reference_kernels: bool = True, num_threads: int = 1, backend: str | None = None
+) -> tuple[Any, str]:
+    """An allocated TFLite interpreter for `path`.
+
+    Args:
+        path: the .tflite file.
+        reference_kernels: use TFLite's reference kernels (BUILTIN_REF), the microcontroller's arithmetic.
+        num_threads: interpreter threads.
+        backend: one of `BACKENDS`; default the first installed.
+
+    Returns:
+        (interpreter, backend name)
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"model not found: {path}")
+    name, Interpreter, OpResolverType = _interpreter_api(backend)
+    resolver = OpResolverType.BUILTIN_REF if reference_kernels else OpResolverType.AUTO
+    try:
+        interp = Interpreter(model_path=str(path), num_threads=num_threads, experimental_op_resolver_type=resolver)
+        interp.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelFileError(f"{path}: {name} cannot load this TFLite model: {first}") from None
+    return interp, name
+
+
+def _tensor_info(detail: dict[str, Any]) -> TensorInfo:
+    scale, zero_point = detail.get("quantization", (0.0, 0))
+    return TensorInfo(
+        name=str(detail["name"]),
+        shape=tuple(int(d) for d in detail["shape"]),
+        dtype=np.dtype(detail["dtype"]).name,
+        scale=float(scale),
+        zero_point=int(zero_point),
+    )
+
+
+class TFLiteModel:
+    """A single-input, single-output TFLite classifier run clip by clip (batch 1), int8 or float.
+
+    Args:
+        path: the .tflite file.
+        reference_kernels: run BUILTIN_REF kernels (default), bit-exact with TFLite Micro.
+        backend: one of `BACKENDS`; default the first installed.
+
+    Attributes:
+        backend: which interpreter provider runs it.
+        input, output: `TensorInfo` of the model's input and output.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, reference_kernels: bool = True, backend: str | None = None) -> None:
+        self.path = Path(path)
+        self.reference_kernels = reference_kernels
+        interp, self.backend = create_interpreter(self.path, reference_kernels=reference_kernels, backend=backend)
+        ins, outs = interp.get_input_details(), interp.get_output_details()
+        if len(ins) != 1 or len(outs) != 1:
+            raise ModelFileError(f"{self.path}: expected one input and one output, found {len(ins)} and {len(outs)}")
+        self.input = _tensor_info(ins[0])
+        self.output = _tensor_info(outs[0])
+        self._in_index, self._out_index = ins[0]["index"], outs[0]["index"]
+        self._local = threading.local()
+        self._local.interp = interp
+
+    def _interp(self) -> Any:
+        # One interpreter per thread: an interpreter is not safe to share, and invoke() releases the GIL.
+        interp = getattr(self._local, "interp", None)
+        if interp is None:
+            interp, _ = create_interpreter(self.path, reference_kernels=self.reference_kernels, backend=self.backend)
+            self._local.interp = interp
+        return interp
+
+    def to_input_layout(self, x: np.ndarray) -> np.ndarray:
+        """Features `(N, C, F, T)` -> the model's layout: unchanged for NCHW, `(N, F, T, C)` for NHWC."""
+        shape = self.input.shape
+        if tuple(x.shape[1:]) == shape[1:]:
+            return x
+        nhwc = (x.shape[2], x.shape[3], x.shape[1]) if x.ndim == 4 else None
+        if nhwc is not None and nhwc == shape[1:]:
+            return np.transpose(x, (0, 2, 3, 1))
+        raise ModelFileError(
+            f"{self.path.name}: features of shape {tuple(x.shape[1:])} do not fit the model input "
+            f"{shape} (NCHW or NHWC expected)"
+        )
+
+    def run_one(self, x: np.ndarray) -> np.ndarray:
+        """One example in the model's layout without batch dim -> real-valued output (float32)."""
+        interp = self._interp()
+        if self.input.quantized:
+            x = quantize(x, self.input.scale, self.input.zero_point, self.input.dtype)
+        else:
+            x = np.asarray(x, dtype=self.input.dtype)
+        interp.set_tensor(self._in_index, x[None])
+        interp.invoke()
+        y = interp.get_tensor(self._out_index)[0]
+        if self.output.quantized:
+            return dequantize(y, self.output.scale, self.output.zero_point)
+        return np.asarray(y, dtype=np.float32)
+
+    def predict(self, features: np.ndarray, workers: int = 1) -> np.ndarray:
+        """Real-valued outputs `(N, n_out)` for features `(N, C, F, T)`, one interpreter call per clip.
+
+        Args:
+            features: float32 log-mel features.
+            workers: threads, each with its own interpreter (the reference kernels are single-threaded).
+        """
+        x = self.to_input_layout(np.asarray(features, dtype=np.float32))
+        if workers <= 1 or len(x) < 2:
+            out = [self.run_one(xi).reshape(-1) for xi in x]
+        else:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                out = list(pool.map(lambda xi: self.run_one(xi).reshape(-1), x))
+        if not out:
+            return np.zeros((0, int(np.prod(self.output.shape[1:]))), dtype=np.float32)
+        return np.stack(out)
+
+    def metadata(self) -> dict[str, Any] | None:
+        """The edgeasc metadata of this model (embedded, else the sidecar JSON), or None."""
+        return read_tflite_metadata(self.path)
+
+
+def embedded_metadata(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The JSON edgeasc embeds in a .tflite's metadata list under `METADATA_NAME`, or None."""
+    from edgeasc.audit import read_tflite_model
+
+    buf = Path(path).read_bytes()
+    model = read_tflite_model(buf, path)
+    for i in range(model.MetadataLength()):
+        entry = model.Metadata(i)
+        if (entry.Name() or b"").decode("utf-8", "replace") == METADATA_NAME:
+            data = model.Buffers(entry.Buffer()).DataAsNumpy()
+            try:
+                return json.loads(bytes(data).decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise ModelFileError(f"{path}: embedded {METADATA_NAME!r} metadata is not JSON: {exc}") from None
+    return None
+
+
+def sidecar_path(path: str | os.PathLike) -> Path:
+    """`model_int8.tflite` -> `model_int8.json`."""
+    return Path(path).with_suffix(".json")
+
+
+def read_tflite_metadata(path: str | os.PathLike) -> dict[str, Any] | None:
+    """edgeasc metadata of a .tflite: the embedded entry, else the sidecar JSON, else None (foreign model)."""
+    meta = embedded_metadata(path)
+    if meta is not None:
+        return meta
+    side = sidecar_path(path)
+    if side.is_file():
+        try:
+            return json.loads(side.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ModelFileError(f"{side}: not valid JSON ({exc})") from None
+    return None
+
+
+def feature_batches(
+    waves: np.ndarray, frontend: Any, batch_size: int = 256, progress: bool = False, desc: str = "features"
+) -> Iterator[tuple[int, np.ndarray]]:
+    """(start index, log-mel features `(B, 1, n_mels, frames)` float32) over waveforms `(N, samples)`."""
+    import torch
+
+    from edgeasc.features import LogMel
+
+    mel = LogMel(frontend).eval()
+    starts = range(0, len(waves), batch_size)
+    if progress:
+        from tqdm import tqdm
+
+        starts = tqdm(starts, desc=desc, unit="batch")
+    with torch.no_grad():
+        for s in starts:
+            x = torch.from_numpy(np.array(waves[s : s + batch_size], dtype=np.float32))  # a writable copy
+            yield s, mel(x).numpy()
+
+
+def evaluate_tflite(
+    model_path: str | os.PathLike,
+    data_dir: str | os.PathLike,
+    split: str = "test",
+    out_dir: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    batch_size: int = 256,
+    progress: bool = False,
+    workers: int | None = None,
+    backend: str | None = None,
+) -> dict[str, Any]:
+    """Evaluate a .tflite classifier like a checkpoint (`edgeasc.evaluate.evaluate_checkpoint`).
+
+    The frontend and labels come from the model's edgeasc metadata; a model without it (not exported by
+    edgeasc) is assumed to take the DCASE baseline log-mel and output the ten scenes in DCASE order.
+    Writes `{stem}.eval.json` and `{stem}.confusion.png` into `out_dir` (default: next to the model).
+
+    Returns:
+        The report of `edgeasc.metrics.classification_report` plus "model", "model_name", "split",
+        "runtime" and "artifacts".
+    """
+    from edgeasc.artifacts import write_json_atomic
+    from edgeasc.config import FrontendConfig, from_dict
+    from edgeasc.dataset import TAUDataset, load_waveforms
+    from edgeasc.errors import DataError
+    from edgeasc.evaluate import plot_confusion
+    from edgeasc.labels import SCENES
+    from edgeasc.metrics import classification_report
+
+    model_path = Path(model_path)
+    model = TFLiteModel(model_path, backend=backend)
+    meta = model.metadata()
+    if meta is None:
+        log.warning("%s has no edgeasc metadata; assuming the DCASE baseline frontend and scene order", model_path.name)
+        frontend, labels, name = FrontendConfig(), list(SCENES), model_path.stem
+    else:
+        frontend = from_dict(FrontendConfig, meta["frontend"], where="frontend")
+        labels, name = list(meta["labels"]), str(meta.get("model_name", model_path.stem))
+    if labels != list(SCENES):
+        raise ModelFileError(f"{model_path.name}: labels {labels} are not the DCASE scene order {list(SCENES)}")
+    ds = TAUDataset(data_dir)
+    clips = ds.clips(split)
+    if not clips:
+        raise DataError(f"split {split!r} of {data_dir} is empty")
+    waves = load_waveforms(ds.root, clips, frontend.sample_rate_hz, frontend.clip_samples, cache_dir, progress)
+    workers = workers or max(1, min(4, os.cpu_count() or 1))
+    logits = np.concatenate(
+        [model.predict(x, workers) for _, x in feature_batches(waves, frontend, batch_size, progress, "evaluating")]
+    )
+    report = classification_report([c.label for c in clips], logits.argmax(1), [c.device for c in clips])
+    report = {"model": str(model_path), "model_name": name, "split": split,
+              "runtime": {"backend": model.backend, "kernels": "reference" if model.reference_kernels else "optimised",
+                          "input": model.input.to_dict(), "output": model.output.to_dict()},
+              **report}
+    out = Path(out_dir) if out_dir else model_path.parent
+    eval_path = out / f"{model_path.stem}.eval.json"
+    png_path = out / f"{model_path.stem}.confusion.png"
+    report["artifacts"] = {"eval_json": str(eval_path), "confusion_png": str(png_path)}
+    write_json_atomic(eval_path, report)
+    plot_confusion(np.asarray(report["confusion_matrix"]), png_path, title=f"{model_path.name} on {split}")
+    return report
