@@ -58,7 +58,8 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt files
-        raise CheckpointError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}") from None
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise CheckpointError(f"cannot read checkpoint {path}: {type(exc).__name__}: {first}") from None
     if not isinstance(obj, dict) or any(k not in obj for k in REQUIRED_KEYS):
         raise CheckpointError(
             f"{path} is not an edgeasc checkpoint (expected keys {', '.join(REQUIRED_KEYS)}); "
