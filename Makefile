@@ -16,11 +16,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-# The main job: synthetic TAU22-layout data -> SSCP-Mobile student -> per-device evaluation.
+# The main job: synthetic TAU22-layout data -> SSCP-Mobile student -> per-device evaluation ->
+# int8 TFLite export with parity report -> budget audit of the file that ships.
 demo: setup
 	$(PY) -m edgeasc.cli synth $(DEMO_DIR)/data --scale $(DEMO_SCALE) --if-missing
 	$(PY) -m edgeasc.cli train --data $(DEMO_DIR)/data --out $(DEMO_DIR)/student --recipe recipes/demo_student.toml --resume
 	$(PY) -m edgeasc.cli evaluate $(DEMO_DIR)/student/model.pt --data $(DEMO_DIR)/data
+	$(PY) -m edgeasc.cli export $(DEMO_DIR)/student/model.pt --int8 --data $(DEMO_DIR)/data --out $(DEMO_DIR)/export
+	$(PY) -m edgeasc.cli audit $(DEMO_DIR)/export/model_int8.tflite --no-layers
 
 test: setup
 	$(PY) -m pytest -q
