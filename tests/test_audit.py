@@ -11,6 +11,7 @@ import torch
 from click.testing import CliRunner
 from torch import nn
 
+from conftest import randomize_batchnorm
 from edgeasc.audit import (
     BUDGETS,
     AuditError,
@@ -315,19 +316,6 @@ class DSCNN(nn.Module):
 
     def forward(self, x):
         return self.fc(self.pool(self.blocks(self.conv(self.pad(x)))).flatten(1))
-
-
-def randomize_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Trained-looking BatchNorm statistics, so that folded biases differ (exporters store equal constants once)."""
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            n = m.num_features
-            m.running_mean.copy_(torch.rand(n, generator=g) - 0.5)
-            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
-            m.bias.data.copy_(torch.rand(n, generator=g) - 0.5)
-    return model.eval()
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ import torch
 from click.testing import CliRunner
 from torch import nn
 
+from conftest import randomize_batchnorm
 from edgeasc.checkpoint import save_checkpoint
 from edgeasc.cli import cli
 from edgeasc.config import TrainConfig, to_dict
@@ -34,16 +35,7 @@ from edgeasc.models import create_model
 def randomized(name: str, seed: int = 0) -> nn.Module:
     """A registered model with trained-looking BatchNorm statistics (so folding matters)."""
     torch.manual_seed(seed)
-    model = create_model(name)
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            n = m.num_features
-            m.running_mean.copy_(torch.rand(n, generator=g) - 0.5)
-            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
-            m.bias.data.copy_(torch.rand(n, generator=g) - 0.5)
-    return model.eval()
+    return randomize_batchnorm(create_model(name), seed)
 
 
 # --------------------------------------------------------------------------------------------------
