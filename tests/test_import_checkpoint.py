@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import randomize_batchnorm
 from edgeasc.checkpoint import load_model
 from edgeasc.errors import CheckpointError, ConfigError
 from edgeasc.models import create_model
@@ -22,12 +23,8 @@ def _random_model(name: str, **kwargs) -> nn.Module:
     model = create_model(name, **kwargs)
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.5, 0.5)
             m.num_batches_tracked.fill_(1234)
-    return model.eval()
+    return randomize_batchnorm(model)
 
 
 def _lightning_ckpt(model: nn.Module, prefix: str = "model.") -> dict:

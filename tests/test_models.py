@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from conftest import randomize_batchnorm
 from edgeasc.complexity import count_dcase
 from edgeasc.errors import ConfigError, EdgeAscError
 from edgeasc.models import create_model, list_models, make_divisible, model_from_config, register_model
@@ -158,14 +159,7 @@ def _cbr(x, seq, relu=True):
 
 
 def _randomise(model):
-    torch.manual_seed(1)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.5, 0.5)
-    return model.eval()
+    return randomize_batchnorm(model, seed=1)
 
 
 def test_cpmobile_block_matches_a_functional_reference():
