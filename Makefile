@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 DEMO_DIR ?= demo_out
 DEMO_SCALE ?= small
 
-.PHONY: setup demo test test-fast clean
+.PHONY: setup demo test test-fast bench bench-ci clean
 
 setup: $(STAMP)
 
@@ -30,6 +30,17 @@ test: setup
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
+
+# Benchmark suite (benchmarks/run.py, docs/bench.md): results in benchmarks/results/, then the regression
+# check against benchmarks/baseline.json (exit 1 on a gated regression; timings only warn).
+bench: setup
+	$(PY) benchmarks/run.py --profile full
+	$(PY) benchmarks/compare.py benchmarks/results/full.json
+
+# The short suite CI runs after the tests (tiny data; 5.5-7.5 minutes on 2 busy cores).
+bench-ci: setup
+	$(PY) benchmarks/run.py --profile ci
+	$(PY) benchmarks/compare.py benchmarks/results/ci.json
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache

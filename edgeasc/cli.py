@@ -294,6 +294,35 @@ def teacher_logits_cmd(teachers: tuple[str, ...], data_dir: Path, out_path: Path
                f"--set kd.teacher_logits='{path}'")
 
 
+@cli.command("bench")
+@click.argument("model_path", type=click.Path(path_type=Path))
+@click.option("--runs", type=int, default=100, show_default=True, help="Timed invocations per interpreter.")
+@click.option("--warmup", type=int, default=10, show_default=True, help="Untimed invocations before them.")
+@click.option("--inputs", "n_inputs", type=int, default=8, show_default=True,
+              help="Inputs compared between LiteRT reference kernels and TFLite Micro.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the inputs (or of the clip choice).")
+@click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Use log-mel features of this dataset's test clips instead of seeded random int8 inputs.")
+@click.option("--firmware", is_flag=True, help="Also fill the firmware section (edgeasc.firmware.bench_figures).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON, with a machine description.")
+def bench_cmd(model_path: Path, runs: int, warmup: int, n_inputs: int, seed: int, data_dir: Path | None,
+              firmware: bool, as_json: bool) -> None:
+    """Latency (LiteRT reference, LiteRT default, TFLite Micro), TFLite Micro arena, flash, LiteRT-vs-TFLite
+    Micro bit-exactness and a microcontroller latency estimate of a .tflite model.
+
+    Exit code 0 ok, 1 when int8 outputs of LiteRT's reference kernels and TFLite Micro differ, 2 unreadable
+    or unsupported file.
+
+    Example: edgeasc bench runs/student/export/model_int8.tflite
+    """
+    from edgeasc.bench import bench_model, check_numerics, format_bench
+
+    report = bench_model(model_path, runs=runs, warmup=warmup, n_inputs=n_inputs, seed=seed, data_dir=data_dir,
+                         firmware=firmware)
+    click.echo(json.dumps(report.to_dict(machine=True), indent=2) if as_json else format_bench(report))
+    check_numerics(report)
+
+
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="edgeasc")

@@ -1,0 +1,287 @@
+"""Compare a benchmark result (benchmarks/run.py) with the committed baseline, and gate what is stable.
+
+Rules (docs/bench.md):
+
+- Deterministic figures fail the check (exit 1) when they regress: MACs, parameter bytes and TFLite Micro
+  arena bytes must not grow; LiteRT reference kernels and TFLite Micro must stay bit-identical; accuracy at
+  the fixed seed and int8-vs-float agreement must not drop by more than the profile's tolerance.
+- Timings never fail. Each is divided by a reference measured in the same run (the baseline CP-Mobile through
+  the same harness, or the DCASE-baseline-style training loop), so the machine's speed cancels; that ratio is
+  compared with the baseline's and a warning is printed when it got more than `TIMING_WARN_FACTOR` worse.
+  Absolute seconds are shown for information only.
+
+Usage:
+    python benchmarks/compare.py benchmarks/results/ci.json [--baseline benchmarks/baseline.json]
+    python benchmarks/compare.py benchmarks/results/ci.json --write-baseline   # adopt this run as the baseline
+Exit codes: 0 no gated regression (warnings allowed), 1 a gated regression, 2 unreadable input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+BASELINE = HERE / "baseline.json"
+BASELINE_SCHEMA = "edgeasc.benchmarks.baseline/1"
+
+WHO = ("student", "reference")
+NO_INCREASE = tuple(f"static.{w}.{k}" for w in WHO
+                    for k in ("macs", "macs_dcase", "param_bytes", "tflm_arena_min_bytes", "tflm_arena_head_bytes"))
+"""Deterministic sizes: any increase is a regression (a decrease passes and is reported as improved)."""
+
+MUST_BE_TRUE = tuple(f"static.{w}.bit_exact" for w in WHO)
+"""LiteRT reference kernels vs TFLite Micro on the int8 models."""
+
+ACCURACY_TOLERANCE_PP: dict[str, float] = {"ci": 5.0, "full": 2.0}
+"""Largest allowed drop of the student's macro accuracy (percentage points) at the fixed seed, per profile.
+Training is deterministic at a fixed seed and thread count on one machine; the tolerance absorbs the
+different float rounding of another CPU or thread count (tiny data: 300 test clips, 1 clip = 0.33 pp)."""
+
+ACCURACY_GATES = ("accuracy.student.torch", "accuracy.student.tflite_int8")
+AGREEMENT_GATE = "accuracy.student.int8_agreement"
+AGREEMENT_TOLERANCE_PP = 3.0
+"""Largest allowed drop of int8-vs-torch top-1 agreement (percentage points)."""
+
+TIMING_WARN_FACTOR = 2.0
+"""Warn when a same-run timing ratio is more than this factor worse than in the baseline."""
+
+RUNTIMES = ("litert_reference", "litert_default", "tflite_micro")
+
+
+@dataclass(frozen=True)
+class Timing:
+    """A timing figure, normalised by a reference measured in the same run.
+
+    Attributes:
+        key: the figure.
+        reference: the same-run reference it is divided by (None: `key` is already a same-run ratio).
+        higher_is_better: throughput (True) or time (False).
+    """
+
+    key: str
+    reference: str | None
+    higher_is_better: bool
+
+
+TIMINGS: tuple[Timing, ...] = (
+    Timing("train.student.clips_per_s", "train.reference.clips_per_s", True),
+    Timing("train.edgeasc_over_dcase_step", None, True),
+    Timing("teacher_logits.teacher.clips_per_s", "teacher_logits.reference.clips_per_s", True),
+    Timing("export.student.wall_s", "export.reference.wall_s", False),
+    Timing("audit.student.wall_s", "audit.reference.wall_s", False),
+    *(Timing(f"bench.student.{rt}.p50_ms", f"bench.reference.{rt}.p50_ms", False) for rt in RUNTIMES),
+)
+
+
+@dataclass
+class Row:
+    key: str
+    baseline: Any
+    current: Any
+    rule: str
+    verdict: str  # ok | improved | REGRESSION | WARNING | new | missing-baseline
+
+
+@dataclass
+class Comparison:
+    profile: str
+    gated: list[Row] = field(default_factory=list)
+    timings: list[Row] = field(default_factory=list)
+
+    @property
+    def failures(self) -> list[Row]:
+        return [r for r in self.gated if r.verdict == "REGRESSION"]
+
+    @property
+    def warnings(self) -> list[Row]:
+        return [r for r in self.timings if r.verdict == "WARNING"]
+
+
+class CompareError(Exception):
+    """An unreadable or inconsistent result or baseline (exit code 2)."""
+
+
+def _gate(key: str, base: dict[str, Any], cur: dict[str, Any], rule: str, judge: Any) -> Row:
+    if key not in cur:
+        return Row(key, base.get(key), None, rule, "REGRESSION")  # a gated figure the suite no longer produces
+    if key not in base:
+        return Row(key, None, cur[key], rule, "new")
+    return Row(key, base[key], cur[key], rule, judge(base[key], cur[key]))
+
+
+def compare(result: dict[str, Any], baseline: dict[str, Any]) -> Comparison:
+    """Gate `result["figures"]` against `baseline["figures"]` (same profile) and rate the timings.
+
+    Raises:
+        CompareError: the profiles differ, or figures are missing.
+    """
+    profile = result.get("profile")
+    if baseline.get("profile") != profile:
+        raise CompareError(f"result profile {profile!r} differs from the baseline's {baseline.get('profile')!r}")
+    if profile not in ACCURACY_TOLERANCE_PP:
+        raise CompareError(f"unknown profile {profile!r}; expected one of {sorted(ACCURACY_TOLERANCE_PP)}")
+    cur, base = result.get("figures"), baseline.get("figures")
+    if not isinstance(cur, dict) or not isinstance(base, dict):
+        raise CompareError("result and baseline must both hold a 'figures' object")
+    out = Comparison(profile)
+
+    def no_increase(b: float, c: float) -> str:
+        return "REGRESSION" if c > b else ("improved" if c < b else "ok")
+
+    for key in NO_INCREASE:
+        out.gated.append(_gate(key, base, cur, "no increase", no_increase))
+    for key in MUST_BE_TRUE:
+        out.gated.append(_gate(key, base, cur, "must be true", lambda b, c: "ok" if c is True else "REGRESSION"))
+
+    def max_drop(tol_pp: float) -> Any:
+        def judge(b: float, c: float) -> str:
+            drop_pp = 100.0 * (b - c)
+            if drop_pp > tol_pp + 1e-9:
+                return "REGRESSION"
+            return "improved" if c > b else "ok"
+
+        return judge
+
+    tol = ACCURACY_TOLERANCE_PP[profile]
+    for key in ACCURACY_GATES:
+        out.gated.append(_gate(key, base, cur, f"drop <= {tol:g} pp", max_drop(tol)))
+    out.gated.append(_gate(AGREEMENT_GATE, base, cur, f"drop <= {AGREEMENT_TOLERANCE_PP:g} pp",
+                           max_drop(AGREEMENT_TOLERANCE_PP)))
+
+    for t in TIMINGS:
+        rule = f"/ {t.reference}" if t.reference else "same-run ratio"
+        now, then = _normalised(t, cur), _normalised(t, base)
+        if now is None:
+            out.timings.append(Row(t.key, then, None, rule, "missing"))
+            continue
+        if then is None:
+            out.timings.append(Row(t.key, None, now, rule, "new"))
+            continue
+        worse = (then / now) if t.higher_is_better else (now / then)
+        verdict = "WARNING" if worse > TIMING_WARN_FACTOR else ("improved" if worse < 1 / TIMING_WARN_FACTOR else "ok")
+        out.timings.append(Row(t.key, then, now, rule, verdict))
+    return out
+
+
+def _normalised(t: Timing, figures: dict[str, Any]) -> float | None:
+    value = figures.get(t.key)
+    if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        return None
+    if t.reference is None:
+        return float(value)
+    ref = figures.get(t.reference)
+    if not isinstance(ref, (int, float)) or not math.isfinite(ref) or ref <= 0:
+        return None
+    return float(value) / float(ref)
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        return f"{v:.4f}" if abs(v) < 10 else f"{v:,.1f}"
+    return str(v)
+
+
+def _table(rows: list[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip()
+            for row in rows]
+
+
+def format_comparison(cmp: Comparison, result: dict[str, Any], baseline: dict[str, Any]) -> str:
+    """Two aligned tables (gated figures; timing ratios) and a verdict line."""
+    lines = [f"benchmark {result.get('name')} ({cmp.profile}, {result.get('created', '?')}) vs baseline "
+             f"({baseline.get('created', '?')}, {baseline.get('machine', {}).get('cpu_model', '?')})", ""]
+    rows = [("gated figure", "baseline", "current", "current/baseline", "rule", "verdict")]
+    for r in cmp.gated:
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (r.current, r.baseline))
+        ratio = f"{r.current / r.baseline:.4f}" if numbers and r.baseline else "-"
+        rows.append((r.key, _fmt(r.baseline), _fmt(r.current), ratio, r.rule, r.verdict))
+    lines += _table(rows) + [""]
+    lines.append(f"timings as same-run ratios (never fail; WARNING when over {TIMING_WARN_FACTOR:g}x worse than the "
+                 "baseline's ratio)")
+    rows = [("timing", "normalised by", "baseline ratio", "current ratio", "current/baseline", "verdict",
+             "current value")]
+    cur = result.get("figures", {})
+    for r in cmp.timings:
+        change = f"{r.current / r.baseline:.3f}" if r.current is not None and r.baseline else "-"
+        rows.append((r.key, r.rule.removeprefix("/ "), _fmt(r.baseline), _fmt(r.current), change, r.verdict,
+                     _fmt(cur.get(r.key))))
+    lines += _table(rows) + [""]
+    fails, warns = cmp.failures, cmp.warnings
+    if fails:
+        lines.append(f"FAILED: {len(fails)} gated regression(s): " + ", ".join(r.key for r in fails))
+    else:
+        lines.append("passed: no gated regression" + (f"; {len(warns)} timing warning(s)" if warns else ""))
+    return "\n".join(lines)
+
+
+def load_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CompareError(f"cannot read {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise CompareError(f"{path}: expected a JSON object")
+    return data
+
+
+def baseline_entry(baseline_file: dict[str, Any], profile: str, path: Path) -> dict[str, Any] | None:
+    """The baseline of `profile` in a baseline file, or None when it has none."""
+    if baseline_file.get("schema") != BASELINE_SCHEMA:
+        raise CompareError(f"{path}: not a benchmark baseline (schema {baseline_file.get('schema')!r}, "
+                           f"expected {BASELINE_SCHEMA!r})")
+    return baseline_file.get("profiles", {}).get(profile)
+
+
+def write_baseline(result: dict[str, Any], path: Path) -> None:
+    """Adopt `result` as the baseline of its profile (other profiles in the file are kept)."""
+    sys.path.insert(0, str(HERE.parent))
+    from edgeasc.artifacts import write_json_atomic
+
+    data = load_json(path) if path.is_file() else {"schema": BASELINE_SCHEMA, "profiles": {}}
+    data.setdefault("profiles", {})[result["profile"]] = {
+        k: result[k] for k in ("name", "profile", "profile_settings", "seed", "torch_threads", "created", "wall_s",
+                               "machine", "figures")
+    }
+    write_json_atomic(path, data)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("result", type=Path, help="benchmarks/results/NAME.json")
+    parser.add_argument("--baseline", type=Path, default=BASELINE)
+    parser.add_argument("--write-baseline", action="store_true", help="adopt RESULT as the baseline of its profile")
+    args = parser.parse_args(argv)
+    try:
+        result = load_json(args.result)
+        if args.write_baseline:
+            write_baseline(result, args.baseline)
+            print(f"wrote the {result['profile']} baseline to {args.baseline}")
+            return 0
+        entry = baseline_entry(load_json(args.baseline), str(result.get("profile")), args.baseline)
+        if entry is None:
+            print(f"{args.baseline} has no baseline for profile {result.get('profile')!r}: nothing to gate "
+                  f"(adopt one with --write-baseline)")
+            return 0
+        cmp = compare(result, entry)
+    except CompareError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(format_comparison(cmp, result, entry))
+    return 1 if cmp.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,325 @@
+"""The edgeasc benchmark suite: `make bench` (profile `full`) and `make bench-ci` (profile `ci`).
+
+On synthetic data at a fixed seed it measures, for the default student (`sscp_mobile_s1`) and, through the
+same harness as the timing reference, the DCASE baseline CP-Mobile (`cpmobile`):
+
+1. training throughput of `edgeasc train` (clips/s, forward + backward + data loading + on-the-fly log-mel),
+   side by side with a plain re-implementation of the DCASE baseline's training step on the same model
+   (benchmarks/dcase_baseline_step.py: audio decoded per clip, resampled and turned into a mel per batch);
+2. teacher-logit throughput (`compute_teacher_logits`, the wide CP-Mobile teacher of the recipes);
+3. export wall time (`export_checkpoint`, int8, calibration and parity) and the per-stage accuracy it
+   measures: torch float, TFLite float32, TFLite int8, int8-vs-float agreement;
+4. audit wall time (checkpoint and int8 .tflite);
+5. `edgeasc bench` of each int8 model: latency, TFLite Micro arena, flash, bit-exactness, MCU estimate.
+
+Writes `benchmarks/results/<name>.json` (atomically) with the machine description; `benchmarks/compare.py`
+checks it against `benchmarks/baseline.json`. docs/bench.md explains the figures and the gate rules.
+
+Usage: python benchmarks/run.py --profile ci [--name ci] [--work benchmarks/.work] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+SCHEMA = "edgeasc.benchmarks/1"
+STUDENT = "sscp_mobile_s1"
+REFERENCE = "cpmobile"
+TEACHER = ("cpmobile", {"base_channels": 96})  # recipes/teacher_cpmobile_wide.toml
+
+log = logging.getLogger("benchmarks")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One size of the suite.
+
+    Attributes:
+        scale: synthetic dataset preset (`edgeasc synth --scale`).
+        train_split: training split of the student and the reference.
+        epochs: student epochs (its accuracy is gated); throughput is the median over epochs after the first.
+        reference_epochs: epochs of the CP-Mobile timing reference (at least 2).
+        dcase_step_epochs: epochs of the DCASE-baseline-style loop (at least 2).
+        batch_size: training batch of all three.
+        calib_clips: int8 calibration clips.
+        bench_runs, bench_warmup: `edgeasc bench` settings.
+    """
+
+    scale: str
+    train_split: str
+    epochs: int
+    reference_epochs: int
+    dcase_step_epochs: int
+    batch_size: int
+    calib_clips: int
+    bench_runs: int
+    bench_warmup: int
+
+
+PROFILES: dict[str, Profile] = {
+    # 5.5-7.5 minutes on this project's 2-core machine (single thread, other jobs on the cores)
+    "ci": Profile(scale="tiny", train_split="split100", epochs=8, reference_epochs=2, dcase_step_epochs=2,
+                  batch_size=32, calib_clips=100, bench_runs=30, bench_warmup=5),
+    # the demo recipe (recipes/demo_student.toml) on `small`; about an hour single-threaded
+    "full": Profile(scale="small", train_split="split25", epochs=16, reference_epochs=2, dcase_step_epochs=2,
+                    batch_size=64, calib_clips=300, bench_runs=100, bench_warmup=10),
+}
+
+
+def _median_after_first(rates: list[float]) -> float:
+    """Steady-state rate: the median over epochs after the first (allocation and warm-up)."""
+    return statistics.median(rates[1:] if len(rates) > 1 else rates)
+
+
+class Stage:
+    """Times a block and logs its start and end."""
+
+    def __init__(self, name: str) -> None:
+        self.name, self.seconds = name, 0.0
+
+    def __enter__(self) -> Stage:
+        log.info("[%s] ...", self.name)
+        self.t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.seconds = time.perf_counter() - self.t0
+        log.info("[%s] %.1f s", self.name, self.seconds)
+
+
+def train_model(model_name: str, epochs: int, prof: Profile, data: Path, out: Path, cache: Path) -> dict[str, Any]:
+    """`edgeasc train` with the demo recipe's optimiser and augmentation; throughput from its metrics."""
+    from edgeasc.config import resolve_train_config
+    from edgeasc.train import train
+
+    overrides = (f"model.name={model_name!r}", f"optim.epochs={epochs}", f"optim.batch_size={prof.batch_size}",
+                 f"data.train_split={prof.train_split!r}", "eval_every=0", "device='cpu'",
+                 f"data.cache_dir={str(cache)!r}")
+    cfg = resolve_train_config(HERE.parent / "recipes" / "demo_student.toml", overrides)
+    result = train(cfg, data, out, progress=False)
+    history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    rates = [h["train_clips_per_s"] for h in history]
+    return {"checkpoint": str(result.model_path), "clips_per_s": _median_after_first(rates),
+            "epoch_clips_per_s": rates, "val_macro_accuracy": result.final_metrics.get("macro_accuracy"),
+            "epochs": epochs, "config": {"batch_size": cfg.optim.batch_size, "lr": cfg.optim.lr,
+                                         "warmup_steps": cfg.optim.warmup_steps}}
+
+
+def dcase_step_throughput(model_name: str, prof: Profile, data: Path, seed: int, workers: int) -> dict[str, Any]:
+    """The same model trained the DCASE baseline's way (benchmarks/dcase_baseline_step.py)."""
+    sys.path.insert(0, str(HERE))
+    import dcase_baseline_step as ref
+
+    import torch
+
+    from edgeasc.dataset import TAUDataset
+    from edgeasc.models import create_model
+
+    clips = TAUDataset(data).clips(prof.train_split)
+    torch.manual_seed(seed)
+    model = create_model(model_name)
+    rates = ref.train_epochs(model, [data / c.filename for c in clips], [c.label for c in clips],
+                             prof.dcase_step_epochs, prof.batch_size, lr=0.004, warmup_steps=100, roll=4000,
+                             num_workers=workers, seed=seed)
+    return {"clips_per_s": _median_after_first(rates), "epoch_clips_per_s": rates, "num_workers": workers}
+
+
+def teacher_throughput(name: str, kwargs: dict[str, Any], prof: Profile, data: Path, work: Path, cache: Path,
+                       seed: int) -> dict[str, Any]:
+    """`compute_teacher_logits` with one freshly initialised member (it also measures the member's accuracy
+    on the test split, so clips = training split + test split)."""
+    import torch
+
+    from edgeasc.checkpoint import save_checkpoint
+    from edgeasc.config import TrainConfig, to_dict
+    from edgeasc.dataset import TAUDataset
+    from edgeasc.models import create_model
+    from edgeasc.teachers import compute_teacher_logits
+
+    torch.manual_seed(seed)
+    tag = f"{name}_{'_'.join(f'{k}{v}' for k, v in kwargs.items())}" if kwargs else name
+    ckpt = save_checkpoint(work / f"teacher_{tag}.pt", create_model(name, **kwargs).eval(), stage="bench",
+                           config=to_dict(TrainConfig()))  # the default frontend, stated
+    ds = TAUDataset(data)
+    n = len(ds.clips(prof.train_split)) + len(ds.clips("test"))
+    t0 = time.perf_counter()
+    compute_teacher_logits([str(ckpt)], data, work / f"teacher_logits_{tag}.npz", prof.train_split,
+                           val_split="test", batch_size=prof.batch_size, device="cpu", cache_dir=cache,
+                           progress=False, resume=False)
+    seconds = time.perf_counter() - t0
+    return {"model": name, "kwargs": kwargs, "clips": n, "wall_s": seconds, "clips_per_s": n / seconds}
+
+
+def export_and_audit(ckpt: Path, prof: Profile, data: Path, out: Path, cache: Path, seed: int) -> dict[str, Any]:
+    """Export (int8) and audit one checkpoint; bench its int8 model. Wall times and figures."""
+    from edgeasc.audit import audit_model
+    from edgeasc.bench import bench_model
+    from edgeasc.export import export_checkpoint
+
+    t0 = time.perf_counter()
+    result = export_checkpoint(ckpt, data, out, int8=True, calib_clips=prof.calib_clips, seed=seed,
+                               cache_dir=cache)
+    export_s = time.perf_counter() - t0
+    int8 = result.artifacts["tflite_int8"]
+    t0 = time.perf_counter()
+    audit_tflite = audit_model(int8)
+    audit_tflite_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    audit_ckpt = audit_model(ckpt)
+    audit_ckpt_s = time.perf_counter() - t0
+    # real log-mel features of the test split: bit-exactness checked on what the model will see
+    bench = bench_model(int8, runs=prof.bench_runs, warmup=prof.bench_warmup, seed=seed, data_dir=data)
+    res = result.report["results"]
+    return {
+        "export_s": export_s, "audit_tflite_s": audit_tflite_s, "audit_checkpoint_s": audit_ckpt_s,
+        "accuracy": {"torch": res["torch"]["macro_accuracy"],
+                     "tflite_float32": res["tflite_float32"]["macro_accuracy"],
+                     "tflite_int8": res["tflite_int8"]["macro_accuracy"],
+                     "int8_agreement": res["tflite_int8"]["agreement"],
+                     "int8_max_abs_logit_error": res["tflite_int8"]["max_abs_logit_error"],
+                     "eval_clips": result.report["eval"]["n_clips"]},
+        "audit": {"tflite": audit_tflite.to_dict(layers=False), "checkpoint_macs_dcase": audit_ckpt.macs_dcase,
+                  "checkpoint_param_count": audit_ckpt.param_count},
+        "bench": bench.to_dict(),
+    }
+
+
+def flatten(stages: dict[str, Any]) -> dict[str, Any]:
+    """The figures compare.py reads, as flat dotted keys."""
+    f: dict[str, Any] = {}
+    tr = stages["train"]
+    for who in ("student", "reference"):
+        f[f"train.{who}.clips_per_s"] = tr[who]["clips_per_s"]
+    f["train.dcase_step.clips_per_s"] = tr["dcase_step"]["clips_per_s"]
+    f["train.edgeasc_over_dcase_step"] = tr["student"]["clips_per_s"] / tr["dcase_step"]["clips_per_s"]
+    f["teacher_logits.teacher.clips_per_s"] = stages["teacher_logits"]["teacher"]["clips_per_s"]
+    f["teacher_logits.reference.clips_per_s"] = stages["teacher_logits"]["reference"]["clips_per_s"]
+    for who in ("student", "reference"):
+        e = stages["export"][who]
+        f[f"export.{who}.wall_s"] = e["export_s"]
+        f[f"audit.{who}.wall_s"] = e["audit_tflite_s"] + e["audit_checkpoint_s"]
+        for rt, lat in e["bench"]["latency_ms"].items():
+            f[f"bench.{who}.{rt}.p50_ms"] = lat["p50_ms"]
+        mem, comp, num = e["bench"]["memory"], e["bench"]["compute"], e["bench"]["numerics"]
+        f[f"static.{who}.macs"] = comp["macs"]
+        f[f"static.{who}.macs_dcase"] = comp["macs_dcase"]
+        f[f"static.{who}.param_bytes"] = mem["param_bytes"]
+        f[f"static.{who}.tflm_arena_min_bytes"] = mem["tflm_arena_min_bytes"]
+        f[f"static.{who}.tflm_arena_head_bytes"] = mem["tflm_arena_head_bytes"]
+        f[f"static.{who}.bit_exact"] = num["bit_exact"]
+        for k in ("torch", "tflite_float32", "tflite_int8", "int8_agreement"):
+            f[f"accuracy.{who}.{k}"] = e["accuracy"][k]
+        for p in e["bench"]["mcu_estimate"].get("profiles", []):
+            f[f"mcu_estimate.{who}.{p['key']}.ms"] = p["latency_ms"]
+    return f
+
+
+def run(profile: str, name: str, work: Path, threads: int, seed: int, dcase_workers: int) -> Path:
+    import torch
+
+    from edgeasc.artifacts import write_json_atomic
+    from edgeasc.bench import describe_machine
+    from edgeasc.config import FrontendConfig
+    from edgeasc.dataset import TAUDataset, load_waveforms
+    from edgeasc.synth import generate_dataset
+
+    prof = PROFILES[profile]
+    torch.set_num_threads(threads)
+    t_all = time.perf_counter()
+    work = work / profile
+    data, cache, runs = work / "data", work / "cache", work / "runs"
+    if runs.exists():
+        shutil.rmtree(runs)  # fresh training every time: throughput and accuracy are measured, not reused
+    runs.mkdir(parents=True)
+    stages: dict[str, Any] = {}
+
+    with Stage(f"synth {prof.scale}") as st:
+        if not (data / "meta.csv").is_file():
+            generate_dataset(data, scale=prof.scale, seed=seed, progress=False, overwrite=True)
+    stages["synth_s"] = st.seconds
+    with Stage("waveform cache") as st:
+        ds, fe = TAUDataset(data), FrontendConfig()
+        for split in (prof.train_split, "test"):
+            load_waveforms(ds.root, ds.clips(split), fe.sample_rate_hz, fe.clip_samples, cache)
+    stages["cache_s"] = st.seconds
+
+    train: dict[str, Any] = {}
+    with Stage(f"train {STUDENT} ({prof.epochs} epochs)"):
+        train["student"] = {"model": STUDENT, **train_model(STUDENT, prof.epochs, prof, data, runs / "student", cache)}
+    # right after the student, so that both see the machine in the same state
+    with Stage(f"DCASE-baseline-style training of {STUDENT} ({prof.dcase_step_epochs} epochs)"):
+        train["dcase_step"] = {"model": STUDENT, **dcase_step_throughput(STUDENT, prof, data, seed, dcase_workers)}
+    with Stage(f"train {REFERENCE} ({prof.reference_epochs} epochs, timing reference)"):
+        train["reference"] = {"model": REFERENCE, **train_model(REFERENCE, prof.reference_epochs, prof, data,
+                                                                runs / "reference", cache)}
+    stages["train"] = train
+    log.info("training throughput: edgeasc %.1f clips/s, DCASE-baseline-style %.1f clips/s (x%.2f)",
+             train["student"]["clips_per_s"], train["dcase_step"]["clips_per_s"],
+             train["student"]["clips_per_s"] / train["dcase_step"]["clips_per_s"])
+
+    with Stage("teacher logits"):
+        stages["teacher_logits"] = {
+            "teacher": teacher_throughput(*TEACHER, prof, data, runs, cache, seed),
+            "reference": teacher_throughput(REFERENCE, {}, prof, data, runs, cache, seed),
+        }
+
+    stages["export"] = {}
+    for who in ("student", "reference"):
+        with Stage(f"export, audit and bench of {train[who]['model']}"):
+            stages["export"][who] = export_and_audit(Path(train[who]["checkpoint"]), prof, data,
+                                                     runs / who / "export", cache, seed)
+
+    result = {
+        "schema": SCHEMA,
+        "name": name,
+        "profile": profile,
+        "profile_settings": asdict(prof),
+        "seed": seed,
+        "torch_threads": threads,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "wall_s": time.perf_counter() - t_all,
+        "machine": describe_machine(),
+        "figures": flatten(stages),
+        "stages": stages,
+    }
+    path = write_json_atomic(HERE / "results" / f"{name}.json", result)
+    log.info("wrote %s (%.0f s)", path, result["wall_s"])
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="ci")
+    parser.add_argument("--name", help="result name: benchmarks/results/NAME.json (default: the profile)")
+    parser.add_argument("--work", type=Path, default=HERE / ".work",
+                        help="data, caches and runs (the synthetic data is kept between runs)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (default 1: accuracy at the fixed seed does not depend on the core "
+                             "count, and timings are not disturbed by other load on the cores)")
+    parser.add_argument("--dcase-workers", type=int, default=0,
+                        help="DataLoader workers of the DCASE-baseline-style loop (0: load in the training process)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))  # before torch is imported
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("edgeasc").setLevel(logging.WARNING)
+    sys.path.insert(0, str(HERE.parent))  # run from a checkout without installing
+    run(args.profile, args.name or args.profile, args.work, args.threads, args.seed, args.dcase_workers)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

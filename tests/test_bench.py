@@ -1,0 +1,394 @@
+"""edgeasc bench (latency, TFLite Micro arena, numerics, MCU estimate) and the benchmark regression gate.
+
+Fast tests run a hand-built int8 FULLY_CONNECTED model (tests/test_runtime.py) through the real LiteRT and
+TFLite Micro interpreters; slow tests export a tiny SSCP-Mobile to int8 once per module and bench it.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import importlib.util
+import json
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from conftest import randomize_batchnorm
+from edgeasc.bench import (
+    ARENA_GRANULARITY_BYTES,
+    DSCNN_MACS_BY_CLASS,
+    FIRMWARE_FIELDS,
+    FIRMWARE_HOOK,
+    MCU_ANCHORS,
+    MCU_PROFILES,
+    RUNTIMES,
+    LatencyStats,
+    McuProfile,
+    _ArenaProbe,
+    bench_model,
+    check_numerics,
+    compare_outputs,
+    estimate_mcu_latency,
+    firmware_section,
+    macs_by_class,
+)
+from edgeasc.cli import cli
+from edgeasc.errors import ConfigError, DomainError
+from test_runtime import BIAS, WEIGHTS, build_fc_int8_tflite
+
+pytest.importorskip("ai_edge_litert")
+pytest.importorskip("tflite_micro")
+
+ROOT = Path(__file__).resolve().parents[1]
+DSCNN_MACS_BY_OP = {"CONV_2D": 320_000 + 4 * 512_000, "FULLY_CONNECTED": 768, "DEPTHWISE_CONV_2D": 4 * 72_000,
+                    "AVERAGE_POOL_2D": 8_000, "RESHAPE": 0, "SOFTMAX": 12}
+
+
+def _load_benchmarks_module(name: str):
+    spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+compare_mod = _load_benchmarks_module("compare")
+
+
+@pytest.fixture(scope="module")
+def fc_model(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("bench_fc") / "fc_int8.tflite"
+    path.write_bytes(build_fc_int8_tflite(WEIGHTS, BIAS))
+    return path
+
+
+@pytest.fixture(scope="module")
+def fc_report(fc_model):
+    return bench_model(fc_model, runs=5, warmup=1, n_inputs=6, seed=3)
+
+
+def assert_arena_is_minimal(path: Path, min_bytes: int) -> None:
+    """An independent check of the bisection: the size fits and runs, one granularity step less does not."""
+    assert min_bytes % ARENA_GRANULARITY_BYTES == 0
+    with _ArenaProbe(path) as probe:
+        assert probe.fits(min_bytes)
+        assert probe.runs(min_bytes)
+        assert not probe.fits(min_bytes - ARENA_GRANULARITY_BYTES)
+
+
+# --------------------------------------------------------------------------------------------------
+# Fast: MCU estimate arithmetic
+# --------------------------------------------------------------------------------------------------
+def test_dscnn_composition_matches_the_published_mac_count():
+    assert sum(DSCNN_MACS_BY_CLASS.values()) == 2_664_768
+    assert macs_by_class(DSCNN_MACS_BY_OP) == {"dense": 2_368_768, "depthwise": 288_000, "elementwise": 8_012}
+
+
+@pytest.mark.parametrize("anchor_key", sorted(MCU_ANCHORS))
+def test_estimate_reproduces_each_anchor_at_its_clock(anchor_key):
+    anchor = MCU_ANCHORS[anchor_key]
+    at_anchor_clock = McuProfile("x", "core", anchor.clock_hz, anchor_key)
+    macs = {"CONV_2D": 2_368_768, "DEPTHWISE_CONV_2D": 288_000, "AVERAGE_POOL_2D": 8_000}
+    (row,) = estimate_mcu_latency(macs, [at_anchor_clock])
+    assert row["latency_ms"] == pytest.approx(anchor.latency_ms, rel=1e-12)
+    cpm = row["cycles_per_mac"]
+    assert cpm["depthwise"] == pytest.approx(2 * cpm["dense"], rel=1e-3)
+    assert 1.0 < cpm["dense"] < 3.5  # TOOLCHAIN.md: optimised int8 CNNs cost about 1-3.5 cycles per MAC
+
+
+def test_estimate_scales_with_clock_and_macs():
+    rows = {r["key"]: r for r in estimate_mcu_latency({"CONV_2D": 30_000_000})}
+    assert set(rows) == {p.key for p in MCU_PROFILES}
+    m4, m33 = rows["cortex-m4@120MHz"], rows["cortex-m33@160MHz"]
+    assert m4["cycles"] == m33["cycles"]  # M33 is costed like the M4, at its own clock
+    assert m33["latency_ms"] == pytest.approx(m4["latency_ms"] * 120 / 160)
+    double = {r["key"]: r for r in estimate_mcu_latency({"CONV_2D": 60_000_000})}
+    assert double["cortex-m7@480MHz"]["latency_ms"] == pytest.approx(2 * rows["cortex-m7@480MHz"]["latency_ms"])
+
+
+def test_latency_stats_and_output_comparison_arithmetic():
+    s = LatencyStats.from_ns([i * 1_000_000 for i in range(1, 101)], warmup=2)  # 1..100 ms
+    assert (s.runs, s.warmup, s.min_ms, s.mean_ms) == (100, 2, 1.0, 50.5)
+    assert s.p50_ms == pytest.approx(50.5) and s.p90_ms == pytest.approx(90.1) and s.p99_ms == pytest.approx(99.01)
+    a = [[np.array([1, 2, 3], np.int8)], [np.array([4, 5, 6], np.int8)]]
+    b = [[np.array([1, 2, 3], np.int8)], [np.array([4, -5, 7], np.int8)]]
+    assert compare_outputs(a, a) == (0, 0, 0.0)
+    assert compare_outputs(a, b) == (1, 2, 10.0)
+
+
+# --------------------------------------------------------------------------------------------------
+# Fast: a hand-built int8 model through the real interpreters
+# --------------------------------------------------------------------------------------------------
+def test_fc_model_is_bit_exact_and_arena_is_minimal(fc_model, fc_report):
+    r = fc_report
+    assert r.numerics.n_inputs == 6 and r.numerics.integer_outputs and r.numerics.bit_exact
+    assert set(r.latency) == set(RUNTIMES)
+    for stats in r.latency.values():
+        assert stats.runs == 5 and 0 < stats.min_ms <= stats.p50_ms <= stats.p90_ms <= stats.p99_ms
+    # Two 16-byte-aligned activation buffers: the int8 input (4 values) and output (3 values).
+    assert r.arena.head_bytes == 32 and r.arena.tail_bytes > 0
+    assert r.arena.min_bytes >= r.arena.total_bytes == r.arena.head_bytes + r.arena.tail_bytes
+    assert_arena_is_minimal(fc_model, r.arena.min_bytes)
+    assert (r.macs, r.param_bytes, r.file_bytes) == (12, 12 + 12, fc_model.stat().st_size)
+
+
+def test_json_report_has_every_section(fc_report):
+    d = json.loads(json.dumps(fc_report.to_dict(machine=True)))
+    assert d["schema"] == "edgeasc.bench/1"
+    assert set(d["latency_ms"]) == set(RUNTIMES)
+    assert {"p50_ms", "p90_ms", "p99_ms", "mean_ms"} <= set(d["latency_ms"]["tflite_micro"])
+    assert {"tflm_arena_min_bytes", "tflm_arena_head_bytes", "tflm_arena_tail_bytes", "audit_peak_activation_bytes",
+            "flash_file_bytes", "param_bytes"} <= set(d["memory"])
+    assert d["numerics"]["bit_exact"] is True and d["numerics"]["compared"] == "litert_reference vs tflite_micro"
+    assert d["input_source"] == {"kind": "random", "seed": 3, "n": 6,
+                                 "distribution": "integers uniform over the dtype's range; floats standard normal"}
+    mcu = d["mcu_estimate"]
+    assert mcu["label"].startswith("ESTIMATE") and mcu["assumptions"]
+    assert [p["key"] for p in mcu["profiles"]] == [p.key for p in MCU_PROFILES]
+    assert d["firmware"]["hook"] == FIRMWARE_HOOK and d["firmware"]["fields"] == list(FIRMWARE_FIELDS)
+    m = d["machine"]
+    assert m["cpu_model"] and m["logical_cores"] >= 1 and m["python"]
+    assert m["libraries"]["ai-edge-litert"] and m["libraries"]["tflite-micro"]
+    assert "OMP_NUM_THREADS" in m["threads"]
+    assert "machine" not in fc_report.to_dict()
+
+
+def test_same_seed_same_inputs_different_seed_different_inputs(fc_model, fc_report):
+    from edgeasc.bench import random_inputs
+
+    details = [{"dtype": np.int8, "shape": [1, 4]}]
+    a, b, c = random_inputs(details, 3, 3), random_inputs(details, 3, 3), random_inputs(details, 3, 4)
+    assert all(np.array_equal(x[0], y[0]) for x, y in zip(a, b))
+    assert not all(np.array_equal(x[0], y[0]) for x, y in zip(a, c))
+
+
+def test_numerics_mismatch_is_a_domain_error(fc_report):
+    check_numerics(fc_report)  # bit-exact: no error
+    bad = dataclasses.replace(fc_report, numerics=dataclasses.replace(
+        fc_report.numerics, mismatched_inputs=1, mismatched_values=2, max_abs_diff=3.0))
+    with pytest.raises(DomainError, match="differ on 1 of 6 inputs"):
+        check_numerics(bad)
+    float_out = dataclasses.replace(bad, numerics=dataclasses.replace(bad.numerics, integer_outputs=False))
+    check_numerics(float_out)  # float outputs are compared but need not be identical
+
+
+def test_firmware_section_is_a_named_hook(fc_model, monkeypatch):
+    placeholder = firmware_section(fc_model, requested=False)
+    assert placeholder["status"].startswith("not requested") and placeholder["hook"] == FIRMWARE_HOOK
+    empty = types.ModuleType("edgeasc.firmware")
+    monkeypatch.setitem(sys.modules, "edgeasc.firmware", empty)
+    with pytest.raises(ConfigError, match="bench_figures"):
+        firmware_section(fc_model, requested=True)
+    empty.bench_figures = lambda path: {"instructions_per_inference": 123, "instructions_per_mac": 10.25,
+                                        "flash_bytes": 2048, "ram_bytes": 512, "target": Path(path).name}
+    filled = firmware_section(fc_model, requested=True)
+    assert filled["status"] == "measured" and filled["instructions_per_inference"] == 123
+    assert filled["target"] == fc_model.name
+
+
+def test_cli_bench_table_and_json(fc_model):
+    runner = CliRunner()
+    res = runner.invoke(cli, ["bench", str(fc_model), "--runs", "3", "--warmup", "1", "--inputs", "2"])
+    assert res.exit_code == 0, res.output
+    for line in ("LiteRT reference kernels (BUILTIN_REF)", "TFLite Micro interpreter", "TFLite Micro arena, minimum",
+                 "bit-identical on 2/2 inputs", "MCU latency ESTIMATE", "cortex-m7@480MHz"):
+        assert line in res.output
+    res = runner.invoke(cli, ["bench", str(fc_model), "--runs", "2", "--warmup", "0", "--inputs", "1", "--json"])
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.output[res.output.index("{"):])
+    assert d["latency_ms"]["litert_reference"]["runs"] == 2 and "machine" in d
+
+
+def test_cli_bad_model_files_exit_2_with_one_line(tmp_path, fc_model):
+    garbage = tmp_path / "garbage.tflite"
+    garbage.write_bytes(b"\x00" * 4 + b"NOPE" + b"\x01" * 200)
+    truncated = tmp_path / "truncated.tflite"
+    truncated.write_bytes(fc_model.read_bytes()[:300])
+    tiny = tmp_path / "tiny.tflite"
+    tiny.write_bytes(b"TFL")
+    onnx = tmp_path / "model.onnx"
+    onnx.write_bytes(b"\x08\x07")
+    runner = CliRunner()
+    for path, needle in ((garbage, "not a TFLite flatbuffer"), (truncated, "truncated.tflite"),
+                         (tiny, "too short"), (tmp_path / "missing.tflite", "not found"), (onnx, "")):
+        res = runner.invoke(cli, ["bench", str(path)])
+        assert res.exit_code == 2, (path, res.output)
+        lines = res.output.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], res.output
+    res = runner.invoke(cli, ["bench", str(fc_model), "--runs", "0"])
+    assert res.exit_code == 2 and "runs >= 1" in res.output
+
+
+# --------------------------------------------------------------------------------------------------
+# Fast: the regression gate (benchmarks/compare.py) on hand-written results
+# --------------------------------------------------------------------------------------------------
+def _figures() -> dict:
+    f = {}
+    for who, macs in (("student", 30_580_864), ("reference", 29_700_000)):
+        f.update({f"static.{who}.macs": macs, f"static.{who}.macs_dcase": macs - 600_000,
+                  f"static.{who}.param_bytes": 67_769, f"static.{who}.tflm_arena_min_bytes": 334_128,
+                  f"static.{who}.tflm_arena_head_bytes": 304_640, f"static.{who}.bit_exact": True})
+    f.update({"accuracy.student.torch": 0.40, "accuracy.student.tflite_int8": 0.39,
+              "accuracy.student.int8_agreement": 0.95,
+              "train.student.clips_per_s": 40.0, "train.reference.clips_per_s": 44.0,
+              "train.edgeasc_over_dcase_step": 1.5,
+              "teacher_logits.teacher.clips_per_s": 20.0, "teacher_logits.reference.clips_per_s": 100.0,
+              "export.student.wall_s": 30.0, "export.reference.wall_s": 28.0,
+              "audit.student.wall_s": 3.0, "audit.reference.wall_s": 2.9})
+    for rt, ms in (("litert_reference", 27.0), ("litert_default", 0.8), ("tflite_micro", 40.0)):
+        f[f"bench.student.{rt}.p50_ms"] = ms
+        f[f"bench.reference.{rt}.p50_ms"] = ms * 0.9
+    return f
+
+
+def _pair(profile: str = "ci", **changes):
+    base = {"profile": profile, "figures": _figures()}
+    cur = copy.deepcopy(base)
+    cur["figures"].update(changes)
+    return cur, base
+
+
+def test_gate_passes_an_identical_result():
+    cur, base = _pair()
+    cmp = compare_mod.compare(cur, base)
+    assert not cmp.failures and not cmp.warnings
+    assert {r.verdict for r in cmp.gated} == {"ok"}
+    assert len(cmp.gated) == len(compare_mod.NO_INCREASE) + len(compare_mod.MUST_BE_TRUE) + 3
+
+
+@pytest.mark.parametrize("key,value", [
+    ("static.student.macs", 30_580_865),
+    ("static.student.param_bytes", 67_770),
+    ("static.reference.tflm_arena_min_bytes", 334_144),
+    ("static.student.tflm_arena_head_bytes", 304_656),
+    ("static.student.bit_exact", False),
+    ("accuracy.student.torch", 0.40 - 0.051),  # more than 5 pp (ci tolerance)
+    ("accuracy.student.tflite_int8", 0.30),
+    ("accuracy.student.int8_agreement", 0.919),  # more than 3 pp
+])
+def test_gate_fails_a_regression(key, value):
+    cur, base = _pair(**{key: value})
+    cmp = compare_mod.compare(cur, base)
+    assert [r.key for r in cmp.failures] == [key]
+
+
+def test_gate_passes_changes_within_tolerance_and_improvements():
+    cur, base = _pair(**{"accuracy.student.torch": 0.36, "accuracy.student.int8_agreement": 0.93,
+                         "static.student.macs": 20_000_000})
+    cmp = compare_mod.compare(cur, base)
+    assert not cmp.failures
+    assert {r.key: r.verdict for r in cmp.gated}["static.student.macs"] == "improved"
+    cur, base = _pair("full", **{"accuracy.student.torch": 0.36})  # 4 pp is too much for the full profile
+    assert [r.key for r in compare_mod.compare(cur, base).failures] == ["accuracy.student.torch"]
+
+
+def test_gate_fails_a_missing_gated_figure_and_rejects_another_profile():
+    cur, base = _pair()
+    del cur["figures"]["static.student.macs"]
+    assert [r.key for r in compare_mod.compare(cur, base).failures] == ["static.student.macs"]
+    cur, base = _pair()
+    base["profile"] = "full"
+    with pytest.raises(compare_mod.CompareError, match="profile"):
+        compare_mod.compare(cur, base)
+
+
+def test_timings_never_fail_and_warn_only_on_large_same_run_regressions():
+    # The whole machine is 3x slower: every ratio is unchanged.
+    timed = ("train.", "teacher_logits.", "export.", "audit.", "bench.")
+    slow = {k: (v / 3 if "clips_per_s" in k else v * 3) for k, v in _figures().items()
+            if k.startswith(timed) and k != "train.edgeasc_over_dcase_step"}
+    cur, base = _pair(**slow)
+    cmp = compare_mod.compare(cur, base)
+    assert not cmp.failures and not cmp.warnings
+    # The student alone trains 1.9x slower: within the factor. 2.5x slower, and TFLite Micro 10x: warnings only.
+    cur, base = _pair(**{"train.student.clips_per_s": 40.0 / 1.9})
+    assert not compare_mod.compare(cur, base).warnings
+    cur, base = _pair(**{"train.student.clips_per_s": 16.0, "bench.student.tflite_micro.p50_ms": 400.0,
+                         "train.edgeasc_over_dcase_step": 0.5})
+    cmp = compare_mod.compare(cur, base)
+    assert not cmp.failures
+    assert {r.key for r in cmp.warnings} == {"train.student.clips_per_s", "bench.student.tflite_micro.p50_ms",
+                                             "train.edgeasc_over_dcase_step"}
+
+
+def test_compare_main_exit_codes_and_write_baseline(tmp_path, capsys):
+    cur, _ = _pair()
+    result = {"schema": "edgeasc.benchmarks/1", "name": "ci", "profile": "ci", "profile_settings": {}, "seed": 0,
+              "torch_threads": 1, "created": "2026-01-01T00:00:00+00:00", "wall_s": 1.0,
+              "machine": {"cpu_model": "test cpu"}, "figures": cur["figures"]}
+    res_path, base_path = tmp_path / "ci.json", tmp_path / "baseline.json"
+    res_path.write_text(json.dumps(result))
+    assert compare_mod.main([str(res_path), "--baseline", str(base_path)]) == 2  # no baseline file
+    assert compare_mod.main([str(res_path), "--baseline", str(base_path), "--write-baseline"]) == 0
+    stored = json.loads(base_path.read_text())
+    assert stored["schema"] == compare_mod.BASELINE_SCHEMA and stored["profiles"]["ci"]["figures"] == cur["figures"]
+    assert compare_mod.main([str(res_path), "--baseline", str(base_path)]) == 0
+    assert "passed: no gated regression" in capsys.readouterr().out
+    result["figures"]["static.student.param_bytes"] += 1
+    res_path.write_text(json.dumps(result))
+    assert compare_mod.main([str(res_path), "--baseline", str(base_path)]) == 1
+    assert "FAILED: 1 gated regression(s): static.student.param_bytes" in capsys.readouterr().out
+    result["profile"] = "full"
+    res_path.write_text(json.dumps(result))
+    assert compare_mod.main([str(res_path), "--baseline", str(base_path)]) == 0  # no full baseline: nothing gated
+
+
+def test_committed_baseline_is_readable_and_complete():
+    data = compare_mod.load_json(compare_mod.BASELINE)
+    entry = compare_mod.baseline_entry(data, "ci", compare_mod.BASELINE)
+    assert entry is not None and entry["profile"] == "ci"
+    for key in (*compare_mod.NO_INCREASE, *compare_mod.MUST_BE_TRUE, *compare_mod.ACCURACY_GATES,
+                compare_mod.AGREEMENT_GATE):
+        assert key in entry["figures"], key
+    assert entry["figures"]["static.student.macs_dcase"] == 29_978_112  # the S1 student, BatchNorm folded
+    assert entry["figures"]["static.student.bit_exact"] is True
+    assert compare_mod.compare({"profile": "ci", "figures": entry["figures"]}, entry).failures == []
+
+
+# --------------------------------------------------------------------------------------------------
+# Slow: a tiny SSCP-Mobile exported to int8 (one conversion per module)
+# --------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_int8(tmp_path_factory, tiny_data, cache_dir):
+    pytest.importorskip("onnx2tf")
+    from edgeasc.checkpoint import save_checkpoint
+    from edgeasc.config import TrainConfig, to_dict
+    from edgeasc.export import export_checkpoint
+    from edgeasc.models import create_model
+
+    d = tmp_path_factory.mktemp("bench_export")
+    torch.manual_seed(0)
+    model = randomize_batchnorm(create_model("test_sscp_mobile"), 0)
+    ckpt = save_checkpoint(d / "model.pt", model, stage="test", config=to_dict(TrainConfig()))
+    result = export_checkpoint(ckpt, tiny_data, d / "export", calib_clips=40, eval_clips=20, cache_dir=cache_dir)
+    return result.artifacts
+
+
+@pytest.mark.slow
+def test_exported_int8_model_is_bit_exact_with_minimal_arena(tiny_int8):
+    path = tiny_int8["tflite_int8"]
+    r = bench_model(path, runs=3, warmup=1, n_inputs=4)
+    assert r.model_name == "test_sscp_mobile" and r.inputs[0]["dtype"] == "int8"
+    assert r.numerics.integer_outputs and r.numerics.bit_exact
+    assert_arena_is_minimal(path, r.arena.min_bytes)
+    # The planned activations are the audit's peak-activation estimate up to TFLite Micro's alignment and
+    # its sharper lifetime analysis; both are far below the host tail.
+    assert 0.5 * r.peak_activation_bytes <= r.arena.head_bytes <= 1.5 * r.peak_activation_bytes
+    assert r.mcu_estimate["profiles"][0]["latency_ms"] > 0
+
+
+@pytest.mark.slow
+def test_bench_on_real_features_and_on_the_float_model(tiny_int8, tiny_data):
+    r = bench_model(tiny_int8["tflite_int8"], runs=2, warmup=0, n_inputs=3, data_dir=tiny_data)
+    assert r.input_source["kind"] == "dataset" and len(r.input_source["clips"]) == 3
+    assert r.numerics.bit_exact
+    f = bench_model(tiny_int8["tflite_float32"], runs=2, warmup=0, n_inputs=2)
+    assert not f.numerics.integer_outputs and f.numerics.ok
+    assert f.numerics.max_abs_diff < 1e-3  # float reference kernels agree closely
+    assert "profiles" not in f.mcu_estimate and "float32" in f.mcu_estimate["reason"]
