@@ -323,6 +323,31 @@ def bench_cmd(model_path: Path, runs: int, warmup: int, n_inputs: int, seed: int
     check_numerics(report)
 
 
+@cli.command("firmware")
+@click.argument("model_path", type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the generated C sources (model.h, model.c, frontend_data.c).")
+@click.option("--json", "as_json", is_flag=True, help="Print firmware.json.")
+def firmware_cmd(model_path: Path, out_dir: Path, as_json: bool) -> None:
+    """Generate C99 firmware sources (int8 kernels' calls, weights, arena plan) for an int8 .tflite.
+
+    Exit code 0 ok, 2 unreadable model or an operator the firmware kernels do not cover.
+
+    Example: edgeasc firmware runs/student/export/model_int8.tflite --out firmware_stub/build/model
+    """
+    from edgeasc.firmware import generate_firmware
+
+    result = generate_firmware(model_path, out_dir)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    click.echo(f"{model_path.name}: {len(result.layers)} layers, {result.macs:,} MACs, "
+               f"{result.weight_bytes:,} constant bytes")
+    click.echo(f"arena: {result.arena_bytes:,} bytes")
+    click.echo(f"wrote {out_dir / 'model.c'} ({_size(out_dir / 'model.c')})")
+    click.echo(f"next: make -C firmware_stub host GEN={out_dir.resolve()}")
+
+
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="edgeasc")

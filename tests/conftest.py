@@ -9,7 +9,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from torch import nn  # noqa: E402
+
+from edgeasc.models.layers import randomize_batchnorm  # noqa: E402,F401  (tests import it from here)
 
 torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
@@ -41,15 +42,3 @@ def fast_overrides(cache_dir):
     )
 
 
-def randomize_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Trained-looking BatchNorm statistics, so that folded biases differ (exporters store equal constants
-    once) and BatchNorm folding matters in export and audit tests."""
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            n = m.num_features
-            m.running_mean.copy_(torch.rand(n, generator=g) - 0.5)
-            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
-            m.bias.data.copy_(torch.rand(n, generator=g) - 0.5)
-    return model.eval()

@@ -7,6 +7,7 @@ torchvision.
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 Size2 = tuple[int, int]
@@ -120,3 +121,19 @@ class ClassifierHead(nn.Sequential):
     def forward(self, x: Tensor) -> Tensor:
         """x: (B, C, F, T) -> logits (B, n_classes)."""
         return super().forward(x).flatten(1)
+
+
+def randomize_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Give every BatchNorm2d seeded, trained-looking statistics and affine parameters; returns the model in
+    eval mode. For untrained models in export, audit and firmware checks: folded biases then differ (exporters
+    store equal constants once) and BatchNorm folding matters."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                n = m.num_features
+                m.running_mean.copy_(torch.rand(n, generator=g) - 0.5)
+                m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+                m.weight.copy_(torch.rand(n, generator=g) + 0.5)
+                m.bias.copy_(torch.rand(n, generator=g) - 0.5)
+    return model.eval()

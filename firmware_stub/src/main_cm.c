@@ -1,0 +1,69 @@
+/* Cortex-M build under QEMU (mps2-an386 / mps2-an500, -icount shift=0, semihosting): reads int8 inputs from
+ * the host file fw_inputs.bin, prints each input's logits, the per-layer and total instruction counts of the
+ * first inference (SysTick under -icount: QEMU advances virtual time by 2^shift ns per instruction, so
+ * SysTick counts instructions; the ratio is calibrated on a loop of known length), and the arena size. */
+#include <stdint.h>
+#include <stdio.h>
+
+#include "th_api.h"
+
+#define SYST_CSR (*(volatile uint32_t *)0xE000E010)
+#define SYST_RVR (*(volatile uint32_t *)0xE000E014)
+#define SYST_CVR (*(volatile uint32_t *)0xE000E018)
+#define SCB_ICSR (*(volatile uint32_t *)0xE000ED04)
+#define RELOAD 0xFFFFFFu
+
+extern volatile uint32_t fw_systick_wraps;
+const char *const fw_platform_counter_unit = "ticks";
+
+uint64_t fw_platform_counter(void) {
+    uint32_t w1, w2, v, pending;
+    do {
+        w1 = fw_systick_wraps;
+        v = SYST_CVR;
+        pending = SCB_ICSR & (1u << 26); /* wrapped, handler not run yet */
+        w2 = fw_systick_wraps;
+    } while (w1 != w2);
+    if (pending && v > RELOAD / 2) w1++;
+    return (uint64_t)w1 * (RELOAD + 1u) + (RELOAD - v);
+}
+
+static int8_t input[FW_INPUT_SIZE];
+
+int main(void) {
+    SYST_RVR = RELOAD;
+    SYST_CVR = 0;
+    SYST_CSR = 7; /* processor clock, interrupt, enable */
+    while (SYST_CVR == 0) { } /* the first tick loads the reload value without counting a wrap */
+    /* calibration: a loop of exactly 2 * n instructions (subs, bne) */
+    const uint32_t n = 1000000;
+    uint64_t a = fw_platform_counter();
+    __asm volatile("mov r0, %0\n1: subs r0, r0, #1\n bne 1b\n" ::"r"(n) : "r0", "cc");
+    uint64_t b = fw_platform_counter();
+    printf("fw-calibration instructions=%lu ticks=%llu\n", (unsigned long)(2 * n), (unsigned long long)(b - a));
+    printf("fw-model %s arena_bytes=%d layers=%d macs=%u\n", FW_MODEL_NAME, FW_ARENA_BYTES, FW_NUM_LAYERS, FW_MACS);
+    FILE *f = fopen("fw_inputs.bin", "rb");
+    if (!f) {
+        printf("fw-error cannot open fw_inputs.bin\n");
+        return 2;
+    }
+    int k = 0;
+    while (fread(input, 1, FW_INPUT_SIZE, f) == FW_INPUT_SIZE) {
+        th_load_tensor(input, FW_INPUT_SIZE);
+        uint64_t t0 = fw_platform_counter();
+        th_infer();
+        uint64_t t1 = fw_platform_counter();
+        printf("fw-logits %d ", k);
+        th_results();
+        printf("fw-total %d ticks=%llu\n", k, (unsigned long long)(t1 - t0));
+        if (k == 0)
+            for (int l = 0; l < FW_NUM_LAYERS; ++l)
+                printf("fw-layer %d %s ticks=%llu macs=%lu\n", l, fw_layer_names[l],
+                       (unsigned long long)(th_layer_counter[l + 1] - th_layer_counter[l]),
+                       (unsigned long)fw_layer_macs[l]);
+        ++k;
+    }
+    fclose(f);
+    printf("fw-done inputs=%d\n", k);
+    return 0;
+}
