@@ -5,6 +5,13 @@ Rules (docs/bench.md):
 - Deterministic figures fail the check (exit 1) when they regress: MACs, parameter bytes and TFLite Micro
   arena bytes must not grow; LiteRT reference kernels and TFLite Micro must stay bit-identical; accuracy at
   the fixed seed and int8-vs-float agreement must not drop by more than the profile's tolerance.
+- Firmware figures of the int8 student on the emulated Cortex-M4 and M7 (QEMU `-icount`: deterministic):
+  instructions per inference and per MAC must not grow by more than `FIRMWARE_INSTRUCTION_TOLERANCE`; flash,
+  static RAM and arena bytes must not grow at all. They depend on the cross compiler's version, which is
+  printed beside them when it differs from the baseline's.
+- A gated figure the baseline has but the result lacks fails; one the baseline lacks is shown as
+  `no baseline` and passes. The static and accuracy figures fail whenever the result lacks them; firmware
+  figures that neither has (no Arm toolchain) are `not measured`.
 - Timings never fail. Each is divided by a reference measured in the same run (the baseline CP-Mobile through
   the same harness, or the DCASE-baseline-style training loop), so the machine's speed cancels; that ratio is
   compared with the baseline's and a warning is printed when it got more than `TIMING_WARN_FACTOR` worse.
@@ -37,6 +44,19 @@ NO_INCREASE = tuple(f"static.{w}.{k}" for w in WHO
 
 MUST_BE_TRUE = tuple(f"static.{w}.bit_exact" for w in WHO)
 """LiteRT reference kernels vs TFLite Micro on the int8 models."""
+
+FIRMWARE_TARGETS = ("cortex-m4", "cortex-m7")
+FIRMWARE_INSTRUCTIONS = tuple(f"firmware.student.{t}.{k}" for t in FIRMWARE_TARGETS
+                              for k in ("instructions_per_inference", "instructions_per_mac"))
+FIRMWARE_INSTRUCTION_TOLERANCE = 0.005
+"""Largest allowed relative increase of the firmware instruction counts. QEMU's `-icount` makes them
+deterministic, but they are read from SysTick in ticks of 40 instructions, and one tick can differ between
+inferences of one run (about 1e-6 of the S1 student's 57 M instructions): 0.5% is far above that noise and far
+below a kernel regression worth catching."""
+
+FIRMWARE_BYTES = tuple(f"firmware.student.{t}.{k}" for t in FIRMWARE_TARGETS
+                       for k in ("flash_bytes", "ram_bytes", "arena_bytes"))
+"""Flash (code + read-only data), static RAM (.data + .bss) and the planned activation arena: no increase."""
 
 ACCURACY_TOLERANCE_PP: dict[str, float] = {"ci": 5.0, "full": 2.0}
 """Largest allowed drop of the student's macro accuracy (percentage points) at the fixed seed, per profile.
@@ -85,7 +105,8 @@ class Row:
     baseline: Any
     current: Any
     rule: str
-    verdict: str  # ok | improved | REGRESSION | WARNING | new | missing-baseline
+    verdict: str  # gated: ok | improved | REGRESSION | no baseline | not measured; timings: ok | improved |
+    # WARNING | new | missing
 
 
 @dataclass
@@ -107,11 +128,15 @@ class CompareError(Exception):
     """An unreadable or inconsistent result or baseline (exit code 2)."""
 
 
-def _gate(key: str, base: dict[str, Any], cur: dict[str, Any], rule: str, judge: Any) -> Row:
+def _gate(key: str, base: dict[str, Any], cur: dict[str, Any], rule: str, judge: Any, required: bool = True) -> Row:
+    """One gated figure. Missing from the result: a regression when the baseline has it or the suite must
+    always produce it (`required`), else `not measured`. Missing from the baseline only: `no baseline`."""
     if key not in cur:
-        return Row(key, base.get(key), None, rule, "REGRESSION")  # a gated figure the suite no longer produces
+        if key in base or required:
+            return Row(key, base.get(key), None, rule, "REGRESSION")  # a gated figure the suite no longer produces
+        return Row(key, None, None, rule, "not measured")
     if key not in base:
-        return Row(key, None, cur[key], rule, "new")
+        return Row(key, None, cur[key], rule, "no baseline")
     return Row(key, base[key], cur[key], rule, judge(base[key], cur[key]))
 
 
@@ -153,6 +178,21 @@ def compare(result: dict[str, Any], baseline: dict[str, Any]) -> Comparison:
         out.gated.append(_gate(key, base, cur, f"drop <= {tol:g} pp", max_drop(tol)))
     out.gated.append(_gate(AGREEMENT_GATE, base, cur, f"drop <= {AGREEMENT_TOLERANCE_PP:g} pp",
                            max_drop(AGREEMENT_TOLERANCE_PP)))
+
+    def max_relative_increase(tol: float) -> Any:
+        def judge(b: float, c: float) -> str:
+            if c > b * (1 + tol):
+                return "REGRESSION"
+            return "improved" if c < b * (1 - tol) else "ok"
+
+        return judge
+
+    tol_pct = f"{100 * FIRMWARE_INSTRUCTION_TOLERANCE:g}"
+    for key in FIRMWARE_INSTRUCTIONS:
+        out.gated.append(_gate(key, base, cur, f"increase <= {tol_pct}%",
+                               max_relative_increase(FIRMWARE_INSTRUCTION_TOLERANCE), required=False))
+    for key in FIRMWARE_BYTES:
+        out.gated.append(_gate(key, base, cur, "no increase", no_increase, required=False))
 
     for t in TIMINGS:
         rule = f"/ {t.reference}" if t.reference else "same-run ratio"
@@ -209,6 +249,7 @@ def format_comparison(cmp: Comparison, result: dict[str, Any], baseline: dict[st
         ratio = f"{r.current / r.baseline:.4f}" if numbers and r.baseline else "-"
         rows.append((r.key, _fmt(r.baseline), _fmt(r.current), ratio, r.rule, r.verdict))
     lines += _table(rows) + [""]
+    lines += _firmware_notes(result, baseline)
     lines.append(f"timings as same-run ratios (never fail; WARNING when over {TIMING_WARN_FACTOR:g}x worse than the "
                  "baseline's ratio)")
     rows = [("timing", "normalised by", "baseline ratio", "current ratio", "current/baseline", "verdict",
@@ -225,6 +266,18 @@ def format_comparison(cmp: Comparison, result: dict[str, Any], baseline: dict[st
     else:
         lines.append("passed: no gated regression" + (f"; {len(warns)} timing warning(s)" if warns else ""))
     return "\n".join(lines)
+
+
+def _firmware_notes(result: dict[str, Any], baseline: dict[str, Any]) -> list[str]:
+    """Why firmware targets were skipped, and a toolchain that differs from the baseline's."""
+    fw = result.get("stages", {}).get("firmware", {})
+    lines = [f"firmware {target}: skipped ({info.get('reason', '?')})"
+             for target, info in fw.get("student", {}).items() if info.get("status") == "skipped"]
+    now, then = fw.get("toolchain"), baseline.get("firmware_toolchain")
+    if now and then and now != then:
+        lines += ["firmware toolchain differs from the baseline's (instruction counts and sizes depend on it):"]
+        lines += [f"  {tool}: baseline {then.get(tool)!r}, current {now.get(tool)!r}" for tool in sorted(now)]
+    return lines + [""] if lines else []
 
 
 def load_json(path: Path) -> dict[str, Any]:
@@ -255,6 +308,9 @@ def write_baseline(result: dict[str, Any], path: Path) -> None:
         k: result[k] for k in ("name", "profile", "profile_settings", "seed", "torch_threads", "created", "wall_s",
                                "machine", "figures")
     }
+    toolchain = result.get("stages", {}).get("firmware", {}).get("toolchain")
+    if toolchain:
+        data["profiles"][result["profile"]]["firmware_toolchain"] = toolchain
     write_json_atomic(path, data)
 
 

@@ -10,7 +10,10 @@ same harness as the timing reference, the DCASE baseline CP-Mobile (`cpmobile`):
 3. export wall time (`export_checkpoint`, int8, calibration and parity) and the per-stage accuracy it
    measures: torch float, TFLite float32, TFLite int8, int8-vs-float agreement;
 4. audit wall time (checkpoint and int8 .tflite);
-5. `edgeasc bench` of each int8 model: latency, TFLite Micro arena, flash, bit-exactness, MCU estimate.
+5. `edgeasc bench` of each int8 model: latency, TFLite Micro arena, flash, bit-exactness, MCU estimate;
+6. the firmware of the int8 student (edgeasc/firmware.py, docs/firmware.md) built with arm-none-eabi-gcc and run
+   under QEMU with `-icount` on a Cortex-M4 and a Cortex-M7: instructions per inference and per MAC, flash, static
+   RAM and arena bytes. Without the Arm toolchain or QEMU the section records `skipped` and the reason.
 
 Writes `benchmarks/results/<name>.json` (atomically) with the machine description; `benchmarks/compare.py`
 checks it against `benchmarks/baseline.json`. docs/bench.md explains the figures and the gate rules.
@@ -38,6 +41,9 @@ SCHEMA = "edgeasc.benchmarks/1"
 STUDENT = "sscp_mobile_s1"
 REFERENCE = "cpmobile"
 TEACHER = ("cpmobile", {"base_channels": 96})  # recipes/teacher_cpmobile_wide.toml
+FIRMWARE_TARGETS = ("cortex-m4", "cortex-m7")
+FIRMWARE_FIGURES = ("instructions_per_inference", "instructions_per_mac", "flash_bytes", "ram_bytes", "arena_bytes")
+"""Per-target firmware figures copied into the flat `figures` (benchmarks/compare.py gates them)."""
 
 log = logging.getLogger("benchmarks")
 
@@ -183,6 +189,7 @@ def export_and_audit(ckpt: Path, prof: Profile, data: Path, out: Path, cache: Pa
     bench = bench_model(int8, runs=prof.bench_runs, warmup=prof.bench_warmup, seed=seed, data_dir=data)
     res = result.report["results"]
     return {
+        "int8_model": str(int8),
         "export_s": export_s, "audit_tflite_s": audit_tflite_s, "audit_checkpoint_s": audit_ckpt_s,
         "accuracy": {"torch": res["torch"]["macro_accuracy"],
                      "tflite_float32": res["tflite_float32"]["macro_accuracy"],
@@ -194,6 +201,43 @@ def export_and_audit(ckpt: Path, prof: Profile, data: Path, out: Path, cache: Pa
                   "checkpoint_param_count": audit_ckpt.param_count},
         "bench": bench.to_dict(),
     }
+
+
+def firmware_figures(int8: Path, work: Path, seed: int) -> dict[str, Any]:
+    """The int8 model's firmware on each emulated target: `measure_firmware` (one seeded random input, like
+    `edgeasc bench --firmware`), its per-layer instructions and wall time; `skipped` with the reason for a
+    target whose toolchain is missing. A build or run that fails on an installed toolchain raises."""
+    from edgeasc.firmware import measure_firmware, toolchain_missing
+
+    out: dict[str, Any] = {}
+    for target in FIRMWARE_TARGETS:
+        reason = toolchain_missing(target)
+        if reason:
+            log.warning("firmware %s skipped: %s", target, reason)
+            out[target] = {"status": "skipped", "reason": reason}
+            continue
+        t0 = time.perf_counter()
+        fw = measure_firmware(int8, target, work_dir=work / target, seed=seed)
+        fw.pop("logits")  # of a random input: no meaning beyond the firmware tests' bit-exactness checks
+        out[target] = {"status": "measured", **fw, "wall_s": time.perf_counter() - t0}
+        log.info("firmware %s: %s instructions per inference, %.3f per MAC, flash %s bytes, RAM %s bytes",
+                 target, f"{fw['instructions_per_inference']:,}", fw["instructions_per_mac"],
+                 f"{fw['flash_bytes']:,}", f"{fw['ram_bytes']:,}")
+    return out
+
+
+def toolchain_versions() -> dict[str, str | None]:
+    """First version line of the cross compiler and QEMU (instruction counts and sizes depend on them)."""
+    import subprocess
+
+    versions: dict[str, str | None] = {}
+    for tool in ("arm-none-eabi-gcc", "qemu-system-arm"):
+        if shutil.which(tool) is None:
+            versions[tool] = None
+            continue
+        proc = subprocess.run([tool, "--version"], capture_output=True, text=True, check=False)
+        versions[tool] = (proc.stdout.strip().splitlines() or ["?"])[0]
+    return versions
 
 
 def flatten(stages: dict[str, Any]) -> dict[str, Any]:
@@ -223,6 +267,10 @@ def flatten(stages: dict[str, Any]) -> dict[str, Any]:
             f[f"accuracy.{who}.{k}"] = e["accuracy"][k]
         for p in e["bench"]["mcu_estimate"].get("profiles", []):
             f[f"mcu_estimate.{who}.{p['key']}.ms"] = p["latency_ms"]
+    for target, fw in stages.get("firmware", {}).get("student", {}).items():
+        if fw["status"] == "measured":
+            for k in FIRMWARE_FIGURES:
+                f[f"firmware.student.{target}.{k}"] = fw[k]
     return f
 
 
@@ -280,6 +328,12 @@ def run(profile: str, name: str, work: Path, threads: int, seed: int, dcase_work
         with Stage(f"export, audit and bench of {train[who]['model']}"):
             stages["export"][who] = export_and_audit(Path(train[who]["checkpoint"]), prof, data,
                                                      runs / who / "export", cache, seed)
+    with Stage(f"firmware of the int8 {STUDENT} ({', '.join(FIRMWARE_TARGETS)} under QEMU)"):
+        stages["firmware"] = {
+            "toolchain": toolchain_versions(),
+            "student": firmware_figures(Path(stages["export"]["student"]["int8_model"]),
+                                        runs / "student" / "firmware", seed),
+        }
 
     result = {
         "schema": SCHEMA,

@@ -244,6 +244,11 @@ def _figures() -> dict:
     for rt, ms in (("litert_reference", 27.0), ("litert_default", 0.8), ("tflite_micro", 40.0)):
         f[f"bench.student.{rt}.p50_ms"] = ms
         f[f"bench.reference.{rt}.p50_ms"] = ms * 0.9
+    for target, instructions in (("cortex-m4", 56_830_480), ("cortex-m7", 56_913_600)):
+        fw = f"firmware.student.{target}"
+        f.update({f"{fw}.instructions_per_inference": instructions,
+                  f"{fw}.instructions_per_mac": instructions / 30_580_864,
+                  f"{fw}.flash_bytes": 216_588, f"{fw}.ram_bytes": 312_992, f"{fw}.arena_bytes": 276_736})
     return f
 
 
@@ -259,7 +264,9 @@ def test_gate_passes_an_identical_result():
     cmp = compare_mod.compare(cur, base)
     assert not cmp.failures and not cmp.warnings
     assert {r.verdict for r in cmp.gated} == {"ok"}
-    assert len(cmp.gated) == len(compare_mod.NO_INCREASE) + len(compare_mod.MUST_BE_TRUE) + 3
+    assert len(cmp.gated) == (len(compare_mod.NO_INCREASE) + len(compare_mod.MUST_BE_TRUE) + 3
+                              + len(compare_mod.FIRMWARE_INSTRUCTIONS) + len(compare_mod.FIRMWARE_BYTES))
+    assert len(compare_mod.FIRMWARE_INSTRUCTIONS) == 4 and len(compare_mod.FIRMWARE_BYTES) == 6
 
 
 @pytest.mark.parametrize("key,value", [
@@ -271,6 +278,11 @@ def test_gate_passes_an_identical_result():
     ("accuracy.student.torch", 0.40 - 0.051),  # more than 5 pp (ci tolerance)
     ("accuracy.student.tflite_int8", 0.30),
     ("accuracy.student.int8_agreement", 0.919),  # more than 3 pp
+    ("firmware.student.cortex-m4.instructions_per_mac", 56_830_480 / 30_580_864 * 1.0051),  # over +0.5%
+    ("firmware.student.cortex-m7.instructions_per_inference", 57_200_000),  # +0.504%
+    ("firmware.student.cortex-m4.flash_bytes", 216_589),
+    ("firmware.student.cortex-m7.ram_bytes", 312_996),
+    ("firmware.student.cortex-m4.arena_bytes", 276_740),
 ])
 def test_gate_fails_a_regression(key, value):
     cur, base = _pair(**{key: value})
@@ -286,6 +298,79 @@ def test_gate_passes_changes_within_tolerance_and_improvements():
     assert {r.key: r.verdict for r in cmp.gated}["static.student.macs"] == "improved"
     cur, base = _pair("full", **{"accuracy.student.torch": 0.36})  # 4 pp is too much for the full profile
     assert [r.key for r in compare_mod.compare(cur, base).failures] == ["accuracy.student.torch"]
+
+
+def test_firmware_instructions_tolerate_tick_noise_and_report_improvements():
+    m4 = "firmware.student.cortex-m4"
+    cur, base = _pair(**{f"{m4}.instructions_per_inference": 56_830_480 + 40,  # one SysTick tick more
+                         f"{m4}.instructions_per_mac": 56_830_480 / 30_580_864 * 1.0049,  # just inside +0.5%
+                         "firmware.student.cortex-m7.instructions_per_mac": 1.80,  # 3% fewer
+                         "firmware.student.cortex-m7.flash_bytes": 200_000})
+    verdicts = {r.key: r.verdict for r in compare_mod.compare(cur, base).gated}
+    assert not compare_mod.compare(cur, base).failures
+    assert verdicts[f"{m4}.instructions_per_inference"] == "ok" and verdicts[f"{m4}.instructions_per_mac"] == "ok"
+    assert verdicts["firmware.student.cortex-m7.instructions_per_mac"] == "improved"
+    assert verdicts["firmware.student.cortex-m7.flash_bytes"] == "improved"
+
+
+def test_firmware_figures_missing_from_baseline_or_result():
+    fw_keys = (*compare_mod.FIRMWARE_INSTRUCTIONS, *compare_mod.FIRMWARE_BYTES)
+    # an older baseline without firmware figures: shown as `no baseline`, not gated
+    cur, base = _pair()
+    for k in fw_keys:
+        del base["figures"][k]
+    cmp = compare_mod.compare(cur, base)
+    assert not cmp.failures
+    assert {r.verdict for r in cmp.gated if r.key in fw_keys} == {"no baseline"}
+    text = compare_mod.format_comparison(cmp, {**cur, "name": "ci"}, base)
+    assert "firmware.student.cortex-m4.instructions_per_mac" in text and "no baseline" in text
+    # the result lacks the Cortex-M7 figures the baseline has (no toolchain for it): each one fails
+    cur, base = _pair()
+    m7 = [k for k in fw_keys if ".cortex-m7." in k]
+    for k in m7:
+        del cur["figures"][k]
+    skipped = {"status": "skipped", "reason": "qemu-system-arm not installed"}
+    cur["stages"] = {"firmware": {"student": {"cortex-m7": skipped}}}
+    cmp = compare_mod.compare(cur, base)
+    assert sorted(r.key for r in cmp.failures) == sorted(m7)
+    text = compare_mod.format_comparison(cmp, cur, base)
+    assert "firmware cortex-m7: skipped (qemu-system-arm not installed)" in text and "FAILED: 5 gated" in text
+    # neither has them: `not measured`, passes (unlike the always-produced static figures)
+    for k in m7:
+        del base["figures"][k]
+    cmp = compare_mod.compare(cur, base)
+    assert not cmp.failures and {r.verdict for r in cmp.gated if r.key in m7} == {"not measured"}
+
+
+def test_firmware_toolchain_is_kept_in_the_baseline_and_a_change_is_printed(tmp_path):
+    cur, _ = _pair()
+    gcc = "arm-none-eabi-gcc (15:12.2.rel1-1) 12.2.1 20221205"
+    result = {"schema": "edgeasc.benchmarks/1", "name": "ci", "profile": "ci", "profile_settings": {}, "seed": 0,
+              "torch_threads": 1, "created": "2026-01-01T00:00:00+00:00", "wall_s": 1.0, "machine": {},
+              "figures": cur["figures"],
+              "stages": {"firmware": {"toolchain": {"arm-none-eabi-gcc": gcc, "qemu-system-arm": "QEMU 7.2"}}}}
+    base_path = tmp_path / "baseline.json"
+    compare_mod.write_baseline(result, base_path)
+    entry = json.loads(base_path.read_text())["profiles"]["ci"]
+    assert entry["firmware_toolchain"]["arm-none-eabi-gcc"] == gcc
+    cmp = compare_mod.compare(result, entry)
+    assert "toolchain differs" not in compare_mod.format_comparison(cmp, result, entry)
+    result["stages"]["firmware"]["toolchain"]["arm-none-eabi-gcc"] = "arm-none-eabi-gcc 13.2.1"
+    text = compare_mod.format_comparison(compare_mod.compare(result, entry), result, entry)
+    assert "firmware toolchain differs" in text and "current 'arm-none-eabi-gcc 13.2.1'" in text
+
+
+def test_suite_records_firmware_as_skipped_without_the_arm_toolchain(tmp_path, monkeypatch):
+    run_mod = _load_benchmarks_module("run")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no make, arm-none-eabi-gcc or qemu-system-arm on it
+    fw = run_mod.firmware_figures(tmp_path / "unused.tflite", tmp_path / "fw", seed=0)
+    assert set(fw) == set(run_mod.FIRMWARE_TARGETS) == set(compare_mod.FIRMWARE_TARGETS)
+    flat = {f"firmware.student.{t}.{k}" for t in run_mod.FIRMWARE_TARGETS for k in run_mod.FIRMWARE_FIGURES}
+    assert flat == {*compare_mod.FIRMWARE_INSTRUCTIONS, *compare_mod.FIRMWARE_BYTES}  # what run.py writes is gated
+    for info in fw.values():
+        assert info["status"] == "skipped" and "arm-none-eabi-gcc" in info["reason"]
+        assert "apt-get install" in info["reason"]
+    assert run_mod.toolchain_versions() == {"arm-none-eabi-gcc": None, "qemu-system-arm": None}
 
 
 def test_gate_fails_a_missing_gated_figure_and_rejects_another_profile():
@@ -344,7 +429,7 @@ def test_committed_baseline_is_readable_and_complete():
     entry = compare_mod.baseline_entry(data, "ci", compare_mod.BASELINE)
     assert entry is not None and entry["profile"] == "ci"
     for key in (*compare_mod.NO_INCREASE, *compare_mod.MUST_BE_TRUE, *compare_mod.ACCURACY_GATES,
-                compare_mod.AGREEMENT_GATE):
+                compare_mod.AGREEMENT_GATE, *compare_mod.FIRMWARE_INSTRUCTIONS, *compare_mod.FIRMWARE_BYTES):
         assert key in entry["figures"], key
     assert entry["figures"]["static.student.macs_dcase"] == 29_978_112  # the S1 student, BatchNorm folded
     assert entry["figures"]["static.student.bit_exact"] is True
