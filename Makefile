@@ -16,13 +16,15 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-# The main job: synthetic TAU22-layout data -> SSCP-Mobile student -> per-device evaluation ->
-# int8 TFLite export with parity report -> budget audit of the file that ships.
+# The main job: synthetic TAU22-layout data -> SSCP-Mobile student -> quantisation-aware fine-tuning
+# (weights on the int8 grid) -> per-device evaluation -> int8 TFLite export with parity report -> budget
+# audit of the file that ships. Finished stages are skipped, a killed training stage resumes.
 demo: setup
 	$(PY) -m edgeasc.cli synth $(DEMO_DIR)/data --scale $(DEMO_SCALE) --if-missing
 	$(PY) -m edgeasc.cli train --data $(DEMO_DIR)/data --out $(DEMO_DIR)/student --recipe recipes/demo_student.toml --resume
-	$(PY) -m edgeasc.cli evaluate $(DEMO_DIR)/student/model.pt --data $(DEMO_DIR)/data
-	$(PY) -m edgeasc.cli export $(DEMO_DIR)/student/model.pt --int8 --data $(DEMO_DIR)/data --out $(DEMO_DIR)/export
+	$(PY) -m edgeasc.cli train --data $(DEMO_DIR)/data --out $(DEMO_DIR)/student_qat --recipe recipes/demo_qat.toml --set model.init_checkpoint=$(DEMO_DIR)/student/model.pt --resume
+	$(PY) -m edgeasc.cli evaluate $(DEMO_DIR)/student_qat/model.pt --data $(DEMO_DIR)/data
+	$(PY) -m edgeasc.cli export $(DEMO_DIR)/student_qat/model.pt --int8 --data $(DEMO_DIR)/data --out $(DEMO_DIR)/export
 	$(PY) -m edgeasc.cli audit $(DEMO_DIR)/export/model_int8.tflite --no-layers
 
 test: setup

@@ -85,10 +85,15 @@ class AugmentConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """A registered model name plus constructor overrides (see `edgeasc.models.create_model`)."""
+    """A registered model name plus constructor overrides (see `edgeasc.models.create_model`).
+
+    `init_checkpoint`: an edgeasc checkpoint whose weights start the run (loaded strictly, so it must hold the
+    architecture that `name` and `kwargs` describe; e.g. a pruned model's fine-tuning). None: fresh weights.
+    """
 
     name: str = "sscp_mobile_b32"
     kwargs: dict[str, Any] = field(default_factory=dict)
+    init_checkpoint: str | None = None
 
 
 @dataclass(frozen=True)
@@ -146,6 +151,18 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
+class QuantConfig:
+    """Quantisation-aware fine-tuning for the int8 export (edgeasc.quant).
+
+    `weight_fake_quant`: train with every conv/linear weight fake-quantised to the symmetric per-channel
+    int8 grid TFLite uses (straight-through gradients); the saved model's weights lie on that grid, so the
+    int8 conversion represents them exactly. Meant for a short fine-tuning run (`model.init_checkpoint`).
+    """
+
+    weight_fake_quant: bool = False
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Everything one training run needs; written to RUN_DIR/config.json and into every checkpoint."""
 
@@ -158,6 +175,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     kd: KDConfig = field(default_factory=KDConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    quant: QuantConfig = field(default_factory=QuantConfig)
 
     def __post_init__(self) -> None:
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
@@ -217,6 +235,7 @@ _SECTIONS = {
     "optim": OptimConfig,
     "kd": KDConfig,
     "data": DataConfig,
+    "quant": QuantConfig,
 }
 
 

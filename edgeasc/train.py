@@ -19,7 +19,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -38,6 +38,9 @@ from edgeasc.features import LogMel
 from edgeasc.metrics import classification_report
 
 log = logging.getLogger(__name__)
+
+StepHook = Callable[[int, int, torch.nn.Module, torch.optim.Optimizer], "torch.optim.Optimizer | None"]
+"""`(steps_done, total_steps, model, optimizer) -> new optimizer or None`, see `train(step_hook=...)`."""
 
 STATE_FILE = "last.pt"
 MODEL_FILE = "model.pt"
@@ -108,6 +111,7 @@ def train(
     out_dir: str | os.PathLike,
     resume: bool = False,
     progress: bool = True,
+    step_hook: StepHook | None = None,
 ) -> TrainResult:
     """Train `cfg.model` on `cfg.data.train_split` of `data_dir`, writing the run into `out_dir`.
 
@@ -116,10 +120,16 @@ def train(
 
     Args:
         resume: continue from `out_dir/last.pt` if it exists (the config must match).
+        step_hook: called as `step_hook(steps_done, total_steps, model, optimizer)` after every optimiser
+            step (single process only); it may change the model in place (AGP pruning, edgeasc.prune) and
+            then returns a new optimiser for the changed parameters, else None. A resumed run rebuilds the
+            model from `last.pt`'s model_config, so a changed architecture resumes too.
     """
     from edgeasc.models import create_model
 
     rank, world, local_rank = _dist_setup()
+    if step_hook is not None and world > 1:
+        raise ConfigError("a step hook (pruning) changes the model in place and runs in a single process only")
     device = _pick_device(cfg.device, local_rank)
     out = Path(out_dir)
     state_path = out / STATE_FILE
@@ -134,10 +144,11 @@ def train(
             state = torch.load(state_path, map_location="cpu", weights_only=True)
         except Exception as exc:
             raise CheckpointError(f"cannot read training state {state_path}: {type(exc).__name__}: {exc}") from None
-        if state.get("config") != cfg_dict:
+        saved_cfg = _normalised_config(state.get("config"))
+        if saved_cfg != cfg_dict:
             raise ConfigError(
                 f"{state_path} was written with a different config; resume with the same recipe and --set "
-                f"values (first difference: {_first_difference(state.get('config'), cfg_dict)})"
+                f"values (first difference: {_first_difference(saved_cfg, cfg_dict)})"
             )
     elif resume:
         log.info("nothing to resume in %s; starting a new run", out)
@@ -173,13 +184,26 @@ def train(
 
     # --- model and optimiser ------------------------------------------------------------------
     torch.manual_seed(cfg.seed)
-    model = create_model(cfg.model.name, **cfg.model.kwargs).to(device)
+    if state is not None:  # a step hook may have changed the architecture since the run began
+        from edgeasc.models import model_from_config
+
+        model = model_from_config(state["model_config"]).to(device)
+    else:
+        model = create_model(cfg.model.name, **cfg.model.kwargs).to(device)
+        if cfg.model.init_checkpoint:
+            _load_init_weights(model, cfg.model.init_checkpoint)
     # Waveform-input models (PaSST) compute their own frontend and apply their own spectrogram augmentation
     # (masks, Freq-MixStyle, patchout: model kwargs) with the `aug` generator; roll and DIR still apply here.
     wave_input = getattr(model, "input_kind", "logmel") == "waveform"
     if wave_input and model.sample_rate_hz != fe.sample_rate_hz:
         raise ConfigError(f"{cfg.model.name} expects {model.sample_rate_hz} Hz audio, but frontend.sample_rate_hz "
                           f"is {fe.sample_rate_hz}")
+    if cfg.quant.weight_fake_quant:
+        if step_hook is not None:
+            raise ConfigError("quant.weight_fake_quant is for fine-tuning a finished model; it cannot run with pruning")
+        from edgeasc.quant import attach_weight_fake_quant
+
+        log.info("fake-quantising %d weight tensors to the per-channel int8 grid", attach_weight_fake_quant(model))
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     history: list[dict[str, Any]] = []
     start_epoch = 0
@@ -258,12 +282,14 @@ def train(
                 optimizer.zero_grad(set_to_none=True)
                 parts["loss"].backward()
                 optimizer.step()
+                if step_hook is not None:
+                    optimizer = step_hook(step + 1, total_steps, model, optimizer) or optimizer
                 for k in sums:
                     sums[k] += float(parts[k].detach())
                 seen += len(idx) * world
                 if bar is not None:
                     bar.update(len(idx) * world)
-                    bar.set_postfix(epoch=f"{epoch + 1}/{cfg.optim.epochs}", loss=f"{float(parts['loss']):.3f}")
+                    bar.set_postfix(epoch=f"{epoch + 1}/{cfg.optim.epochs}", loss=f"{float(parts['loss'].detach()):.3f}")
             train_seconds = time.perf_counter() - t0
 
             # --- validate and checkpoint (rank 0) ---------------------------------------------
@@ -300,6 +326,10 @@ def train(
             log.info("%s is already complete (%d epochs)", out, start_epoch)
         else:
             rep = _validate(model, val_waves, val_clips, fe, batch, device)
+            if cfg.quant.weight_fake_quant:  # a plain model whose weights are the int8-grid values
+                from edgeasc.quant import snapped_copy
+
+                model = snapped_copy(model)
             save_checkpoint(model_path, model, stage="train", config=cfg_dict,
                             extra={"epochs": cfg.optim.epochs, "val_macro_accuracy": rep["macro_accuracy"],
                                    "train_split": cfg.data.train_split, "val_split": cfg.data.val_split})
@@ -322,6 +352,20 @@ def _kd_parts(logits, y, teacher, found, cfg: TrainConfig) -> dict[str, torch.Te
     return {"loss": loss, "label_loss": ce, "kd_loss": parts["kd_loss"]}
 
 
+def _load_init_weights(model, path: str) -> None:
+    """Start from the weights of checkpoint `path`, which must hold the same architecture."""
+    from edgeasc.checkpoint import read_checkpoint
+
+    ckpt = read_checkpoint(path)
+    try:
+        model.load_state_dict(ckpt["state_dict"], strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"model.init_checkpoint {path} holds {ckpt['model_config']}, which does not match "
+                              f"model {model.model_config['name']!r} with the configured kwargs: "
+                              f"{str(exc).splitlines()[0]}") from None
+    log.info("initialised %s from %s", model.model_config["name"], path)
+
+
 def _validate(model, waves, clips, fe, batch, device) -> dict[str, Any]:
     logits = predict_logits(model, waves, fe, batch_size=batch, device=device)
     return classification_report([c.label for c in clips], logits.argmax(1), [c.device for c in clips])
@@ -338,6 +382,14 @@ def _save_state(path: Path, model, optimizer, epoch: int, history: list, cfg_dic
         "stage": "train-state",
         "edgeasc_version": __version__,
     })
+
+
+def _normalised_config(saved: Any) -> Any:
+    """A saved run config with the fields added since it was written filled in with their defaults."""
+    try:
+        return to_dict(from_dict(TrainConfig, saved))
+    except (ConfigError, ValueError, TypeError):
+        return saved
 
 
 def _first_difference(a: Any, b: Any, path: str = "") -> str:
