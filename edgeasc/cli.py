@@ -348,6 +348,56 @@ def firmware_cmd(model_path: Path, out_dir: Path, as_json: bool) -> None:
     click.echo(f"next: make -C firmware_stub host GEN={out_dir.resolve()}")
 
 
+@cli.command("prune")
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="TAU22-layout dataset folder (real or synthetic).")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Run directory (one training run per stage, model.pt, prune.json, pruning_curve.png).")
+@click.option("--recipe", type=click.Path(dir_okay=False, path_type=Path),
+              help="TOML recipe: training sections plus [prune] (see recipes/prune_s1.toml).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a config value, e.g. --set prune.n_steps=4 (repeatable).")
+@click.option("--target", help="Named budget the final model must meet (default dcase2025), or 'none'.")
+@click.option("--max-param-bytes", type=int, help="Parameter-memory limit in bytes (at --param-dtype).")
+@click.option("--max-macs", type=int, help="MAC limit (DCASE rule).")
+@click.option("--param-dtype", type=click.Choice(["fp16", "int8", "fp32", "bf16"]),
+              help="Deployment dtype of the parameter-memory count (default fp16, the DCASE rule).")
+@click.option("--to-base-channels", type=int, multiple=True,
+              help="Prune to this base width; repeat for progressive stages (--to-base-channels 64 "
+                   "--to-base-channels 32). Default: the largest uniform width within the budget.")
+@click.option("--export/--no-export", "export_int8", default=None,
+              help="Also export the final model to int8 TFLite and audit that file (default: the recipe's).")
+@click.option("--resume", is_flag=True, help="Continue the stages in --out.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--json", "as_json", is_flag=True, help="Print prune.json.")
+def prune_cmd(checkpoint: Path, data_dir: Path, out_dir: Path, recipe: Path | None, overrides: tuple[str, ...],
+              target: str | None, max_param_bytes: int | None, max_macs: int | None, param_dtype: str | None,
+              to_base_channels: tuple[int, ...], export_int8: bool | None, resume: bool, no_progress: bool,
+              as_json: bool) -> None:
+    """Prune a trained student's channels with AGP during KD training, then fine-tune it with KD.
+
+    Exit code 0 when the final model meets the budget (DCASE rule; with --export also its int8 TFLite
+    audit), 1 when it does not, 2 bad usage or unreadable input.
+
+    Example: edgeasc prune runs/student_b64/model.pt --data data/synth --out runs/pruned
+    --recipe recipes/demo_prune.toml --set kd.teacher_logits='runs/teachers.npz'
+    """
+    from edgeasc.prune import format_prune_summary, prune_checkpoint, resolve_prune_config
+
+    train_cfg, prune_cfg = resolve_prune_config(recipe, overrides, target=target, max_param_bytes=max_param_bytes,
+                                                max_macs=max_macs, param_dtype=param_dtype,
+                                                to_base_channels=to_base_channels, export_int8=export_int8)
+    result = prune_checkpoint(checkpoint, data_dir, out_dir, train_cfg, prune_cfg, resume=resume,
+                              progress=not (no_progress or as_json))
+    if as_json:
+        click.echo(json.dumps(result.report, indent=2))
+        return
+    click.echo(format_prune_summary(result.report))
+    click.echo(f"model: {result.model_path} ({_size(result.model_path)}); curve: {out_dir / 'pruning_curve.png'}")
+    click.echo(f"next: edgeasc export {result.model_path} --int8 --data {data_dir} --out {out_dir / 'export'}")
+
+
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="edgeasc")

@@ -27,7 +27,7 @@ BASELINE_STRIDES: dict[str, Size2] = {"b2": (1, 1), "b3": (1, 2), "b4": (2, 1)}
 
 WIDTH_RULE_KEYS = ("base_channels", "channels_multiplier", "expansion_rate")
 EXPLICIT_WIDTH_KEYS = ("stem_channels", "block_channels")
-SHARED_KEYS = ("n_blocks", "strides", "n_classes", "in_channels")
+SHARED_KEYS = ("n_blocks", "strides", "n_classes", "in_channels", "shortcuts")
 
 
 def resolve_widths(
@@ -69,6 +69,10 @@ class CPMobileSpec:
         strides: `{"bJ": (freq, time)}` for strided blocks; others use (1, 1). Stored without (1, 1) entries.
         n_classes: output logits.
         in_channels: input channels (1 for a log-mel spectrogram).
+        shortcuts: one flag per block: whether it adds a residual shortcut. None (the default) applies the
+            baseline's rule, a shortcut exactly where a block's input and output widths match. Pruning can make
+            the widths of a block without a shortcut equal, so pruned models state the flags explicitly;
+            a shortcut needs equal widths. Stored in `to_kwargs()` only where it departs from the rule.
     """
 
     stem_channels: tuple[int, ...]
@@ -77,6 +81,7 @@ class CPMobileSpec:
     strides: dict[str, Size2] = field(default_factory=lambda: dict(BASELINE_STRIDES))
     n_classes: int = 10
     in_channels: int = 1
+    shortcuts: tuple[bool, ...] | None = None
 
     stem_lengths: ClassVar[tuple[int, ...]] = (2,)
 
@@ -110,6 +115,19 @@ class CPMobileSpec:
             if s != (1, 1):
                 strides[key] = s
         strides = dict(sorted(strides.items(), key=lambda kv: names[kv[0]]))
+        rule = self._shortcut_rule(stem, blocks)
+        if self.shortcuts is None:
+            shortcuts = rule
+        else:
+            shortcuts = tuple(self.shortcuts)
+            if len(shortcuts) != len(blocks) or any(not isinstance(f, bool) for f in shortcuts):
+                raise ValueError(f"shortcuts must be {len(blocks)} booleans (one per block), got {self.shortcuts!r}")
+            for j, (flag, ok) in enumerate(zip(shortcuts, rule), 1):
+                if flag and not ok:
+                    c_in = stem[1] if j == 1 else blocks[j - 2][1]
+                    raise ValueError(f"b{j} has a shortcut but its input and output widths differ "
+                                     f"({c_in} -> {blocks[j - 1][1]})")
+        object.__setattr__(self, "shortcuts", shortcuts)
         object.__setattr__(self, "stem_channels", self._normalise_stem(stem))
         object.__setattr__(self, "block_channels", tuple(blocks))
         object.__setattr__(self, "n_blocks", n_blocks)
@@ -121,13 +139,20 @@ class CPMobileSpec:
     def _normalise_stem(stem: tuple[int, ...]) -> tuple[int, ...]:
         return stem
 
+    @staticmethod
+    def _shortcut_rule(stem: tuple[int, ...], blocks: list[tuple[int, int]] | tuple[tuple[int, int], ...]
+                       ) -> tuple[bool, ...]:
+        """The baseline's rule: a shortcut exactly where a block's input and output widths are equal."""
+        ins = [stem[1]] + [out for _, out in blocks[:-1]]
+        return tuple(c_in == out for c_in, (_, out) in zip(ins, blocks))
+
     def stride_of(self, block_index: int) -> Size2:
         """Stride of block `b{block_index}` (1-based)."""
         return self.strides.get(f"b{block_index}", (1, 1))
 
     def to_kwargs(self) -> dict[str, Any]:
         """The constructor kwargs that rebuild this spec (fresh containers, safe to mutate)."""
-        return {
+        kwargs: dict[str, Any] = {
             "stem_channels": tuple(self.stem_channels),
             "block_channels": tuple(tuple(b) for b in self.block_channels),
             "n_blocks": tuple(self.n_blocks),
@@ -135,22 +160,40 @@ class CPMobileSpec:
             "n_classes": self.n_classes,
             "in_channels": self.in_channels,
         }
+        if self.shortcuts != self._shortcut_rule(self.stem_channels, self.block_channels):
+            kwargs["shortcuts"] = tuple(self.shortcuts)
+        return kwargs
+
+
+def use_shortcut(in_channels: int, out_channels: int, shortcut: bool | None) -> bool:
+    """Whether a block adds its residual: the width rule when `shortcut` is None, else `shortcut`.
+
+    Raises:
+        ValueError: a shortcut was asked for between different widths.
+    """
+    if shortcut is None:
+        return in_channels == out_channels
+    if shortcut and in_channels != out_channels:
+        raise ValueError(f"a shortcut needs equal input and output widths, got {in_channels} -> {out_channels}")
+    return bool(shortcut)
 
 
 class CPMobileBlock(nn.Module):
     """Inverted bottleneck: `block` = 1x1 expand + BN + ReLU, 3x3 depthwise + BN + ReLU, 1x1 project + BN.
 
-    A residual is added when input and output widths match (AvgPool2d shortcut when strided), then ReLU.
+    A residual is added when input and output widths match (AvgPool2d shortcut when strided), then ReLU;
+    `shortcut` overrides that rule (see `CPMobileSpec.shortcuts`).
     """
 
-    def __init__(self, in_channels: int, exp_channels: int, out_channels: int, stride: Size2 = (1, 1)) -> None:
+    def __init__(self, in_channels: int, exp_channels: int, out_channels: int, stride: Size2 = (1, 1),
+                 shortcut: bool | None = None) -> None:
         super().__init__()
         self.block = nn.Sequential(
             ConvNormAct(in_channels, exp_channels, kernel_size=1),
             ConvNormAct(exp_channels, exp_channels, kernel_size=3, stride=stride, padding=1, groups=exp_channels),
             ConvNormAct(exp_channels, out_channels, kernel_size=1, act=False),
         )
-        self.shortcut = make_shortcut(stride) if in_channels == out_channels else None
+        self.shortcut = make_shortcut(stride) if use_shortcut(in_channels, out_channels, shortcut) else None
         self.after_block_activation = nn.ReLU()
 
     def forward(self, x: Tensor) -> Tensor:
@@ -181,7 +224,7 @@ class CPMobile(nn.Module):
             for _ in range(count):
                 j += 1
                 exp, out = spec.block_channels[j - 1]
-                stage.add_module(f"b{j}", self._make_block(c_in, exp, out, spec.stride_of(j)))
+                stage.add_module(f"b{j}", self._make_block(c_in, exp, out, spec.stride_of(j), spec.shortcuts[j - 1]))
                 c_in = out
             self.stages.add_module(f"s{k}", stage)
         self.feed_forward = ClassifierHead(c_in, spec.n_classes)
@@ -194,8 +237,9 @@ class CPMobile(nn.Module):
             ConvNormAct(mid, out, kernel_size=3, stride=2),
         )
 
-    def _make_block(self, in_channels: int, exp_channels: int, out_channels: int, stride: Size2) -> nn.Module:
-        return CPMobileBlock(in_channels, exp_channels, out_channels, stride)
+    def _make_block(self, in_channels: int, exp_channels: int, out_channels: int, stride: Size2,
+                    shortcut: bool) -> nn.Module:
+        return CPMobileBlock(in_channels, exp_channels, out_channels, stride, shortcut)
 
     def forward_stem(self, x: Tensor) -> Tensor:
         """x: (B, C, F, T) -> (B, stem_out, F/4, T/4)."""
@@ -262,6 +306,7 @@ def build_family(
             strides=dict(merged.get("strides", BASELINE_STRIDES)),
             n_classes=merged.get("n_classes", 10),
             in_channels=merged.get("in_channels", 1),
+            shortcuts=None if merged.get("shortcuts") is None else tuple(merged["shortcuts"]),
         )
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{family}: {exc}") from None

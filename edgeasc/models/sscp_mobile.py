@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
-from edgeasc.models.cpmobile import CPMobile, CPMobileSpec, build_family
+from edgeasc.models.cpmobile import CPMobile, CPMobileSpec, build_family, use_shortcut
 from edgeasc.models.layers import ConvNormAct, Size2, make_shortcut
 from edgeasc.models.registry import register_model
 
@@ -37,10 +37,12 @@ class SSCPBlock(nn.Module):
     """Inverted bottleneck whose depthwise 3x3 is a depthwise 3x1 plus a depthwise 1x3, both strided.
 
     exp_conv (1x1 + BN + ReLU) -> depth_conv (3x1) + depth_conv2 (1x3), each + BN + ReLU, summed ->
-    proj_conv (1x1 + BN); residual when widths match (AvgPool2d when strided), then ReLU.
+    proj_conv (1x1 + BN); residual when widths match (AvgPool2d when strided), then ReLU; `shortcut`
+    overrides that rule (see `CPMobileSpec.shortcuts`).
     """
 
-    def __init__(self, in_channels: int, exp_channels: int, out_channels: int, stride: Size2 = (1, 1)) -> None:
+    def __init__(self, in_channels: int, exp_channels: int, out_channels: int, stride: Size2 = (1, 1),
+                 shortcut: bool | None = None) -> None:
         super().__init__()
         self.exp_conv = ConvNormAct(in_channels, exp_channels, kernel_size=1)
         self.depth_conv = ConvNormAct(
@@ -50,7 +52,7 @@ class SSCPBlock(nn.Module):
             exp_channels, exp_channels, kernel_size=(1, 3), stride=stride, padding=(0, 1), groups=exp_channels
         )
         self.proj_conv = ConvNormAct(exp_channels, out_channels, kernel_size=1, act=False)
-        self.shortcut = make_shortcut(stride) if in_channels == out_channels else None
+        self.shortcut = make_shortcut(stride) if use_shortcut(in_channels, out_channels, shortcut) else None
         self.after_block_activation = nn.ReLU()
 
     def block(self, x: Tensor) -> Tensor:
@@ -87,8 +89,9 @@ class SSCPMobile(CPMobile):
             ConvNormAct(mid2, out, kernel_size=(3, 1), stride=2),
         )
 
-    def _make_block(self, in_channels: int, exp_channels: int, out_channels: int, stride: Size2) -> nn.Module:
-        return SSCPBlock(in_channels, exp_channels, out_channels, stride)
+    def _make_block(self, in_channels: int, exp_channels: int, out_channels: int, stride: Size2,
+                    shortcut: bool) -> nn.Module:
+        return SSCPBlock(in_channels, exp_channels, out_channels, stride, shortcut)
 
     def forward_stem(self, x: Tensor) -> Tensor:
         """x: (B, C, F, T) -> (B, stem_out, ceil(F/4), ceil(T/4)), the sum of both stem branches."""

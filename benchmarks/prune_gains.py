@@ -1,0 +1,229 @@
+"""Does pruning a wider student beat training the budget-sized one directly? (issue 5, synthetic benchmark)
+
+Three ways to a base-32 SSCP-Mobile within the DCASE 2025 budget, each with the same total training epochs E,
+with labels only and with KD from a teacher ensemble, for every seed:
+
+- direct:    sscp_mobile_b32 trained from scratch for E epochs;
+- from64:    sscp_mobile_b64 trained for E - 2p epochs, AGP-pruned to base 32 during p epochs, fine-tuned for p
+             (p = max(1, E // 4)); round_to 8 makes its widths exactly sscp_mobile_b32's;
+- from96:    sscp_mobile_b96 trained for E - 4q epochs, then two stages 96 -> 64 -> 32 of q AGP epochs + q
+             fine-tuning epochs (q = max(1, E // 8)); widths (64, 32) x 3, (64, 56), (128, 56), (128, 104).
+
+KD uses the same ensemble for every arm of a seed (the teacher recipes of recipes/demo_teacher_*.toml, E epochs
+each, logits averaged by `edgeasc teacher-logits`). Every model is evaluated on the test fold (macro and
+per-device accuracy). Prints a table (mean over seeds, spread = max - min, gain over `direct` with the same
+supervision) and writes benchmarks/results/prune_gains_<scale>.json. Runs live under --out and are skipped
+when complete, so a killed benchmark resumes.
+
+    .venv/bin/python benchmarks/prune_gains.py --scale medium --seeds 0 1
+    .venv/bin/python benchmarks/prune_gains.py --scale tiny --seeds 0 1 --epochs 5 --set optim.batch_size=32  # smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from edgeasc.artifacts import write_json_atomic  # noqa: E402
+from edgeasc.labels import DEVICES  # noqa: E402
+
+log = logging.getLogger("prune_gains")
+
+STUDENT = "recipes/demo_student.toml"
+KD_STUDENT = "recipes/demo_kd_student.toml"
+TEACHERS = ("recipes/demo_teacher_cpmobile.toml", "recipes/demo_teacher_sscp.toml")
+ARMS = ("direct", "from64", "from96")
+
+
+def epoch_split(arm: str, total: int) -> dict[str, int]:
+    """Epochs of each phase of an arm; they always sum to `total`."""
+    if arm == "direct":
+        return {"pretrain": total}
+    parts = 2 if arm == "from64" else 4
+    p = max(1, total // (4 if arm == "from64" else 8))
+    if total - parts * p < 1:
+        raise SystemExit(f"--epochs {total} is too few for {arm} (needs at least {parts + 1})")
+    return {"pretrain": total - parts * p, "agp": p, "finetune": p}
+
+
+def _overrides(args: argparse.Namespace, seed: int, logits: Path | None, *extra: str) -> tuple[str, ...]:
+    kd = (f"kd.teacher_logits={str(logits)!r}",) if logits is not None else ()
+    return (f"seed={seed}", *kd, *args.set, *extra)
+
+
+def _train(recipe: str, out: Path, data: Path, overrides: tuple[str, ...]) -> Path:
+    from edgeasc.config import resolve_train_config
+    from edgeasc.train import train
+
+    t0 = time.perf_counter()
+    result = train(resolve_train_config(ROOT / recipe, overrides), data, out, resume=True, progress=False)
+    log.info("%s: done in %.0f s", out.name, time.perf_counter() - t0)
+    return result.model_path
+
+
+def _n_steps(data: Path, recipe: str, overrides: tuple[str, ...], agp_epochs: int, wanted: int) -> int:
+    """AGP steps that fit the stage: at most one per optimiser step of its first 75%."""
+    from edgeasc.config import resolve_train_config
+    from edgeasc.dataset import TAUDataset
+
+    cfg = resolve_train_config(ROOT / recipe, overrides)
+    n = len(TAUDataset(data).clips(cfg.data.train_split))
+    per_epoch = n // cfg.optim.batch_size if n >= cfg.optim.batch_size else 1
+    return max(1, min(wanted, int(0.75 * per_epoch * agp_epochs)))
+
+
+def _prune(start: Path, out: Path, data: Path, recipe: str, overrides: tuple[str, ...], stages: tuple[int, ...],
+           phases: dict[str, int], n_steps: int) -> Path:
+    from edgeasc.config import resolve_train_config
+    from edgeasc.prune import PruneConfig, prune_checkpoint
+
+    final = out / "model.pt"
+    if final.is_file():
+        return final
+    cfg = resolve_train_config(ROOT / recipe, overrides + (f"optim.epochs={phases['agp']}",))
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, name="sscp_mobile", kwargs={}))
+    pcfg = PruneConfig(stages=stages, round_to=8, n_steps=_n_steps(data, recipe, overrides, phases["agp"], n_steps),
+                       finetune_epochs=phases["finetune"], eval_during=False)
+    t0 = time.perf_counter()
+    prune_checkpoint(start, data, out, cfg, pcfg, resume=True, progress=False)
+    log.info("%s: pruned in %.0f s", out.name, time.perf_counter() - t0)
+    return final
+
+
+def _evaluate(model_path: Path, data: Path) -> dict[str, Any]:
+    """Test-fold macro and per-device accuracy, and the DCASE-rule complexity, of a checkpoint."""
+    from edgeasc.checkpoint import load_model
+    from edgeasc.complexity import count_dcase
+    from edgeasc.evaluate import evaluate_checkpoint
+
+    r = evaluate_checkpoint(model_path, data, split="test", out_dir=model_path.parent / "eval", progress=False)
+    model, _ = load_model(model_path)
+    cx = count_dcase(model)
+    return {"macro": 100 * r["macro_accuracy"],
+            "per_device": {d: 100 * v["macro_accuracy"] for d, v in r["per_device"].items()},
+            "params": cx.params, "macs": cx.macs, "widths": model.model_config["kwargs"]["block_channels"]}
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from edgeasc.synth import generate_dataset
+    from edgeasc.teachers import compute_teacher_logits
+
+    out = Path(args.out)
+    data = Path(args.data) if args.data else out / "data"
+    if not (data / "meta.csv").is_file():
+        generate_dataset(data, scale=args.scale, seed=args.data_seed, progress=True)
+    E = args.epochs
+    runs: dict[str, dict[int, dict[str, Any]]] = {}
+    for seed in args.seeds:
+        logits_file = None
+        if not args.no_kd:
+            members = [_train(t, out / f"teacher_{Path(t).stem}_s{seed}", data,
+                              _overrides(args, seed, None, f"optim.epochs={E}")) for t in TEACHERS]
+            logits_file = out / f"ensemble_s{seed}.npz"
+            if not logits_file.is_file():
+                compute_teacher_logits(members, data, logits_file, progress=False)
+        for kd in ([False] if args.no_kd else [False, True]):
+            recipe = KD_STUDENT if kd else STUDENT
+            tag = "kd" if kd else "labels"
+            lf = logits_file if kd else None
+            for arm in args.arms:
+                phases = epoch_split(arm, E)
+                base = {"direct": "sscp_mobile_b32", "from64": "sscp_mobile_b64", "from96": "sscp_mobile_b96"}[arm]
+                pre = _train(recipe, out / f"{arm}_{tag}_s{seed}_pretrain", data,
+                             _overrides(args, seed, lf, f"model.name={base}", f"optim.epochs={phases['pretrain']}"))
+                final = pre if arm == "direct" else _prune(
+                    pre, out / f"{arm}_{tag}_s{seed}_pruned", data, recipe, _overrides(args, seed, lf),
+                    (32,) if arm == "from64" else (64, 32), phases, args.n_steps)
+                row = _evaluate(final, data)
+                row["epochs"] = phases
+                runs.setdefault(f"{arm} {tag}", {})[seed] = row
+                log.info("%s %s seed %d: macro %.2f%%", arm, tag, seed, row["macro"])
+    return summarise(runs, args)
+
+
+def summarise(runs: dict[str, dict[int, dict[str, Any]]], args: argparse.Namespace) -> dict[str, Any]:
+    rows = {}
+    for name, by_seed in runs.items():
+        macros = np.array([r["macro"] for r in by_seed.values()])
+        first = next(iter(by_seed.values()))
+        rows[name] = {"seeds": sorted(by_seed), "macro_mean": float(macros.mean()),
+                      "macro_spread": float(macros.max() - macros.min()), "params": first["params"],
+                      "macs": first["macs"], "epochs": first["epochs"],
+                      "per_device_mean": {d: float(np.mean([r["per_device"][d] for r in by_seed.values()]))
+                                          for d in DEVICES if all(d in r["per_device"] for r in by_seed.values())},
+                      "runs": {str(s): r for s, r in by_seed.items()}}
+    for name, row in rows.items():
+        arm, tag = name.split()
+        ref = rows.get(f"direct {tag}")
+        if ref is not None and arm != "direct":
+            row["gain_over_direct_pp"] = row["macro_mean"] - ref["macro_mean"]
+            row["gain_exceeds_spread"] = bool(row["gain_over_direct_pp"] > max(row["macro_spread"], ref["macro_spread"]))
+    return {"benchmark": "prune_gains", "scale": args.scale, "seeds": args.seeds, "epochs_total": args.epochs,
+            "student_recipe": STUDENT, "kd_recipe": KD_STUDENT, "teachers": list(TEACHERS),
+            "overrides": list(args.set), "rows": rows, "machine": machine()}
+
+
+def machine() -> dict[str, Any]:
+    import torch
+
+    cpu = ""
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
+            "threads": torch.get_num_threads(), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")}
+
+
+def format_table(result: dict[str, Any]) -> str:
+    lines = [f"synthetic {result['scale']}, seeds {result['seeds']}, {result['epochs_total']} epochs per arm: "
+             "macro accuracy % on the test fold (mean over seeds; spread = max - min)",
+             f"{'arm':<16}{'params':>8}{'MACs':>12}{'macro':>8}{'spread':>8}{'gain':>8}  epochs"]
+    for name, r in result["rows"].items():
+        gain = r.get("gain_over_direct_pp")
+        lines.append(f"{name:<16}{r['params']:>8,}{r['macs']:>12,}{r['macro_mean']:>8.2f}{r['macro_spread']:>8.2f}"
+                     f"{'' if gain is None else f'{gain:+.2f}':>8}  {r['epochs']}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--scale", default="medium", choices=["tiny", "small", "medium"])
+    p.add_argument("--data", help="An existing dataset (default: synthesise --scale into OUT/data).")
+    p.add_argument("--data-seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    p.add_argument("--epochs", type=int, default=16, help="Total training epochs of every arm.")
+    p.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
+    p.add_argument("--n-steps", type=int, default=8, help="AGP pruning steps per stage (fewer if they do not fit).")
+    p.add_argument("--no-kd", action="store_true", help="Labels only (no teachers).")
+    p.add_argument("--out", help="Run folder (default runs/prune_gains_<scale>).")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="Override applied to every training run (e.g. optim.batch_size=32).")
+    p.add_argument("--results", help="Result JSON (default benchmarks/results/prune_gains_<scale>.json).")
+    args = p.parse_args(argv)
+    for arm in args.arms:
+        epoch_split(arm, args.epochs)
+    args.out = args.out or f"runs/prune_gains_{args.scale}"
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    result = run(args)
+    path = Path(args.results or ROOT / "benchmarks" / "results" / f"prune_gains_{args.scale}.json")
+    write_json_atomic(path, result)
+    print(format_table(result))
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
