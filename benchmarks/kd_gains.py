@@ -19,10 +19,8 @@ label-only student by more than the seed-to-seed spread.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -34,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from edgeasc.artifacts import write_json_atomic  # noqa: E402
+from edgeasc.bench import describe_machine  # noqa: E402
 from edgeasc.labels import DEVICES  # noqa: E402
 
 log = logging.getLogger("kd_gains")
@@ -94,18 +93,6 @@ def _report(logits: np.ndarray, clips: list[Any]) -> dict[str, Any]:
     }
 
 
-def machine() -> dict[str, Any]:
-    import torch
-
-    cpu = ""
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
-            "threads": torch.get_num_threads(), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")}
-
-
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from edgeasc.synth import generate_dataset
     from edgeasc.teachers import compute_teacher_logits
@@ -164,7 +151,7 @@ def summarise(runs: dict[str, dict[int, dict[str, Any]]], args: argparse.Namespa
         checks["kd_gain_exceeds_spread"] = bool(gain > spread)
     return {"benchmark": "kd_gains", "scale": args.scale, "seeds": args.seeds, "teachers": TEACHERS,
             "student_recipe": STUDENT, "kd_recipe": KD_STUDENT, "overrides": list(args.set),
-            "rows": rows, "checks": checks, "machine": machine()}
+            "rows": rows, "checks": checks, "machine": describe_machine()}
 
 
 def format_table(result: dict[str, Any]) -> str:

@@ -24,8 +24,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -37,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from edgeasc.artifacts import write_json_atomic  # noqa: E402
+from edgeasc.bench import describe_machine  # noqa: E402
 from edgeasc.labels import DEVICES  # noqa: E402
 
 log = logging.getLogger("prune_gains")
@@ -172,19 +171,7 @@ def summarise(runs: dict[str, dict[int, dict[str, Any]]], args: argparse.Namespa
             row["gain_exceeds_spread"] = bool(row["gain_over_direct_pp"] > max(row["macro_spread"], ref["macro_spread"]))
     return {"benchmark": "prune_gains", "scale": args.scale, "seeds": args.seeds, "epochs_total": args.epochs,
             "student_recipe": STUDENT, "kd_recipe": KD_STUDENT, "teachers": list(TEACHERS),
-            "overrides": list(args.set), "rows": rows, "machine": machine()}
-
-
-def machine() -> dict[str, Any]:
-    import torch
-
-    cpu = ""
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
-            "threads": torch.get_num_threads(), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")}
+            "overrides": list(args.set), "rows": rows, "machine": describe_machine()}
 
 
 def format_table(result: dict[str, Any]) -> str:

@@ -1316,9 +1316,11 @@ FRONTEND_MIN_INT8_AGREEMENT = 0.99
 
 
 def export_demo_model(out_dir: str | os.PathLike, data_dir: str | os.PathLike, model_name: str = "sscp_mobile_s1",
-                      seed: int = 0, cache_dir: str | os.PathLike | None = None) -> Path:
+                      seed: int = 0, cache_dir: str | os.PathLike | None = None, calib_clips: int = 60,
+                      eval_clips: int = 50) -> Path:
     """A seeded, untrained student with randomized BatchNorm statistics, exported to int8 with calibration on
-    `data_dir` (for firmware checks without a trained model). Returns `out_dir/export/model_int8.tflite`."""
+    `data_dir` (for firmware and benchmark checks without a trained model). Returns
+    `out_dir/export/model_int8.tflite` (`model_float32.tflite` lies beside it)."""
     import torch
 
     from edgeasc.checkpoint import save_checkpoint
@@ -1331,7 +1333,8 @@ def export_demo_model(out_dir: str | os.PathLike, data_dir: str | os.PathLike, m
     torch.manual_seed(seed)
     model = randomize_batchnorm(create_model(model_name), seed)
     ckpt = save_checkpoint(out_dir / "model.pt", model, stage="firmware-demo", config=to_dict(TrainConfig()))
-    result = export_checkpoint(ckpt, data_dir, out_dir / "export", calib_clips=60, eval_clips=50, cache_dir=cache_dir)
+    result = export_checkpoint(ckpt, data_dir, out_dir / "export", calib_clips=calib_clips, eval_clips=eval_clips,
+                               cache_dir=cache_dir)
     return Path(result.artifacts["tflite_int8"])
 
 

@@ -16,10 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
 
-from conftest import randomize_batchnorm
 from edgeasc.bench import (
     ARENA_GRANULARITY_BYTES,
     DSCNN_MACS_BY_CLASS,
@@ -442,17 +440,11 @@ def test_committed_baseline_is_readable_and_complete():
 @pytest.fixture(scope="module")
 def tiny_int8(tmp_path_factory, tiny_data, cache_dir):
     pytest.importorskip("onnx2tf")
-    from edgeasc.checkpoint import save_checkpoint
-    from edgeasc.config import TrainConfig, to_dict
-    from edgeasc.export import export_checkpoint
-    from edgeasc.models import create_model
+    from edgeasc.firmware import export_demo_model
 
-    d = tmp_path_factory.mktemp("bench_export")
-    torch.manual_seed(0)
-    model = randomize_batchnorm(create_model("test_sscp_mobile"), 0)
-    ckpt = save_checkpoint(d / "model.pt", model, stage="test", config=to_dict(TrainConfig()))
-    result = export_checkpoint(ckpt, tiny_data, d / "export", calib_clips=40, eval_clips=20, cache_dir=cache_dir)
-    return result.artifacts
+    int8 = export_demo_model(tmp_path_factory.mktemp("bench_export"), tiny_data, "test_sscp_mobile", seed=0,
+                             cache_dir=cache_dir, calib_clips=40, eval_clips=20)
+    return {"tflite_int8": str(int8), "tflite_float32": str(int8.parent / "model_float32.tflite")}
 
 
 @pytest.mark.slow

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import randomize_batchnorm
 from edgeasc import firmware as fw
 from edgeasc.cli import cli
 
@@ -313,19 +312,10 @@ def test_measure_firmware_gives_the_bench_fields(keras_model):
 @pytest.fixture(scope="module")
 def student(tmp_path_factory, tiny_data, cache_dir):
     pytest.importorskip("onnx2tf")
-    import torch
-
-    from edgeasc.checkpoint import save_checkpoint
-    from edgeasc.config import TrainConfig, to_dict
-    from edgeasc.export import export_checkpoint
-    from edgeasc.models import create_model
-
     d = tmp_path_factory.mktemp("fw_student")
-    torch.manual_seed(2)
-    model = randomize_batchnorm(create_model("sscp_mobile_s1"), 2)
-    ckpt = save_checkpoint(d / "model.pt", model, stage="test", config=to_dict(TrainConfig()))
-    result = export_checkpoint(ckpt, tiny_data, d / "export", calib_clips=40, eval_clips=20, cache_dir=cache_dir)
-    return {"tflite": result.artifacts["tflite_int8"], "dir": d}
+    tflite = fw.export_demo_model(d, tiny_data, "sscp_mobile_s1", seed=2, cache_dir=cache_dir, calib_clips=40,
+                                  eval_clips=20)
+    return {"tflite": str(tflite), "dir": d}
 
 
 @pytest.mark.slow
