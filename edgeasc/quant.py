@@ -25,10 +25,15 @@ from torch.nn.utils import parametrize
 INT8_MAX = 127
 
 
+def per_channel_scale(w: Tensor) -> Tensor:
+    """TFLite's symmetric per-output-channel weight scale `max|w_c| / 127`, shaped to broadcast over `w`."""
+    dims = tuple(range(1, w.dim()))
+    return w.abs().amax(dim=dims, keepdim=True).clamp_min(torch.finfo(w.dtype).tiny) / INT8_MAX
+
+
 def quantize_per_channel(w: Tensor) -> Tensor:
     """`w` rounded to the symmetric per-output-channel int8 grid (axis 0), as TFLite quantises weights."""
-    dims = tuple(range(1, w.dim()))
-    scale = w.abs().amax(dim=dims, keepdim=True).clamp_min(torch.finfo(w.dtype).tiny) / INT8_MAX
+    scale = per_channel_scale(w)
     return torch.clamp(torch.round(w / scale), -INT8_MAX, INT8_MAX) * scale
 
 
@@ -78,7 +83,5 @@ def grid_error(model: nn.Module) -> float:
     with torch.no_grad():
         for m in _quantisable(model):
             w = m.weight
-            dims = tuple(range(1, w.dim()))
-            scale = w.abs().amax(dim=dims, keepdim=True).clamp_min(torch.finfo(w.dtype).tiny) / INT8_MAX
-            worst = max(worst, float(((w - quantize_per_channel(w)) / scale).abs().max()))
+            worst = max(worst, float(((w - quantize_per_channel(w)) / per_channel_scale(w)).abs().max()))
     return worst
