@@ -12,7 +12,6 @@ average of batch min/max, straight-through gradients); the saved model is the pl
 import sys
 from pathlib import Path
 
-import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -25,11 +24,7 @@ MOMENTUM = 0.05
 
 
 def fq(t, lo, hi):
-    lo, hi = min(lo, 0.0), max(hi, 0.0)
-    s = max(hi - lo, 1e-8) / 255
-    zp = round(-128 - lo / s)
-    y = (torch.clamp(torch.round(t / s) + zp, -128, 127) - zp) * s
-    return t + (y - t).detach()
+    return t + (q.quantize_per_tensor(t.detach(), lo, hi) - t).detach()
 
 
 def attach_act(model):

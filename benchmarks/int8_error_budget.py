@@ -19,7 +19,7 @@ from edgeasc.dataset import TAUDataset, load_waveforms
 from edgeasc.evaluate import frontend_of
 from edgeasc.export import fold_batchnorm, select_calibration_clips
 from edgeasc.features import LogMel
-from edgeasc.quant import quantize_per_channel
+from edgeasc.quant import quantize_per_channel, quantize_per_tensor
 from edgeasc.models.layers import ConvNormAct
 
 torch.set_num_threads(1)
@@ -77,21 +77,14 @@ def run(model, x, active=(), record=False):
                 lo, hi = ranges.get(key, (np.inf, -np.inf))
                 ranges[key] = (min(lo, float(t.min())), max(hi, float(t.max())))
                 return t
-            lo, hi = ranges[key]
-            lo, hi = min(lo, 0.0), max(hi, 0.0)
-            s = (hi - lo) / 255
-            zp = round(-128 - lo / s)
-            return (torch.clamp(torch.round(t / s) + zp, -128, 127) - zp) * s
+            return quantize_per_tensor(t, *ranges[key])
 
         if kind == "out":
             hooks.append(m.register_forward_hook(lambda mod, i, o, f=qz: f(o)))
         else:
             hooks.append(m.register_forward_pre_hook(lambda mod, i, f=qz: (f(i[0]),)))
     if "input" in active and not record:
-        lo, hi = ranges["input"]
-        s = (hi - lo) / 255
-        zp = round(-128 - lo / s)
-        x = (torch.clamp(torch.round(x / s) + zp, -128, 127) - zp) * s
+        x = quantize_per_tensor(x, *ranges["input"])
     with torch.no_grad():
         out = torch.cat([model(x[i:i + 100]) for i in range(0, len(x), 100)])
     for h in hooks:

@@ -37,6 +37,15 @@ def quantize_per_channel(w: Tensor) -> Tensor:
     return torch.clamp(torch.round(w / scale), -INT8_MAX, INT8_MAX) * scale
 
 
+def quantize_per_tensor(t: Tensor, lo: float, hi: float) -> Tensor:
+    """`t` rounded as TFLite quantises an activation with range [lo, hi]: asymmetric int8 over the range widened
+    to include 0, scale `(hi - lo) / 255`, integer zero point (used by the int8 error-budget tools)."""
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    scale = max(hi - lo, 1e-8) / 255
+    zero_point = round(-128 - lo / scale)
+    return (torch.clamp(torch.round(t / scale) + zero_point, -128, 127) - zero_point) * scale
+
+
 class PerChannelInt8(nn.Module):
     """Parametrisation: forward uses the int8-grid weight, backward passes the gradient straight through."""
 

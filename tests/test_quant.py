@@ -9,7 +9,8 @@ from torch import nn
 from edgeasc.checkpoint import load_model
 from edgeasc.config import resolve_train_config
 from edgeasc.models import create_model
-from edgeasc.quant import attach_weight_fake_quant, grid_error, quantize_per_channel, snapped_copy
+from edgeasc.quant import (attach_weight_fake_quant, grid_error, quantize_per_channel, quantize_per_tensor,
+                           snapped_copy)
 from edgeasc.train import train
 
 from conftest import randomize_batchnorm
@@ -22,6 +23,13 @@ def test_per_channel_grid_by_hand():
     assert torch.allclose(q, torch.tensor([[1.27, -0.5, 0.01], [-2.54, 0.02, 1.0]]), atol=1e-7)
     assert torch.equal(quantize_per_channel(q), q)  # idempotent
     assert grid_error(nn.Linear(3, 2)) > 0.01  # a fresh layer is off the grid
+
+
+def test_per_tensor_activation_rounding_by_hand():
+    # range [0.5, 2.55] widens to [0, 2.55]: scale 0.01, zero point -128; 3.0 clips to 127 -> 2.55
+    t = torch.tensor([0.0, 0.014, 0.016, 1.0, 3.0, -1.0])
+    q = quantize_per_tensor(t, 0.5, 2.55)
+    assert torch.allclose(q, torch.tensor([0.0, 0.01, 0.02, 1.0, 2.55, 0.0]), atol=1e-6)
 
 
 def test_grid_survives_batchnorm_folding():
