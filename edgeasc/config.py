@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeasc.errors import ConfigError
+from edgeasc.labels import DEVICES
 
 
 @dataclass(frozen=True)
@@ -137,17 +138,30 @@ class KDConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Which clips train and which validate. DCASE 2025 allows training on the 25% split only."""
+    """Which clips train and which validate. DCASE 2025 allows training on the 25% split only.
+
+    `devices`: keep only clips of these recording devices (ids as DCASE spells them: `a`, `s1`, ...) in BOTH
+    the training and the validation split; empty keeps every device. Device-specific fine-tuning
+    (edgeasc.finetune) trains one run per device with `devices = ("a",)` etc. An id outside a, b, c, s1-s6
+    is a config error; a device without clips in either split fails the run (DataError) before training.
+    """
 
     train_split: str = "split25"
     val_split: str = "test"
     cache_dir: str | None = None
+    devices: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         allowed = {"split5", "split10", "split25", "split50", "split100", "train", "test"}
         for name in ("train_split", "val_split"):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"data.{name} must be one of {sorted(allowed)}, got {getattr(self, name)!r}")
+        if isinstance(self.devices, str) or not all(isinstance(d, str) for d in self.devices):
+            raise ValueError(f"data.devices must be a list of device ids such as [\"a\", \"s1\"], got {self.devices!r}")
+        unknown = [d for d in self.devices if d not in DEVICES]
+        if unknown:
+            raise ValueError(f"data.devices: unknown device id(s) {', '.join(map(repr, unknown))}; "
+                             f"valid ids: {', '.join(DEVICES)}")
 
 
 @dataclass(frozen=True)

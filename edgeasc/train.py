@@ -157,6 +157,9 @@ def train(
     ds = TAUDataset(data_dir)
     train_clips = ds.clips(cfg.data.train_split)
     val_clips = ds.clips(cfg.data.val_split)
+    if cfg.data.devices:
+        train_clips = select_devices(train_clips, cfg.data.devices, cfg.data.train_split)
+        val_clips = select_devices(val_clips, cfg.data.devices, cfg.data.val_split)
     if not train_clips:
         raise DataError(f"split {cfg.data.train_split!r} of {data_dir} is empty")
     fe = cfg.frontend
@@ -229,8 +232,9 @@ def train(
         out.mkdir(parents=True, exist_ok=True)
         write_json_atomic(out / "config.json", cfg_dict)
         _attach_log_file(out / "train.log")
+        subset = cfg.data.train_split + (f", devices {','.join(cfg.data.devices)}" if cfg.data.devices else "")
         log.info("training %s on %d clips (%s), %d steps/epoch, %d epochs, world %d, device %s",
-                 cfg.model.name, n, cfg.data.train_split, steps_per_epoch, cfg.optim.epochs, world, device)
+                 cfg.model.name, n, subset, steps_per_epoch, cfg.optim.epochs, world, device)
 
     bar = None
     if progress and rank == 0 and start_epoch < cfg.optim.epochs:
@@ -337,6 +341,21 @@ def train(
         final = json.loads((out / "metrics.json").read_text())
     _barrier(world)
     return TrainResult(out, model_path, cfg.optim.epochs - start_epoch, final)
+
+
+def select_devices(clips: list, devices: tuple[str, ...], split: str) -> list:
+    """The clips recorded by `devices`, in their order; every device must have clips in `split`.
+
+    Raises:
+        DataError: a device has no clip in the split.
+    """
+    present = {c.device for c in clips}
+    missing = [d for d in devices if d not in present]
+    if missing:
+        raise DataError(f"data.devices: split {split!r} has no clips of device(s) {', '.join(missing)} "
+                        f"(it has: {', '.join(sorted(present)) or 'none'})")
+    wanted = set(devices)
+    return [c for c in clips if c.device in wanted]
 
 
 def _kd_parts(logits, y, teacher, found, cfg: TrainConfig) -> dict[str, torch.Tensor]:
