@@ -123,16 +123,27 @@ def train(data_dir: Path, out_dir: Path, recipe: Path | None, overrides: tuple[s
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def evaluate(model_path: Path, data_dir: Path, split: str, out_dir: Path | None, batch_size: int,
              as_json: bool) -> None:
-    """Macro, per-device and per-class accuracy of a model (checkpoint or .tflite) on a split.
+    """Macro, per-device and per-class accuracy of a model (checkpoint, .tflite or device bundle) on a split.
 
-    A .tflite runs on LiteRT's reference kernels (bit-exact with TFLite Micro).
+    A .tflite runs on LiteRT's reference kernels (bit-exact with TFLite Micro). A device bundle (`edgeasc
+    finetune`) reports general vs device-specific accuracy per device, routing each clip by its device id.
 
     Example: edgeasc evaluate runs/student/model.pt --data data/synth
     """
+    from edgeasc.bundle import is_bundle
     from edgeasc.evaluate import evaluate_checkpoint
     from edgeasc.metrics import format_report
     from edgeasc.runtime import evaluate_tflite
 
+    if is_bundle(model_path):
+        from edgeasc.finetune import evaluate_bundle, format_bundle_report
+
+        report = evaluate_bundle(model_path, data_dir, split=split, out_dir=out_dir, batch_size=batch_size,
+                                 progress=not as_json)
+        click.echo(json.dumps(report, indent=2) if as_json else format_bundle_report(report))
+        if not as_json:
+            click.echo(f"\nwrote {report['artifacts']['eval_json']}")
+        return
     run = evaluate_tflite if model_path.suffix.lower() == ".tflite" else evaluate_checkpoint
     report = run(model_path, data_dir, split=split, out_dir=out_dir, batch_size=batch_size, progress=not as_json)
     if as_json:
@@ -160,10 +171,25 @@ def export_cmd(checkpoint: Path, data_dir: Path, out_dir: Path | None, int8: boo
                calib_split: str | None, eval_split: str, eval_clips: int | None, seed: int, as_json: bool) -> None:
     """Export a checkpoint to ONNX and TFLite (float32; int8 with --int8) and measure parity with torch.
 
+    A device bundle (`edgeasc finetune`) exports every member into OUT/<member>/, audits each against the
+    DCASE 2025 budget and writes OUT/manifest.json (device id -> file); exit code 1 if a member is over budget.
+
     Example: edgeasc export runs/student/model.pt --int8 --data data/synth --out runs/student/export
     """
+    from edgeasc.bundle import is_bundle
     from edgeasc.export import export_checkpoint, format_export_report
 
+    if is_bundle(checkpoint):
+        from edgeasc.finetune import export_bundle, format_export_manifest
+
+        manifest = export_bundle(checkpoint, data_dir, out_dir, int8=int8, calib_clips=calib_clips,
+                                 eval_clips=eval_clips, seed=seed, progress=not as_json, calib_split=calib_split,
+                                 eval_split=eval_split)
+        click.echo(json.dumps(manifest, indent=2) if as_json else format_export_manifest(manifest))
+        if not as_json:
+            click.echo(f"manifest: {manifest['path']}")
+            click.echo(f"next: edgeasc audit {Path(manifest['path']).parent / manifest['general']['tflite']}")
+        return
     result = export_checkpoint(checkpoint, data_dir, out_dir, int8=int8, calib_clips=calib_clips,
                                calib_split=calib_split, eval_split=eval_split, eval_clips=eval_clips, seed=seed,
                                progress=not as_json)
@@ -396,6 +422,96 @@ def prune_cmd(checkpoint: Path, data_dir: Path, out_dir: Path, recipe: Path | No
     click.echo(format_prune_summary(result.report))
     click.echo(f"model: {result.model_path} ({_size(result.model_path)}); curve: {out_dir / 'pruning_curve.png'}")
     click.echo(f"next: edgeasc export {result.model_path} --int8 --data {data_dir} --out {out_dir / 'export'}")
+
+
+@cli.command("submission")
+@click.argument("model_path", type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for <package>/ (installable) and predictions/<label>/complexity.json.")
+@click.option("--label", required=True, help="DCASE submission label <Surname>_<Institute>_task1_<1-4>.")
+@click.option("--overwrite", is_flag=True, help="Replace the files of an existing package folder.")
+def submission_cmd(model_path: Path, out_dir: Path, label: str, overwrite: bool) -> None:
+    """Write a self-contained DCASE 2025 Task 1 submission package (inference API, fp16 weights,
+    complexity.json) from an edgeasc bundle or checkpoint.
+
+    Exit code 0 ok, 1 when a device's model exceeds the DCASE budget (the package is still written),
+    2 bad label, existing package folder or unreadable model.
+
+    Example: edgeasc submission runs/finetune/bundle.pt --out submission --label Zhang_AITHU_SJTU_task1_1
+    """
+    from edgeasc.submission import describe_submission, write_submission
+
+    root = write_submission(model_path, out_dir, label, overwrite=overwrite)
+    summary = describe_submission(out_dir, label)
+    click.echo(f"wrote {root}:")
+    click.echo(summary.format())
+    click.echo(f"next: pip install {root} && python -c \"from {root.name} import {label} as api; "
+               f"print(api.predict(['clip.wav'], ['a']))\"")
+    summary.check()
+
+
+@cli.command("finetune")
+@click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="TAU22-layout dataset folder (real or synthetic).")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Output folder: devices/<dev>/ runs, bundle.pt, eval_bundle.json, finetune.json.")
+@click.option("--recipe", type=click.Path(dir_okay=False, path_type=Path),
+              help="TOML recipe without [model] (default: recipes/finetune_device.toml, the seed's numbers).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a recipe value, e.g. --set optim.epochs=10 or --set kd.teacher_logits='t.npz'.")
+@click.option("--devices", help="Comma-separated device ids to fine-tune (default: a,b,c,s1,s2,s3 where present "
+                                "in the training split).")
+@click.option("--no-resume", is_flag=True, help="Fail on existing device runs instead of resuming/skipping them.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--json", "as_json", is_flag=True, help="Print finetune.json.")
+def finetune_cmd(checkpoint: Path, data_dir: Path, out_dir: Path, recipe: Path | None, overrides: tuple[str, ...],
+                 devices: str | None, no_resume: bool, no_progress: bool, as_json: bool) -> None:
+    """Fine-tune one copy of a general model per recording device and bundle them with the general model.
+
+    The bundle answers any device id; devices without their own model (s4-s6, s7-s10) get the general one.
+
+    Example: edgeasc finetune runs/student/model.pt --data data/synth --out runs/finetune
+    --recipe recipes/demo_finetune.toml --devices a,b,c
+    """
+    from edgeasc.finetune import finetune, format_bundle_report
+
+    result = finetune(checkpoint, data_dir, out_dir, recipe=recipe, overrides=overrides, devices=devices,
+                      resume=not no_resume, progress=not (no_progress or as_json))
+    if as_json:
+        click.echo(json.dumps(result.report, indent=2))
+        return
+    click.echo(format_bundle_report(json.loads(Path(result.report["eval_json"]).read_text())))
+    click.echo(f"\nbundle: {result.bundle_path} ({_size(result.bundle_path)})")
+    click.echo(f"next: edgeasc export {result.bundle_path} --int8 --data {data_dir} --out {out_dir / 'export'}")
+
+
+@cli.command("pipeline")
+@click.argument("recipe", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Run folder: one subfolder per stage, summary.json.")
+@click.option("--seed", type=int, help="Replace the recipe's [pipeline] seed.")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+@click.option("--json", "as_json", is_flag=True, help="Print summary.json.")
+def pipeline_cmd(recipe: Path, data_dir: Path, out_dir: Path, seed: int | None, no_progress: bool,
+                 as_json: bool) -> None:
+    """Run the stages a pipeline recipe names (teachers, teacher logits, KD student, pruning, device
+    fine-tuning, int8 export, evaluation, audit, benchmark), each in OUT/<stage>/; finished stages are
+    skipped, so a killed pipeline resumes. Ends with the summary table.
+
+    Exit code 0 ok, 1 a model over budget (audit stage), 2 bad recipe or input.
+
+    Example: edgeasc pipeline recipes/pipeline_demo.toml --data demo_out/data --out demo_out/pipeline
+    """
+    from edgeasc.pipeline import format_summary, run_pipeline
+
+    result = run_pipeline(recipe, data_dir, out_dir, seed=seed, progress=not (no_progress or as_json))
+    if as_json:
+        click.echo(json.dumps(result.summary, indent=2))
+        return
+    click.echo(format_summary(result.summary))
+    click.echo(f"\nwrote {out_dir / 'summary.json'}")
 
 
 def main() -> None:

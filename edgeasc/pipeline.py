@@ -6,7 +6,7 @@ its wall time. A stage whose `stage.json` exists, matches the recipe and whose o
 killed pipeline resumes where it stopped (training stages also resume mid-run from their `last.pt`).
 
     [pipeline]
-    seed = 0                      # passed to every training stage (its recipe's seed is replaced)
+    seed = 0                      # every training stage's seed (a stage's `set = ["seed=3"]` still wins)
 
     [[stage]]
     name = "teachers"             # folder name, unique
@@ -14,7 +14,8 @@ killed pipeline resumes where it stopped (training stages also resume mid-run fr
     members = [{ name = "sscp_b48", recipe = "demo_teacher_sscp.toml", set = ["optim.epochs=4"] }]
 
 Kinds:
-- `teachers`: train each member (`edgeasc train`), then evaluate each and their logit average (the ensemble).
+- `teachers`: train each member (`{name, recipe, set}`: `edgeasc train`) or take a trained one (`{name,
+  checkpoint}`, a path from the working directory), then evaluate each and their logit average (the ensemble).
 - `teacher_logits`: the ensemble's averaged logits over the training split (`edgeasc teacher-logits`).
 - `train`: `edgeasc train` with `recipe`/`set`; `init` = a stage (or `stage.member`) whose model the run starts
   from (its architecture too, so pruned widths carry over); `kd = true` distils the last teacher_logits stage.
@@ -25,6 +26,7 @@ Kinds:
 - `audit`: `edgeasc audit` of every exported int8 file against `budget` (default dcase2025); over budget
   fails the pipeline (exit 1) and the stage stays unfinished.
 - `bench`: `edgeasc bench` of the exported general int8 model (latency, TFLite Micro arena).
+- `submission`: `edgeasc submission` of the last model or bundle as a DCASE 2025 package (`label`).
 
 Relative recipe paths resolve against the pipeline recipe's folder. The run ends with `summary.json` and
 one table (`format_summary`): accuracy per device in float and int8, parameters, MACs, parameter bytes,
@@ -61,8 +63,9 @@ STAGE_KEYS: dict[str, set[str]] = {
     "evaluate": {"split"},
     "audit": {"budget"},
     "bench": {"runs", "warmup", "n_inputs"},
+    "submission": {"label", "input"},
 }
-MEMBER_KEYS = {"name", "recipe", "set"}
+MEMBER_KEYS = {"name", "recipe", "set", "checkpoint"}
 MODEL_KINDS = ("train", "prune", "finetune")
 
 
@@ -143,8 +146,10 @@ def load_pipeline(path: str | os.PathLike, seed: int | None = None) -> Pipeline:
             if not members:
                 raise ConfigError(f"{path}: stage {name!r} lists no members")
             for m in members:
-                if not isinstance(m, dict) or "name" not in m or "recipe" not in m or set(m) - MEMBER_KEYS:
-                    raise ConfigError(f"{path}: stage {name!r}: each member is {{name, recipe, set}}, got {m!r}")
+                if (not isinstance(m, dict) or "name" not in m or set(m) - MEMBER_KEYS
+                        or ("recipe" in m) == ("checkpoint" in m)):
+                    raise ConfigError(f"{path}: stage {name!r}: each member is {{name, recipe, set}} (trained here) "
+                                      f"or {{name, checkpoint}} (a trained model), got {m!r}")
         for r in [t.get("recipe")] + [m.get("recipe") for m in t.get("members", [])]:
             if r is not None and not (Path(r) if Path(r).is_absolute() else path.parent / r).is_file():
                 raise ConfigError(f"{path}: stage {name!r}: recipe {r!r} not found next to the pipeline recipe")
@@ -226,7 +231,7 @@ def _outputs_exist(outputs: Mapping[str, Any]) -> bool:
 def _train_config(pipe: Pipeline, recipe: str, overrides: Sequence[str], init: Path | None = None) -> Any:
     from edgeasc.config import resolve_train_config
 
-    cfg = resolve_train_config(pipe.resolve(recipe), (*overrides, f"seed={pipe.seed}"))
+    cfg = resolve_train_config(pipe.resolve(recipe), (f"seed={pipe.seed}", *overrides))
     if init is not None:  # start from `init`, architecture included (pruned widths)
         from edgeasc.checkpoint import read_checkpoint
 
@@ -269,10 +274,13 @@ def _run_teachers(stage: Stage, pipe: Pipeline, st: RunState, out: Path, progres
     clips = TAUDataset(st.data_dir).clips("test")
     all_logits = []
     for m in stage.get("members"):
-        cfg = _train_config(pipe, m["recipe"], tuple(m.get("set", ())))
-        result = train(cfg, st.data_dir, out / m["name"], resume=True, progress=progress)
-        members[m["name"]] = str(result.model_path)
-        model, ckpt = load_model(result.model_path)
+        if "checkpoint" in m:  # a model trained elsewhere (or a PaSST fine-tuned on a GPU)
+            model_path = Path(m["checkpoint"]).resolve()
+        else:
+            cfg = _train_config(pipe, m["recipe"], tuple(m.get("set", ())))
+            model_path = train(cfg, st.data_dir, out / m["name"], resume=True, progress=progress).model_path
+        members[m["name"]] = str(model_path)
+        model, ckpt = load_model(model_path)
         fe = frontend_of(ckpt)
         waves = load_waveforms(st.data_dir, clips, fe.sample_rate_hz, fe.clip_samples, st.cache_dir)
         logits = predict_logits(model, waves, fe)
@@ -311,7 +319,7 @@ def _run_prune(stage: Stage, pipe: Pipeline, st: RunState, out: Path, progress: 
     from edgeasc.prune import prune_checkpoint, resolve_prune_config
 
     train_cfg, prune_cfg = resolve_prune_config(
-        pipe.resolve(stage.get("recipe")), (*stage.get("set", ()), *_kd_overrides(stage, st), f"seed={pipe.seed}"))
+        pipe.resolve(stage.get("recipe")), (f"seed={pipe.seed}", *stage.get("set", ()), *_kd_overrides(stage, st)))
     result = prune_checkpoint(st.model_ref(stage.get("input")), st.data_dir, out, train_cfg, prune_cfg,
                               resume=True, progress=progress)
     return {"model": str(result.model_path)}, {"float": _test_report(result.model_path, st, out)}
@@ -323,7 +331,7 @@ def _run_finetune(stage: Stage, pipe: Pipeline, st: RunState, out: Path, progres
     devices = stage.get("devices")
     result = finetune(st.model_ref(stage.get("input")), st.data_dir, out,
                       recipe=pipe.resolve(stage.get("recipe")) if stage.get("recipe") else None,
-                      overrides=(*stage.get("set", ()), *_kd_overrides(stage, st), f"seed={pipe.seed}"),
+                      overrides=(f"seed={pipe.seed}", *stage.get("set", ()), *_kd_overrides(stage, st)),
                       devices=list(devices) if devices else None, resume=True, progress=progress)
     rep = evaluate_bundle(result.bundle_path, st.data_dir, "test", cache_dir=st.cache_dir)
     return {"model": str(result.bundle_path)}, {"bundle": rep}
@@ -434,10 +442,22 @@ def _run_bench(stage: Stage, pipe: Pipeline, st: RunState, out: Path, progress: 
     }
 
 
+def _run_submission(stage: Stage, pipe: Pipeline, st: RunState, out: Path, progress: bool):
+    from edgeasc.submission import describe_submission, write_submission
+
+    label = stage.get("label")
+    if not label:
+        raise ConfigError(f"stage {stage.name!r} needs label = 'Surname_Institute_task1_N'")
+    package = write_submission(st.model_ref(stage.get("input")), out, label, overwrite=True)
+    summary = describe_submission(out, label)
+    summary.check()  # over budget: DomainError, the stage stays unfinished
+    return {"package": str(package), "complexity": str(out / "predictions" / label / "complexity.json")}, {}
+
+
 RUNNERS: dict[str, Callable[..., tuple[dict[str, Any], dict[str, Any]]]] = {
     "teachers": _run_teachers, "teacher_logits": _run_teacher_logits, "train": _run_train, "prune": _run_prune,
     "finetune": _run_finetune, "export": _run_export, "evaluate": _run_evaluate, "audit": _run_audit,
-    "bench": _run_bench,
+    "bench": _run_bench, "submission": _run_submission,
 }
 
 

@@ -16,7 +16,8 @@ def runner():
 def test_help_lists_commands(runner):
     res = runner.invoke(cli, ["--help"])
     assert res.exit_code == 0
-    for verb in ("synth", "train", "evaluate", "import-checkpoint", "models"):
+    for verb in ("synth", "train", "evaluate", "import-checkpoint", "models", "export", "audit", "teacher-logits",
+                 "prune", "finetune", "submission", "pipeline", "bench", "firmware"):
         assert verb in res.output
 
 

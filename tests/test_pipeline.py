@@ -211,6 +211,11 @@ kind = "bench"
 runs = 3
 warmup = 1
 n_inputs = 2
+
+[[stage]]
+name = "submission"
+kind = "submission"
+label = "Test_EDGEASC_task1_1"
 """
 
 
@@ -245,4 +250,27 @@ def test_full_pipeline_killed_and_resumed(tiny_data, tmp_path, recipes):
     assert s["complexity"]["bench"]["bit_exact"] and s["complexity"]["bench"]["arena_bytes"] > 0
     manifest = json.loads((out / "export" / "manifest.json").read_text())
     assert set(manifest["devices"]) >= {"a", "b"}
+    assert (out / "submission" / "predictions" / "Test_EDGEASC_task1_1" / "complexity.json").is_file()
     assert "accuracy on the test split" in res.stdout and "TFLite Micro arena" in res.stdout
+
+
+@pytest.mark.parametrize("name", ["pipeline_demo", "pipeline_s1", "pipeline_s2", "pipeline_s3", "pipeline_s4"])
+def test_shipped_pipeline_recipes_resolve(name):
+    """Every shipped pipeline parses, and every training/pruning stage's recipe resolves with its overrides."""
+    from edgeasc.pipeline import _train_config
+    from edgeasc.prune import resolve_prune_config
+
+    root = Path(__file__).resolve().parents[1] / "recipes"
+    pipe = load_pipeline(root / f"{name}.toml")
+    kinds = [s.kind for s in pipe.stages]
+    assert kinds[:2] == ["teachers", "teacher_logits"] and {"prune", "finetune", "export", "audit"} <= set(kinds)
+    for stage in pipe.stages:
+        for m in stage.get("members", []):
+            if "recipe" in m:
+                assert _train_config(pipe, m["recipe"], tuple(m.get("set", ()))).seed >= 0
+        if stage.kind == "train":
+            cfg = _train_config(pipe, stage.get("recipe"), tuple(stage.get("set", ())))
+            assert cfg.seed == pipe.seed
+        if stage.kind == "prune":
+            train_cfg, prune_cfg = resolve_prune_config(pipe.resolve(stage.get("recipe")), ())
+            assert prune_cfg.budget == "dcase2025"
