@@ -333,8 +333,9 @@ def _run_finetune(stage: Stage, pipe: Pipeline, st: RunState, out: Path, progres
                       recipe=pipe.resolve(stage.get("recipe")) if stage.get("recipe") else None,
                       overrides=(f"seed={pipe.seed}", *stage.get("set", ()), *_kd_overrides(stage, st)),
                       devices=list(devices) if devices else None, resume=True, progress=progress)
-    rep = evaluate_bundle(result.bundle_path, st.data_dir, "test", cache_dir=st.cache_dir)
-    return {"model": str(result.bundle_path)}, {"bundle": rep}
+    rep = evaluate_bundle(result.bundle_path, st.data_dir, "test", out_dir=out, cache_dir=st.cache_dir)
+    return {"model": str(result.bundle_path)}, {"general": _accuracy(rep["general"]),
+                                                "device_specific": _accuracy(rep["device_specific"])}
 
 
 def _run_export(stage: Stage, pipe: Pipeline, st: RunState, out: Path, progress: bool):
@@ -551,14 +552,9 @@ def summarise(pipe: Pipeline, records: Mapping[str, Mapping[str, Any]]) -> dict[
                 rows.append({"model": f"{stage.name}/{name}", "precision": "float", **acc})
         elif stage.kind in ("train", "prune") and "float" in m:
             rows.append({"model": stage.name, "precision": "float", **m["float"]})
-        elif stage.kind == "finetune" and "bundle" in m:
-            b = m["bundle"]
-            rows.append({"model": f"{stage.name} (general)", "precision": "float",
-                         "macro": b["general"]["macro_accuracy"],
-                         "per_device": {d: v["macro_accuracy"] for d, v in b["general"]["per_device"].items()}})
-            rows.append({"model": f"{stage.name} (per device)", "precision": "float",
-                         "macro": b["bundle"]["macro_accuracy"],
-                         "per_device": {d: v["macro_accuracy"] for d, v in b["bundle"]["per_device"].items()}})
+        elif stage.kind == "finetune" and "device_specific" in m:
+            rows.append({"model": f"{stage.name} (general)", "precision": "float", **m["general"]})
+            rows.append({"model": f"{stage.name} (per device)", "precision": "float", **m["device_specific"]})
         elif stage.kind == "evaluate":
             for prec in ("float", "int8"):
                 if prec in m:

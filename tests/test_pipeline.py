@@ -3,7 +3,6 @@ and the whole seed system (teachers -> KD -> AGP -> QAT -> device bundle -> int8
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -189,7 +188,7 @@ kd = true
 name = "devices"
 kind = "finetune"
 recipe = "finetune.toml"
-devices = ["a", "b"]
+devices = ["a", "c"]
 
 [[stage]]
 name = "export"
@@ -221,7 +220,8 @@ label = "Test_EDGEASC_task1_1"
 
 @pytest.mark.slow
 def test_full_pipeline_killed_and_resumed(tiny_data, tmp_path, recipes):
-    """The seed's system on tiny data through the CLI; killed after the teachers stage, then resumed."""
+    """The seed's system on tiny data through the CLI; killed (SIGKILL) once the teacher logits exist, then
+    resumed: finished stages are skipped, the rest completes."""
     recipe = recipes / "full.toml"
     recipe.write_text(FULL)
     out = tmp_path / "run"
@@ -232,7 +232,7 @@ def test_full_pipeline_killed_and_resumed(tiny_data, tmp_path, recipes):
     deadline = time.time() + 600
     while not (out / "teacher_logits" / "stage.json").is_file() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
+    proc.kill()  # SIGKILL: no cleanup at all (stage records and checkpoints are written atomically)
     proc.wait(timeout=120)
     assert (out / "teachers" / "stage.json").is_file()
     first = (out / "teachers" / "stage.json").stat().st_mtime_ns
@@ -246,10 +246,10 @@ def test_full_pipeline_killed_and_resumed(tiny_data, tmp_path, recipes):
     rows = {(r["model"], r["precision"]) for r in s["rows"]}
     assert {("devices (general)", "float"), ("devices (per device)", "float"), ("evaluate", "int8")} <= rows
     audit = s["complexity"]["audit"]
-    assert set(audit) == {"general", "a", "b"} and all(a["within_budget"] for a in audit.values())
+    assert set(audit) == {"general", "a", "c"} and all(a["within_budget"] for a in audit.values())
     assert s["complexity"]["bench"]["bit_exact"] and s["complexity"]["bench"]["arena_bytes"] > 0
     manifest = json.loads((out / "export" / "manifest.json").read_text())
-    assert set(manifest["devices"]) >= {"a", "b"}
+    assert set(manifest["devices"]) == {"a", "c"}
     assert (out / "submission" / "predictions" / "Test_EDGEASC_task1_1" / "complexity.json").is_file()
     assert "accuracy on the test split" in res.stdout and "TFLite Micro arena" in res.stdout
 
