@@ -16,16 +16,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-# The main job: synthetic TAU22-layout data -> SSCP-Mobile student -> quantisation-aware fine-tuning
-# (weights on the int8 grid) -> per-device evaluation -> int8 TFLite export with parity report -> budget
-# audit of the file that ships. Finished stages are skipped, a killed training stage resumes.
+# The main job: synthetic TAU22-layout data, then the seed's whole system as one resumable pipeline
+# (recipes/pipeline_demo.toml): two teachers -> ensemble logits -> AGP pruning to the budget with KD ->
+# quantisation-aware KD fine-tuning -> device-specific fine-tuning -> int8 TFLite per device -> per-device
+# float/int8 evaluation -> budget audit -> benchmark; ends with the summary table. Finished stages are
+# skipped and a killed stage resumes, so re-running `make demo` continues where it stopped.
 demo: setup
 	$(PY) -m edgeasc.cli synth $(DEMO_DIR)/data --scale $(DEMO_SCALE) --if-missing
-	$(PY) -m edgeasc.cli train --data $(DEMO_DIR)/data --out $(DEMO_DIR)/student --recipe recipes/demo_student.toml --resume
-	$(PY) -m edgeasc.cli train --data $(DEMO_DIR)/data --out $(DEMO_DIR)/student_qat --recipe recipes/demo_qat.toml --set model.init_checkpoint=$(DEMO_DIR)/student/model.pt --resume
-	$(PY) -m edgeasc.cli evaluate $(DEMO_DIR)/student_qat/model.pt --data $(DEMO_DIR)/data
-	$(PY) -m edgeasc.cli export $(DEMO_DIR)/student_qat/model.pt --int8 --data $(DEMO_DIR)/data --out $(DEMO_DIR)/export
-	$(PY) -m edgeasc.cli audit $(DEMO_DIR)/export/model_int8.tflite --no-layers
+	$(PY) -m edgeasc.cli pipeline recipes/pipeline_demo.toml --data $(DEMO_DIR)/data --out $(DEMO_DIR)/pipeline
 
 test: setup
 	$(PY) -m pytest -q

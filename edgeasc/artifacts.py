@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -55,3 +56,30 @@ def save_torch_atomic(path: str | os.PathLike, obj: Any) -> Path:
     import torch
 
     return write_atomic(path, lambda p: torch.save(obj, p))
+
+
+@contextmanager
+def exclusive_run(folder: str | os.PathLike, what: str) -> Iterator[None]:
+    """Hold an exclusive lock on `folder/.edgeasc.lock` while a run writes into `folder`.
+
+    A second process that tries the same folder fails at once with a one-line error instead of writing
+    the same files concurrently. The lock (flock) dies with its process, so a killed run leaves no stale lock.
+
+    Raises:
+        DataError: another process holds the folder.
+    """
+    import fcntl
+
+    from edgeasc.errors import DataError
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / ".edgeasc.lock", os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DataError(f"another {what} is running in {folder}; wait for it to finish or stop it") from None
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock

@@ -493,9 +493,18 @@ def run_pipeline(recipe: str | os.PathLike, data_dir: str | os.PathLike, out_dir
     Raises:
         ConfigError: invalid recipe, or a finished stage whose recipe table has changed since it ran.
         DomainError: the audit stage found a model over budget (summary.json is written first).
+        DataError: another pipeline is running in `out_dir` (a lock file guards the folder).
     """
+    from edgeasc.artifacts import exclusive_run
+
     pipe = load_pipeline(recipe, seed)
     out = Path(out_dir)
+    with exclusive_run(out, "edgeasc pipeline"):
+        return _run_stages(pipe, out, data_dir, cache_dir, progress)
+
+
+def _run_stages(pipe: Pipeline, out: Path, data_dir: str | os.PathLike, cache_dir: str | os.PathLike | None,
+                progress: bool) -> PipelineResult:
     st = RunState(data_dir=Path(data_dir), out_dir=out, cache_dir=Path(cache_dir) if cache_dir else None)
     records: dict[str, dict[str, Any]] = {}
     failure: DomainError | None = None

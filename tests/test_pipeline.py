@@ -274,3 +274,19 @@ def test_shipped_pipeline_recipes_resolve(name):
         if stage.kind == "prune":
             train_cfg, prune_cfg = resolve_prune_config(pipe.resolve(stage.get("recipe")), ())
             assert prune_cfg.budget == "dcase2025"
+
+
+def test_a_second_pipeline_on_the_same_folder_is_refused(recipes, tiny_data, tmp_path):
+    """Two pipelines writing one folder would race on the same files: the second fails at once, and the
+    lock dies with its holder (here: released when the first context exits)."""
+    from edgeasc.artifacts import exclusive_run
+    from edgeasc.errors import DataError
+
+    recipe = recipes / "p.toml"
+    recipe.write_text('[[stage]]\nname = "s"\nkind = "train"\nrecipe = "student.toml"\n')
+    out = tmp_path / "run"
+    with exclusive_run(out, "edgeasc pipeline"):
+        with pytest.raises(DataError, match="another edgeasc pipeline is running in"):
+            run_pipeline(recipe, tiny_data, out, progress=False)
+        assert not (out / "s").exists()
+    assert run_pipeline(recipe, tiny_data, out, progress=False).summary["complete"]

@@ -1,7 +1,7 @@
 """`make -C firmware_stub test`: the firmware of a demo-sized model, built for the host and the emulated
 Cortex-M4, checked bit for bit against TFLite Micro on real features of the evaluation split.
 
-The model is `--model` when it exists (by default `demo_out/export/model_int8.tflite` from `make demo`);
+The model is `--model` when it exists (by default `demo_out/pipeline/export/general/model_int8.tflite` from `make demo`);
 otherwise a seeded SSCP-Mobile S1 student with randomized BatchNorm statistics is exported, calibrated on a
 synthesized `tiny` dataset. Features come from `--data` when given, else from `demo_out/data` when the model
 is the demo's, else from that tiny dataset. Exit code 0 when every check passes, 1 otherwise.
@@ -24,7 +24,7 @@ from edgeasc.artifacts import write_json_atomic  # noqa: E402
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=ROOT / "demo_out/export/model_int8.tflite")
+    parser.add_argument("--model", type=Path, default=ROOT / "demo_out/pipeline/export/general/model_int8.tflite")
     parser.add_argument("--data", type=Path, help="TAU22-layout dataset for the features")
     parser.add_argument("--build", type=Path, default=ROOT / "firmware_stub/build")
     parser.add_argument("--inputs", type=int, default=200, help="evaluation clips checked against TFLite Micro")
