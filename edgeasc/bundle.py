@@ -173,5 +173,7 @@ def routed_logits(bundle: Bundle, waves: np.ndarray, device_ids: list[str], batc
             out = np.zeros((len(device_ids), logits.shape[1]), dtype=np.float32)
         out[idx] = logits
     if out is None:
-        out = np.zeros((0, 10), dtype=np.float32)
+        from edgeasc.labels import SCENES
+
+        out = np.zeros((0, len(SCENES)), dtype=np.float32)
     return out, used

@@ -333,9 +333,12 @@ def _run_finetune(stage: Stage, pipe: Pipeline, st: RunState, out: Path, progres
                       recipe=pipe.resolve(stage.get("recipe")) if stage.get("recipe") else None,
                       overrides=(f"seed={pipe.seed}", *stage.get("set", ()), *_kd_overrides(stage, st)),
                       devices=list(devices) if devices else None, resume=True, progress=progress)
-    rep = evaluate_bundle(result.bundle_path, st.data_dir, "test", out_dir=out, cache_dir=st.cache_dir)
-    return {"model": str(result.bundle_path)}, {"general": _accuracy(rep["general"]),
-                                                "device_specific": _accuracy(rep["device_specific"])}
+    rep = result.report  # finetune() already evaluated the bundle on the recipe's validation split
+    if rep["split"] != "test":
+        rep = evaluate_bundle(result.bundle_path, st.data_dir, "test", out_dir=out, cache_dir=st.cache_dir)
+    metrics = {name: {"macro": rep["macro"][key], "per_device": {d: v[key] for d, v in rep["per_device"].items()}}
+               for name, key in (("general", "general"), ("device_specific", "bundle"))}
+    return {"model": str(result.bundle_path)}, metrics
 
 
 def _run_export(stage: Stage, pipe: Pipeline, st: RunState, out: Path, progress: bool):
