@@ -154,7 +154,7 @@ def read_bundle(path: str | os.PathLike) -> Bundle:
     return Bundle(general=obj["general"], devices=dict(devices), extra=obj.get("extra") or {}, path=path)
 
 
-def routed_logits(bundle: Bundle, waves: np.ndarray, device_ids: list[str], batch_size: int = 256,
+def routed_logits(bundle: Bundle, waves: np.ndarray, device_ids: list[str], batch_size: int = 64,
                   torch_device: str | torch.device = "cpu") -> tuple[np.ndarray, list[str]]:
     """Logits of each waveform from the member that answers its device id.
 

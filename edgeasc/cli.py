@@ -119,7 +119,7 @@ def train(data_dir: Path, out_dir: Path, recipe: Path | None, overrides: tuple[s
 @click.option("--split", default="test", show_default=True, help="test (fold1_evaluate), train or splitNN.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Where eval.json and confusion.png go (default: next to the model).")
-@click.option("--batch-size", type=int, default=256, show_default=True)
+@click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def evaluate(model_path: Path, data_dir: Path, split: str, out_dir: Path | None, batch_size: int,
              as_json: bool) -> None:

@@ -107,6 +107,7 @@ class OptimConfig:
     weight_decay: float = 1e-4
     warmup_steps: int = 2000
     min_lr_ratio: float = 0.0
+    channels_last: bool = True  # log-mel CNNs get NHWC input: faster convolutions, equal up to float rounding
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:

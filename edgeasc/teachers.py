@@ -129,7 +129,9 @@ def _predict(
     out = []
     for s in range(0, len(rows), batch_size):
         x = torch.from_numpy(np.array(waves[rows[s : s + batch_size]], dtype=np.float32)).to(device)
-        out.append(model(x if mel is None else mel(x)).float().cpu().numpy())
+        if mel is not None:  # NHWC input: channels-last convolutions (edgeasc.evaluate.predict_logits)
+            x = mel(x).contiguous(memory_format=torch.channels_last)
+        out.append(model(x).float().cpu().numpy())
         if bar is not None:
             bar.update(len(x))
     return np.concatenate(out) if out else np.zeros((0, len(SCENES)), dtype=np.float32)

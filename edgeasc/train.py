@@ -125,6 +125,17 @@ def train(
             then returns a new optimiser for the changed parameters, else None. A resumed run rebuilds the
             model from `last.pt`'s model_config, so a changed architecture resumes too.
     """
+    attached: list[logging.Handler] = []
+    try:
+        return _train(cfg, data_dir, out_dir, resume, progress, step_hook, attached)
+    finally:  # the run's train.log stops here: a later run in this process logs to its own file only
+        for handler in attached:
+            logging.getLogger("edgeasc").removeHandler(handler)
+            handler.close()
+
+
+def _train(cfg: TrainConfig, data_dir: str | os.PathLike, out_dir: str | os.PathLike, resume: bool, progress: bool,
+           step_hook: StepHook | None, attached: list[logging.Handler]) -> TrainResult:
     from edgeasc.models import create_model
 
     rank, world, local_rank = _dist_setup()
@@ -216,6 +227,9 @@ def train(
         start_epoch = int(state["epoch"])
         history = list(state["history"])
         log.info("resuming %s at epoch %d/%d", out, start_epoch, cfg.optim.epochs)
+    # NHWC log-mel input: convolutions then run channels-last (1.2-1.4x the CPU training throughput of the
+    # frontend's transposed NCHW view; docs/training.md); the weights stay as they are
+    input_format = torch.channels_last if cfg.optim.channels_last else torch.contiguous_format
     ddp_model = model
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
@@ -231,7 +245,7 @@ def train(
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         write_json_atomic(out / "config.json", cfg_dict)
-        _attach_log_file(out / "train.log")
+        attached += _attach_log_file(out / "train.log")
         subset = cfg.data.train_split + (f", devices {','.join(cfg.data.devices)}" if cfg.data.devices else "")
         log.info("training %s on %d clips (%s), %d steps/epoch, %d epochs, world %d, device %s",
                  cfg.model.name, n, subset, steps_per_epoch, cfg.optim.epochs, world, device)
@@ -245,6 +259,7 @@ def train(
                    unit="clip", unit_scale=True, dynamic_ncols=True, desc="train")
 
     # --- epochs -------------------------------------------------------------------------------
+    final_rep: dict[str, Any] | None = None
     try:
         for epoch in range(start_epoch, cfg.optim.epochs):
             ddp_model.train()
@@ -277,6 +292,7 @@ def train(
                     with torch.no_grad():
                         x = mel(wave, mask_fn=mask)
                         x = freq_mixstyle(x, cfg.augment.mixstyle_p, cfg.augment.mixstyle_alpha, aug)
+                        x = x.contiguous(memory_format=input_format)
                     logits = ddp_model(x)
                 if teacher is not None:
                     parts = _kd_parts(logits, y, teacher[idx_sorted].to(device), teacher_found[idx_sorted].to(device), cfg)
@@ -308,6 +324,7 @@ def train(
             if rank == 0:
                 if last or (cfg.eval_every and (epoch + 1) % cfg.eval_every == 0):
                     rep = _validate(model, val_waves, val_clips, fe, batch, device)
+                    final_rep = rep if last else None  # the final model's report: not computed twice
                     record.update(val_macro_accuracy=rep["macro_accuracy"],
                                   val_per_device={d: v["macro_accuracy"] for d, v in rep["per_device"].items()})
                 history.append(record)
@@ -329,7 +346,7 @@ def train(
         if state is not None and start_epoch >= cfg.optim.epochs and model_path.is_file():
             log.info("%s is already complete (%d epochs)", out, start_epoch)
         else:
-            rep = _validate(model, val_waves, val_clips, fe, batch, device)
+            rep = final_rep if final_rep is not None else _validate(model, val_waves, val_clips, fe, batch, device)
             if cfg.quant.weight_fake_quant:  # a plain model whose weights are the int8-grid values
                 from edgeasc.quant import snapped_copy
 
@@ -419,15 +436,17 @@ def _first_difference(a: Any, b: Any, path: str = "") -> str:
     return f"{path or 'config'}: {a!r} -> {b!r}"
 
 
-def _attach_log_file(path: Path) -> None:
+def _attach_log_file(path: Path) -> list[logging.Handler]:
+    """Log the `edgeasc` logger to `path` too; returns the handler added (none when one is already there)."""
     root = logging.getLogger("edgeasc")
     if any(isinstance(h, logging.FileHandler) and Path(h.baseFilename) == path.resolve() for h in root.handlers):
-        return
+        return []
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.addHandler(handler)
     if root.level == logging.NOTSET or root.level > logging.INFO:
         root.setLevel(logging.INFO)
+    return [handler]
 
 
 def resolved_config_of(run_dir: str | os.PathLike) -> TrainConfig:

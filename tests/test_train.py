@@ -48,6 +48,9 @@ def test_same_seed_same_weights_and_run_artifacts(tiny_data, tmp_path, fast_over
     cfg3 = resolve_train_config(None, fast_overrides + ("seed=1",))
     r3 = train(cfg3, tiny_data, tmp_path / "r3", progress=False)
     assert not same_weights(r1.model_path, r3.model_path)
+    # each run's train.log holds that run only (runs in one process: pipeline, finetune, benchmarks)
+    log1, log3 = (tmp_path / "r1" / "train.log").read_text(), (tmp_path / "r3" / "train.log").read_text()
+    assert log1.count("training test_cpmobile on") == 1 and log3.count("training test_cpmobile on") == 1
 
 
 def test_existing_run_needs_resume_and_same_config(tiny_data, tmp_path, fast_overrides):
@@ -123,3 +126,23 @@ def test_torchrun_two_cpu_processes(tiny_data, tmp_path, fast_overrides):
     assert [l["epoch"] for l in lines] == [1, 2]
     assert all(torch.isfinite(torch.tensor(l["loss"])) for l in lines)
     assert "world 2" in (out / "train.log").read_text()
+
+
+@pytest.mark.parametrize("name", ["sscp_mobile_s1", "cpmobile_b48"])
+def test_channels_last_input_gives_the_nchw_outputs_and_gradients(name):
+    """optim.channels_last (default on) only changes the memory layout of the log-mel batch."""
+    from conftest import randomize_batchnorm
+    from edgeasc.models import create_model
+
+    torch.manual_seed(0)
+    model = randomize_batchnorm(create_model(name), 0)
+    x = torch.randn(4, 1, 256, 65)
+    outs, grads = [], []
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        model.zero_grad()
+        y = model(x.contiguous(memory_format=fmt))
+        y.square().sum().backward()
+        outs.append(y.detach())
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+    torch.testing.assert_close(outs[1], outs[0], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(grads[1], grads[0], atol=1e-3, rtol=1e-3)
