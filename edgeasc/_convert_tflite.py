@@ -5,17 +5,19 @@ TensorFlow, and a converter crash (onnx2tf has died with SIGFPE on a badly shape
 this process, not the CLI. The parent (`edgeasc.export.convert_onnx_to_tflite`) reads the exit status.
 
 JOB.json: {"conversions": [{"onnx": path, "out_dir": path, "calibration_npy": path | null,
-                            "input_name": str}, ...]}
+                            "input_name": str, "log": path (optional: this conversion's output)}, ...]}
 For each conversion onnx2tf writes `{stem}_float32.tflite` and, with calibration data,
 `{stem}_full_integer_quant.tflite` (int8 weights per channel, int8 activations, int8 input and output).
-Several conversions in one job share one TensorFlow start-up (about 15 s on a small CPU).
+Several conversions in one job share one TensorFlow start-up; the parent runs several jobs side by side.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+import traceback
 from pathlib import Path
 
 
@@ -42,6 +44,30 @@ def convert_one(onnx_path: str, out_dir: str, calibration_npy: str | None, input
     )
 
 
+@contextlib.contextmanager
+def _output_to(path: str | None):
+    """Send this process's stdout and stderr (file descriptors 1 and 2: TensorFlow's C++ logging writes there
+    directly) to `path` for the duration of the block."""
+    if not path:
+        yield
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for f in (fd, *saved):
+            os.close(f)
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
         print("usage: python -m edgeasc._convert_tflite JOB.json", file=sys.stderr)
@@ -49,9 +75,19 @@ def main(argv: list[str]) -> int:
     job = json.loads(Path(argv[1]).read_text(encoding="utf-8"))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     for conv in job["conversions"]:
-        print(f"[edgeasc] converting {conv['onnx']} -> {conv['out_dir']}", flush=True)
-        convert_one(conv["onnx"], conv["out_dir"], conv.get("calibration_npy"), conv["input_name"])
-        print(f"[edgeasc] done {conv['onnx']}", flush=True)
+        start = f"[edgeasc] converting {conv['onnx']} -> {conv['out_dir']}"
+        print(start, flush=True)
+        with _output_to(conv.get("log")):
+            if conv.get("log"):
+                print(start, flush=True)
+            try:
+                convert_one(conv["onnx"], conv["out_dir"], conv.get("calibration_npy"), conv["input_name"])
+            except BaseException:
+                traceback.print_exc()  # into this conversion's log, where the parent looks for the error
+                raise
+            print(f"[edgeasc] done {conv['onnx']}", flush=True)
+        if conv.get("log"):
+            print(f"[edgeasc] done {conv['onnx']}", flush=True)
     return 0
 
 

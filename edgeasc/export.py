@@ -23,6 +23,7 @@ import importlib.util
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -241,36 +242,91 @@ def select_calibration_clips(clips: list[Any], n_clips: int, seed: int = 0) -> l
 # ONNX -> TFLite (child process)
 # --------------------------------------------------------------------------------------------------
 def convert_onnx_to_tflite(
-    conversions: list[dict[str, Any]], log_path: str | os.PathLike, timeout_s: float | None = 1800
+    conversions: list[dict[str, Any]],
+    log_path: str | os.PathLike | None = None,
+    timeout_s: float | None = 1800,
+    jobs: int | None = None,
 ) -> None:
-    """Run onnx2tf in a child process for each `{"onnx", "out_dir", "calibration_npy", "input_name"}`.
+    """Run onnx2tf in child processes for each `{"onnx", "out_dir", "calibration_npy", "input_name"}`.
+
+    The conversions are shared round-robin among `jobs` child processes that run at once (default: one per
+    CPU core, at most 4; a conversion is mostly single-threaded). A conversion with a `"log"` path gets the
+    converter's output in that file of its own; the rest goes to `log_path` (default: a temporary file,
+    copied next to the first output folder when something fails). `timeout_s` applies per conversion.
 
     Raises:
-        ExportError: the child failed, was killed by a signal or timed out; the message names the log.
+        ExportError: a child failed, was killed by a signal or timed out; the message names the log of the
+            conversion that failed.
     """
-    log_path = Path(log_path)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
+    if not conversions:
+        return
+    jobs = max(1, min(len(conversions), jobs or min(4, os.cpu_count() or 1)))
+    groups = [conversions[i::jobs] for i in range(jobs)]
+    for conv in conversions:
+        if conv.get("log"):
+            Path(conv["log"]).parent.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
     with tempfile.TemporaryDirectory(prefix="edgeasc_convert_") as tmp:
-        job = Path(tmp) / "job.json"
-        job.write_text(json.dumps({"conversions": conversions}), encoding="utf-8")
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
-        cmd = [sys.executable, "-m", "edgeasc._convert_tflite", str(job)]
+        logs = [Path(tmp) / f"convert_{i}.log" for i in range(jobs)]
+        if log_path is not None and jobs == 1:
+            logs = [Path(log_path)]
+            logs[0].parent.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
-        with open(log_path, "w", encoding="utf-8") as log_f:
-            try:
-                proc = subprocess.run(cmd, stdout=log_f, stderr=subprocess.STDOUT, cwd=tmp, env=env,
-                                      timeout=timeout_s, check=False)
-            except subprocess.TimeoutExpired:
-                raise ExportError(f"TFLite conversion timed out after {timeout_s:.0f} s; see {log_path}") from None
-    log.info("onnx2tf finished in %.1f s (log: %s)", time.perf_counter() - start, log_path)
-    if proc.returncode < 0:
+        procs: list[subprocess.Popen] = []
         try:
-            sig = signal.Signals(-proc.returncode).name
-        except ValueError:
-            sig = f"signal {-proc.returncode}"
-        raise ExportError(f"the TFLite converter (onnx2tf) died with {sig}; see {log_path}")
-    if proc.returncode != 0:
-        raise ExportError(f"the TFLite converter (onnx2tf) failed: {_last_error_line(log_path)}; see {log_path}")
+            for i, group in enumerate(groups):
+                job = Path(tmp) / f"job_{i}.json"
+                job.write_text(json.dumps({"conversions": group}), encoding="utf-8")
+                with open(logs[i], "w", encoding="utf-8") as log_f:  # the child holds its own descriptor
+                    procs.append(subprocess.Popen([sys.executable, "-m", "edgeasc._convert_tflite", str(job)],
+                                                  stdout=log_f, stderr=subprocess.STDOUT, cwd=tmp, env=env))
+            deadline = None if timeout_s is None else time.monotonic() + timeout_s * max(map(len, groups))
+            codes: list[int | None] = []
+            for proc in procs:
+                try:
+                    codes.append(proc.wait(None if deadline is None else max(0.0, deadline - time.monotonic())))
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+                    codes.append(None)
+        finally:  # an interrupt (or an error above) leaves no converter running
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+        if log_path is not None and jobs > 1:
+            write_text_atomic(log_path, "".join(f.read_text(encoding="utf-8", errors="replace") for f in logs))
+        failed_at = next((i for i, code in enumerate(codes) if code != 0), None)
+        if failed_at is None:
+            log.info("onnx2tf converted %d model(s) in %.1f s (%d process(es))", len(conversions),
+                     time.perf_counter() - start, jobs)
+            return
+        group, main_log, returncode = groups[failed_at], logs[failed_at], codes[failed_at]
+        failed = _failed_conversion(group, main_log)
+        where = Path(failed["log"]) if failed is not None and failed.get("log") else None
+        if where is None or not where.is_file():
+            if log_path is None or jobs > 1:  # keep the child's log: the error message points at it
+                where = Path(group[0]["out_dir"]).parent / "convert_failed.log"
+                where.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(main_log, where)
+            else:
+                where = main_log
+        if returncode is None:
+            raise ExportError(f"TFLite conversion timed out after {timeout_s:.0f} s per model; see {where}")
+        if returncode < 0:
+            try:
+                sig = signal.Signals(-returncode).name
+            except ValueError:
+                sig = f"signal {-returncode}"
+            raise ExportError(f"the TFLite converter (onnx2tf) died with {sig}; see {where}")
+        raise ExportError(f"the TFLite converter (onnx2tf) failed: {_last_error_line(where)}; see {where}")
+
+
+def _failed_conversion(conversions: list[dict[str, Any]], main_log: Path) -> dict[str, Any] | None:
+    """The first conversion the child did not report done (it prints `[edgeasc] done ONNX` after each)."""
+    text = main_log.read_text(encoding="utf-8", errors="replace") if main_log.is_file() else ""
+    done = {ln[len("[edgeasc] done "):].strip() for ln in text.splitlines() if ln.startswith("[edgeasc] done ")}
+    return next((c for c in conversions if c["onnx"] not in done), None)
 
 
 def _last_error_line(log_path: Path) -> str:
@@ -451,30 +507,102 @@ def export_checkpoint(
         ExportError: conversion failed or a float runtime misses its agreement target.
         MissingDependencyError, CheckpointError, DataError: bad input (exit code 2).
     """
-    import torch
+    return export_checkpoints([(checkpoint, out_dir)], data_dir, int8=int8, calib_clips=calib_clips,
+                              calib_split=calib_split, eval_split=eval_split, eval_clips=eval_clips, seed=seed,
+                              cache_dir=cache_dir, progress=progress, workers=workers)[0]
 
-    from edgeasc import __version__
-    from edgeasc.checkpoint import load_model
-    from edgeasc.config import to_dict
-    from edgeasc.dataset import TAUDataset, load_waveforms
-    from edgeasc.errors import CheckpointError, ConfigError, DataError
-    from edgeasc.evaluate import frontend_of
-    from edgeasc.labels import SCENES
-    from edgeasc.runtime import TFLiteModel, feature_batches, sidecar_path
+
+@dataclass
+class _Prepared:
+    """One model of an export batch between its ONNX/calibration step and its TFLite conversion."""
+
+    checkpoint: Path
+    out: Path
+    work: Path
+    model: Any
+    name: str
+    frontend: Any
+    base_meta: dict[str, Any]
+    calib_npy: Path | None
+    calib_info: dict[str, Any] | None
+    result: ExportResult
+
+
+def export_checkpoints(
+    items: list[tuple[str | os.PathLike, str | os.PathLike | None]],
+    data_dir: str | os.PathLike,
+    int8: bool = True,
+    calib_clips: int = 300,
+    calib_split: str | None = None,
+    eval_split: str = "test",
+    eval_clips: int | None = None,
+    seed: int = 0,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = False,
+    workers: int | None = None,
+) -> list[ExportResult]:
+    """`export_checkpoint` for several `(checkpoint, out_dir)` pairs, converted side by side.
+
+    The TFLite conversions (about 30 s of one core each for an SSCP-Mobile) run in parallel child processes
+    (`convert_onnx_to_tflite`); a bundle of seven device models is converted in about half the time on two
+    cores. Every model still gets its own folder, converter log, report and parity check; a float runtime
+    that misses its target raises after every model's artifacts and report are written.
+    """
+    import contextlib
+
+    from edgeasc.errors import ConfigError
 
     if calib_clips < 1:
         raise ConfigError(f"--calib-clips must be >= 1, got {calib_clips}")
     if eval_clips is not None and eval_clips < 1:
         raise ConfigError(f"--eval-clips must be >= 1, got {eval_clips}")
     check_dependencies(int8=int8)
-    checkpoint = Path(checkpoint)
+    from edgeasc.dataset import TAUDataset
+
+    ds = TAUDataset(data_dir)
+    with contextlib.ExitStack() as stack:
+        prepared = []
+        for checkpoint, out_dir in items:
+            prep = _prepare_export(Path(checkpoint), out_dir, ds, int8, calib_clips, calib_split, seed, cache_dir,
+                                   progress)
+            stack.callback(shutil.rmtree, prep.work, ignore_errors=True)
+            prepared.append(prep)
+        log.info("converting %d model(s) to TFLite with onnx2tf in child processes", len(prepared))
+        convert_onnx_to_tflite(
+            [{"onnx": str(p.result.artifacts["onnx"]), "out_dir": str(p.work / "tf"), "input_name": INPUT_NAME,
+              "calibration_npy": str(p.calib_npy) if p.calib_npy else None, "log": str(p.out / LOG_FILE)}
+             for p in prepared],
+        )
+        for p in prepared:
+            _finish_tflite(p, int8)
+    failures = []
+    for p in prepared:
+        failures += _finish_report(p, ds, eval_split, eval_clips, seed, cache_dir, progress, workers)
+    if failures:
+        c, out = failures[0]
+        raise ExportError(f"{c['runtime']} agrees with torch on {100 * c['value']:.2f}% of clips (target "
+                          f"{c['target']}): the conversion is wrong; artifacts and {REPORT_FILE} are in {out}")
+    return [p.result for p in prepared]
+
+
+def _prepare_export(checkpoint: Path, out_dir: str | os.PathLike | None, ds: Any, int8: bool, calib_clips: int,
+                    calib_split: str | None, seed: int, cache_dir: Any, progress: bool) -> _Prepared:
+    """Load, check, write the ONNX file and the calibration features of one model."""
+    import torch
+
+    from edgeasc import __version__
+    from edgeasc.checkpoint import load_model
+    from edgeasc.config import to_dict
+    from edgeasc.errors import CheckpointError, ConfigError
+    from edgeasc.evaluate import frontend_of
+    from edgeasc.labels import SCENES
+
     try:
         model, ckpt = load_model(checkpoint)
     except CheckpointError as exc:  # torch's unpickling errors span many lines; the CLI prints one
         raise CheckpointError(str(exc).strip().splitlines()[0]) from None
     frontend = frontend_of(ckpt)
     name = ckpt["model_config"]["name"]
-    ds = TAUDataset(data_dir)
     calib_split = calib_split or ((ckpt.get("config") or {}).get("data") or {}).get("train_split") or "split25"
     if calib_split == "test":
         raise ConfigError("calibration must use training clips, not the test split")
@@ -507,85 +635,100 @@ def export_checkpoint(
     log.info("wrote %s", onnx_path)
 
     # 2. Calibration features: a class-balanced, seeded subset of the training split.
-    calib_info = None
-    with tempfile.TemporaryDirectory(prefix=".convert_", dir=out) as work:
-        work = Path(work).resolve()
-        calib_npy = None
-        if int8:
-            train_clips = ds.clips(calib_split)
-            if not train_clips:
-                raise DataError(f"split {calib_split!r} of {data_dir} is empty; nothing to calibrate on")
-            chosen = select_calibration_clips(train_clips, calib_clips, seed)
-            if len(chosen) < calib_clips:
-                log.warning("split %s has %d clips; calibrating on all of them (asked for %d)",
-                            calib_split, len(chosen), calib_clips)
-            waves = load_waveforms(ds.root, chosen, frontend.sample_rate_hz, frontend.clip_samples, cache_dir,
-                                   progress)
-            feats = np.concatenate([x for _, x in feature_batches(waves, frontend, 64)])
-            calib_npy = work / "calibration.npy"
-            np.save(calib_npy, np.ascontiguousarray(feats.transpose(0, 2, 3, 1)))  # NCHW -> NHWC, as onnx2tf reads it
-            ids_path = write_text_atomic(out / CALIBRATION_IDS_FILE, "".join(f"{c.clip_id}\n" for c in chosen))
-            result.artifacts["calibration_ids"] = ids_path
-            per_class = {s: sum(c.scene == s for c in chosen) for s in SCENES}
-            calib_info = {"split": calib_split, "n_clips": len(chosen), "seed": seed, "per_class": per_class,
-                          "ids_file": ids_path.name,
-                          "feature_range": [float(feats.min()), float(feats.max())]}
+    work = Path(tempfile.mkdtemp(prefix=".convert_", dir=out)).resolve()  # the caller removes it
+    try:
+        calib_npy, calib_info = _calibration(work, out, ds, frontend, int8, calib_clips, calib_split, seed,
+                                             cache_dir, progress, result)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return _Prepared(checkpoint, out, work, model, name, frontend, base_meta, calib_npy, calib_info, result)
 
-        # 3. TFLite in a child process.
-        log.info("converting to TFLite with onnx2tf in a child process (TensorFlow start-up takes ~15 s)")
-        convert_onnx_to_tflite(
-            [{"onnx": str(onnx_path), "out_dir": str(work / "tf"), "input_name": INPUT_NAME,
-              "calibration_npy": str(calib_npy) if calib_npy else None}],
-            out / LOG_FILE,
-        )
-        result.artifacts["log"] = out / LOG_FILE
-        produced = {"tflite_float32": work / "tf" / "model_float32.tflite"}
-        if int8:
-            produced["tflite_int8"] = work / "tf" / "model_full_integer_quant.tflite"
-        for key, src in produced.items():
-            if not src.is_file():
-                raise ExportError(f"onnx2tf did not write {src.name}; see {out / LOG_FILE}")
-            fmt = next(f for f in EXPORT_FORMATS if f.key == key)
-            dst = out / fmt.filename
-            write_bytes_atomic(dst, src.read_bytes())
-            check_deployable(dst, int8=key == "tflite_int8")
-            probe = TFLiteModel(dst)
-            meta = {**base_meta,
-                    "format": key,
-                    "quantization": "full-integer int8, per-channel weights" if key == "tflite_int8" else "none",
-                    "input": {**probe.input.to_dict(), "layout": "NHWC" if probe.input.shape[-1] == 1 else "NCHW",
-                              "description": "log-mel (1, n_mels, frames, 1): mel-major, frames fastest; "
-                                             "q = clip(round(x / scale) + zero_point, -128, 127)"
-                              if probe.input.quantized else "log-mel (1, n_mels, frames, 1), float32"},
-                    "output": {**probe.output.to_dict(), "labels": list(SCENES),
-                               "description": "scene logits in label order"
-                               + ("; real = (q - zero_point) * scale" if probe.output.quantized else "")},
-                    "calibration": calib_info if key == "tflite_int8" else None}
-            write_bytes_atomic(dst, embed_tflite_metadata(dst.read_bytes(), meta))
-            result.artifacts[key] = dst
-            result.artifacts[key + "_metadata"] = write_json_atomic(sidecar_path(dst), meta)
-            log.info("wrote %s", dst)
 
-    # 4. Parity on the evaluation split.
-    report = measure_parity(model, result.artifacts, ds, eval_split, frontend, eval_clips, seed, cache_dir,
+def _calibration(work: Path, out: Path, ds: Any, frontend: Any, int8: bool, calib_clips: int, calib_split: str,
+                 seed: int, cache_dir: Any, progress: bool, result: ExportResult) -> tuple[Path | None, Any]:
+    """The calibration features (`work/calibration.npy`, NHWC) and their description; the clip ids beside
+    the model."""
+    from edgeasc.dataset import load_waveforms
+    from edgeasc.errors import DataError
+    from edgeasc.labels import SCENES
+    from edgeasc.runtime import feature_batches
+
+    calib_npy = calib_info = None
+    if int8:
+        train_clips = ds.clips(calib_split)
+        if not train_clips:
+            raise DataError(f"split {calib_split!r} of {ds.root} is empty; nothing to calibrate on")
+        chosen = select_calibration_clips(train_clips, calib_clips, seed)
+        if len(chosen) < calib_clips:
+            log.warning("split %s has %d clips; calibrating on all of them (asked for %d)",
+                        calib_split, len(chosen), calib_clips)
+        waves = load_waveforms(ds.root, chosen, frontend.sample_rate_hz, frontend.clip_samples, cache_dir, progress)
+        feats = np.concatenate([x for _, x in feature_batches(waves, frontend, 64)])
+        calib_npy = work / "calibration.npy"
+        np.save(calib_npy, np.ascontiguousarray(feats.transpose(0, 2, 3, 1)))  # NCHW -> NHWC, as onnx2tf reads it
+        ids_path = write_text_atomic(out / CALIBRATION_IDS_FILE, "".join(f"{c.clip_id}\n" for c in chosen))
+        result.artifacts["calibration_ids"] = ids_path
+        per_class = {s: sum(c.scene == s for c in chosen) for s in SCENES}
+        calib_info = {"split": calib_split, "n_clips": len(chosen), "seed": seed, "per_class": per_class,
+                      "ids_file": ids_path.name, "feature_range": [float(feats.min()), float(feats.max())]}
+    return calib_npy, calib_info
+
+
+def _finish_tflite(p: _Prepared, int8: bool) -> None:
+    """3. Move the converted TFLite files into place with their metadata (embedded and sidecar)."""
+    from edgeasc.labels import SCENES
+    from edgeasc.runtime import TFLiteModel, sidecar_path
+
+    out = p.out
+    p.result.artifacts["log"] = out / LOG_FILE
+    produced = {"tflite_float32": p.work / "tf" / "model_float32.tflite"}
+    if int8:
+        produced["tflite_int8"] = p.work / "tf" / "model_full_integer_quant.tflite"
+    for key, src in produced.items():
+        if not src.is_file():
+            raise ExportError(f"onnx2tf did not write {src.name}; see {out / LOG_FILE}")
+        fmt = next(f for f in EXPORT_FORMATS if f.key == key)
+        dst = out / fmt.filename
+        write_bytes_atomic(dst, src.read_bytes())
+        check_deployable(dst, int8=key == "tflite_int8")
+        probe = TFLiteModel(dst)
+        meta = {**p.base_meta,
+                "format": key,
+                "quantization": "full-integer int8, per-channel weights" if key == "tflite_int8" else "none",
+                "input": {**probe.input.to_dict(), "layout": "NHWC" if probe.input.shape[-1] == 1 else "NCHW",
+                          "description": "log-mel (1, n_mels, frames, 1): mel-major, frames fastest; "
+                                         "q = clip(round(x / scale) + zero_point, -128, 127)"
+                          if probe.input.quantized else "log-mel (1, n_mels, frames, 1), float32"},
+                "output": {**probe.output.to_dict(), "labels": list(SCENES),
+                           "description": "scene logits in label order"
+                           + ("; real = (q - zero_point) * scale" if probe.output.quantized else "")},
+                "calibration": p.calib_info if key == "tflite_int8" else None}
+        write_bytes_atomic(dst, embed_tflite_metadata(dst.read_bytes(), meta))
+        p.result.artifacts[key] = dst
+        p.result.artifacts[key + "_metadata"] = write_json_atomic(sidecar_path(dst), meta)
+        log.info("wrote %s", dst)
+
+
+def _finish_report(p: _Prepared, ds: Any, eval_split: str, eval_clips: int | None, seed: int, cache_dir: Any,
+                   progress: bool, workers: int | None) -> list[tuple[dict[str, Any], Path]]:
+    """4. Parity on the evaluation split; returns the float runtimes' missed targets."""
+    from edgeasc import __version__
+
+    result, out = p.result, p.out
+    report = measure_parity(p.model, result.artifacts, ds, eval_split, p.frontend, eval_clips, seed, cache_dir,
                             progress, workers)
-    report = {"model_name": name, "checkpoint": str(checkpoint), "edgeasc_version": __version__,
-              "artifacts": {k: {"path": str(p), "bytes": p.stat().st_size} for k, p in result.artifacts.items()},
-              "calibration": calib_info, **report}
+    report = {"model_name": p.name, "checkpoint": str(p.checkpoint), "edgeasc_version": __version__,
+              "artifacts": {k: {"path": str(f), "bytes": f.stat().st_size} for k, f in result.artifacts.items()},
+              "calibration": p.calib_info, **report}
     result.report = report
     result.artifacts["report"] = write_json_atomic(out / REPORT_FILE, report)
     report["artifacts"]["report"] = {"path": str(out / REPORT_FILE), "bytes": (out / REPORT_FILE).stat().st_size}
-
     failed = [c for c in report["checks"] if not c["passed"]]
-    float_failed = [c for c in failed if c["runtime"] != "tflite_int8"]
     for c in failed:
         log.warning("parity target missed: %s %s = %.4f (target %s)", c["runtime"], c["metric"], c["value"],
                     c["target"])
-    if float_failed:
-        c = float_failed[0]
-        raise ExportError(f"{c['runtime']} agrees with torch on {100 * c['value']:.2f}% of clips (target "
-                          f"{c['target']}): the conversion is wrong; artifacts and {REPORT_FILE} are in {out}")
-    return result
+    return [(c, out) for c in failed if c["runtime"] != "tflite_int8"]
 
 
 def measure_parity(

@@ -269,7 +269,7 @@ def evaluate_bundle(
     split: str = "test",
     out_dir: str | os.PathLike | None = None,
     cache_dir: str | os.PathLike | None = None,
-    batch_size: int = 256,
+    batch_size: int = 64,
     progress: bool = False,
     device: str = "cpu",
 ) -> dict[str, Any]:
@@ -406,11 +406,12 @@ def export_bundle(
     """Export every member of a bundle (int8 TFLite, or float32 without `int8`), audit each, write a manifest.
 
     Each member becomes `out_dir/<member>/model.pt` (a plain edgeasc checkpoint), is exported with
-    `edgeasc.export.export_checkpoint` into the same folder (parity on `eval_split`, `eval_clips` of it), and
-    its .tflite is audited against `budget`. A member whose export finished with the same weights and
-    options is not exported again. `out_dir/manifest.json` maps device ids to files (paths relative to the
-    manifest): {"general": {"tflite"}, "devices": {dev: path}, "unknown_devices": "general", "members":
-    {member: {"tflite", "param_bytes", "macs", "within_budget", "int8_agreement", "int8_accuracy", ...}}}.
+    `edgeasc.export.export_checkpoints` into the same folder (parity on `eval_split`, `eval_clips` of it;
+    the conversions run in parallel), and its .tflite is audited against `budget`. A member whose export
+    finished with the same weights and options is not exported again. `out_dir/manifest.json` maps device ids
+    to files (paths relative to the manifest): {"general": {"tflite"}, "devices": {dev: path},
+    "unknown_devices": "general", "members": {member: {"tflite", "param_bytes", "macs", "within_budget",
+    "int8_agreement", "int8_accuracy", ...}}}.
 
     Args:
         out_dir: output folder (default: `export/` beside the bundle).
@@ -421,7 +422,7 @@ def export_bundle(
         CheckpointError, DataError, ConfigError: bad input; ExportError: a conversion failed.
     """
     from edgeasc.audit import audit_model, resolve_budget
-    from edgeasc.export import export_checkpoint
+    from edgeasc.export import export_checkpoints
 
     bundle_path = Path(bundle_path)
     bundle = read_bundle(bundle_path)
@@ -430,28 +431,32 @@ def export_bundle(
     key = "tflite_int8" if int8 else "tflite_float32"
     options = {"int8": int8, "calib_clips": calib_clips, "calib_split": calib_split, "eval_split": eval_split,
                "eval_clips": eval_clips, "seed": seed}
-    entries: dict[str, dict[str, Any]] = {}
-    for i, member in enumerate(bundle.members(), 1):
+    members = bundle.members()
+    done: dict[str, dict[str, Any]] = {}  # member -> its marker: {"tflite", "parity", ...}
+    todo: dict[str, tuple[Path, str]] = {}
+    for i, member in enumerate(members, 1):
         mdir = out / member
         ckpt = bundle.checkpoint(member)
         fp = _fingerprint(ckpt)
-        marker = mdir / MEMBER_FILE
-        done = _read_marker(marker)
-        current = done is not None and done.get("fingerprint") == fp and done.get("options") == options
-        if current and (mdir / done["tflite"]).is_file():
-            log.info("member %s (%d/%d): export in %s is current; skipping", member, i, len(bundle.members()), mdir)
-            parity = done["parity"]
-            tflite = mdir / done["tflite"]
+        marker = _read_marker(mdir / MEMBER_FILE)
+        if (marker is not None and marker.get("fingerprint") == fp and marker.get("options") == options
+                and (mdir / marker["tflite"]).is_file()):
+            log.info("member %s (%d/%d): export in %s is current; skipping", member, i, len(members), mdir)
+            done[member] = marker
         else:
-            log.info("member %s (%d/%d): exporting to %s", member, i, len(bundle.members()), mdir)
-            model_pt = save_torch_atomic(mdir / "model.pt", ckpt)
-            result = export_checkpoint(model_pt, data_dir, mdir, int8=int8, calib_clips=calib_clips,
-                                       calib_split=calib_split, eval_split=eval_split, eval_clips=eval_clips,
-                                       seed=seed, cache_dir=cache_dir, progress=progress)
-            tflite = result.artifacts[key]
-            parity = _parity_entry(result.report, member, key)
-            write_json_atomic(marker, {"member": member, "fingerprint": fp, "options": options,
-                                       "tflite": tflite.name, "parity": parity})
+            log.info("member %s (%d/%d): exporting to %s", member, i, len(members), mdir)
+            todo[member] = (save_torch_atomic(mdir / "model.pt", ckpt), fp)
+    if todo:  # converted side by side (edgeasc.export.convert_onnx_to_tflite)
+        results = export_checkpoints([(pt, pt.parent) for pt, _ in todo.values()], data_dir, int8=int8,
+                                     calib_clips=calib_clips, calib_split=calib_split, eval_split=eval_split,
+                                     eval_clips=eval_clips, seed=seed, cache_dir=cache_dir, progress=progress)
+        for (member, (pt, fp)), result in zip(todo.items(), results):
+            done[member] = {"member": member, "fingerprint": fp, "options": options,
+                            "tflite": result.artifacts[key].name, "parity": _parity_entry(result.report, member, key)}
+            write_json_atomic(pt.parent / MEMBER_FILE, done[member])
+    entries: dict[str, dict[str, Any]] = {}
+    for member in members:
+        tflite, parity = out / member / done[member]["tflite"], done[member]["parity"]
         audit = audit_model(tflite, budget=budget)
         entries[member] = {
             "tflite": f"{member}/{tflite.name}",

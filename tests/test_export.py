@@ -245,6 +245,29 @@ def test_float_only_export_without_int8(tmp_path, tiny_data, cache_dir):
     assert result.report["targets_met"] and result.report["calibration"] is None
 
 
+@pytest.mark.slow
+def test_batched_conversion_names_the_log_of_the_model_that_failed(tmp_path):
+    """Several conversions in one converter process; each writes its own log, and a failure names the
+    failing conversion's log (the ones before it are complete)."""
+    pytest.importorskip("onnx2tf")
+    from edgeasc.export import INPUT_NAME, ExportError, convert_onnx_to_tflite
+
+    good = export_onnx(randomized("test_cpmobile").eval(), tmp_path / "good.onnx", input_size=(1, 1, 256, 65))
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"this is not an ONNX model")
+    convs = [{"onnx": str(good), "out_dir": str(tmp_path / "good"), "input_name": INPUT_NAME,
+              "calibration_npy": None, "log": str(tmp_path / "good.log")},
+             {"onnx": str(bad), "out_dir": str(tmp_path / "bad"), "input_name": INPUT_NAME,
+              "calibration_npy": None, "log": str(tmp_path / "bad.log")}]
+    with pytest.raises(ExportError, match=r"failed: .*; see .*bad\.log$") as exc:
+        convert_onnx_to_tflite(convs, tmp_path / "main.log", jobs=1)
+    assert "\n" not in str(exc.value)
+    assert (tmp_path / "good" / "good_float32.tflite").is_file()
+    good_log, bad_log = (tmp_path / "good.log").read_text(), (tmp_path / "bad.log").read_text()
+    assert "[edgeasc] done" in good_log and "bad.onnx" not in good_log
+    assert "Traceback" in bad_log and "[edgeasc] done" not in bad_log
+
+
 # --------------------------------------------------------------------------------------------------
 # Slow: the default student (sscp_mobile_s1, the seed's S1 widths)
 # --------------------------------------------------------------------------------------------------

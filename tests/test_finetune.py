@@ -294,6 +294,9 @@ def test_export_bundle_writes_one_audited_int8_model_per_member(tuned, tiny_data
         assert entry["param_bytes"] == audit.param_bytes and entry["macs"] == audit.macs_dcase
         assert 0.0 <= entry["int8_agreement"] <= 1.0 and entry["int8_accuracy"] is not None
         assert (out / member / "model.pt").is_file() and (out / member / "export_report.json").is_file()
+        convert_log = (out / member / "convert.log").read_text()  # parallel converters, a log per member
+        assert f"{member}/model.onnx" in convert_log and "[edgeasc] done" in convert_log
+        assert not any(f"/{m}/model.onnx" in convert_log for m in on_disk["members"] if m != member)
 
     bundle = read_bundle(tuned.bundle_path)
     ds = TAUDataset(tiny_data)
