@@ -249,9 +249,14 @@ def _kd_overrides(stage: Stage, st: RunState) -> tuple[str, ...]:
     return (f"kd.teacher_logits={str(st.teacher_logits)!r}",)
 
 
-def _test_report(model_path: Path, st: RunState, out_dir: Path) -> dict[str, Any]:
+def _test_report(model_path: Path, st: RunState, out_dir: Path,
+                 final: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Test-fold accuracy of a model: the report its training run already made when it validated on the
+    test fold (`final`, its metrics.json), else a fresh evaluation."""
     from edgeasc.evaluate import evaluate_checkpoint
 
+    if final and final.get("split") == "test" and "macro_accuracy" in final:
+        return _accuracy(final)
     rep = evaluate_checkpoint(model_path, st.data_dir, "test", out_dir=out_dir, cache_dir=st.cache_dir)
     return _accuracy(rep)
 
@@ -312,7 +317,7 @@ def _run_train(stage: Stage, pipe: Pipeline, st: RunState, out: Path, progress: 
     init = st.model_ref(stage.get("init")) if stage.get("init") else None
     cfg = _train_config(pipe, stage.get("recipe"), (*stage.get("set", ()), *_kd_overrides(stage, st)), init)
     result = train(cfg, st.data_dir, out, resume=True, progress=progress)
-    return {"model": str(result.model_path)}, {"float": _test_report(result.model_path, st, out)}
+    return {"model": str(result.model_path)}, {"float": _test_report(result.model_path, st, out, result.final_metrics)}
 
 
 def _run_prune(stage: Stage, pipe: Pipeline, st: RunState, out: Path, progress: bool):
@@ -322,7 +327,7 @@ def _run_prune(stage: Stage, pipe: Pipeline, st: RunState, out: Path, progress: 
         pipe.resolve(stage.get("recipe")), (f"seed={pipe.seed}", *stage.get("set", ()), *_kd_overrides(stage, st)))
     result = prune_checkpoint(st.model_ref(stage.get("input")), st.data_dir, out, train_cfg, prune_cfg,
                               resume=True, progress=progress)
-    return {"model": str(result.model_path)}, {"float": _test_report(result.model_path, st, out)}
+    return {"model": str(result.model_path)}, {"float": _test_report(result.model_path, st, out, result.final_metrics)}
 
 
 def _run_finetune(stage: Stage, pipe: Pipeline, st: RunState, out: Path, progress: bool):

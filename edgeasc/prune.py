@@ -31,7 +31,7 @@ import logging
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -516,6 +516,7 @@ class PruneResult:
     run_dir: Path
     model_path: Path
     report: dict[str, Any]
+    final_metrics: dict[str, Any] = field(default_factory=dict)  # the last training run's metrics.json
 
 
 def _evaluator(cfg: Any, data_dir: str | os.PathLike) -> Callable[[nn.Module], float]:
@@ -690,7 +691,7 @@ def prune_checkpoint(
     if violations:
         raise DomainError(f"the pruned model misses budget {budget_name}: {'; '.join(violations)} "
                           f"(see {out / PRUNE_JSON})")
-    return PruneResult(out, final_path, report)
+    return PruneResult(out, final_path, report, train_result.final_metrics)
 
 
 def _timing_of_run(hook: AGPPruningHook, run_dir: Path) -> dict[str, int] | None:
