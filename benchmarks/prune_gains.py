@@ -17,6 +17,9 @@ when complete, so a killed benchmark resumes.
 
     .venv/bin/python benchmarks/prune_gains.py --scale medium --seeds 0 1
     .venv/bin/python benchmarks/prune_gains.py --scale tiny --seeds 0 1 --epochs 5 --set optim.batch_size=32  # smoke
+    # KD arms only, with the ensembles benchmarks/kd_gains.py already trained on the same data (16 epochs):
+    .venv/bin/python benchmarks/prune_gains.py --scale small --data demo_out/data --kd-only \
+        --ensemble-from runs/kd_gains_small --arms direct from64
 """
 
 from __future__ import annotations
@@ -127,13 +130,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     runs: dict[str, dict[int, dict[str, Any]]] = {}
     for seed in args.seeds:
         logits_file = None
-        if not args.no_kd:
+        if not args.no_kd and args.ensemble_from:  # the same teachers, trained by kd_gains.py
+            logits_file = Path(args.ensemble_from) / f"ensemble_s{seed}.npz"
+            if not logits_file.is_file():
+                raise SystemExit(f"--ensemble-from: {logits_file} does not exist (run benchmarks/kd_gains.py "
+                                 f"--seeds {seed} first)")
+        elif not args.no_kd:
             members = [_train(t, out / f"teacher_{Path(t).stem}_s{seed}", data,
                               _overrides(args, seed, None, f"optim.epochs={E}")) for t in TEACHERS]
             logits_file = out / f"ensemble_s{seed}.npz"
             if not logits_file.is_file():
                 compute_teacher_logits(members, data, logits_file, progress=False)
-        for kd in ([False] if args.no_kd else [False, True]):
+        for kd in ([False] if args.no_kd else [True] if args.kd_only else [False, True]):
             recipe = KD_STUDENT if kd else STUDENT
             tag = "kd" if kd else "labels"
             lf = logits_file if kd else None
@@ -171,6 +179,7 @@ def summarise(runs: dict[str, dict[int, dict[str, Any]]], args: argparse.Namespa
             row["gain_exceeds_spread"] = bool(row["gain_over_direct_pp"] > max(row["macro_spread"], ref["macro_spread"]))
     return {"benchmark": "prune_gains", "scale": args.scale, "seeds": args.seeds, "epochs_total": args.epochs,
             "student_recipe": STUDENT, "kd_recipe": KD_STUDENT, "teachers": list(TEACHERS),
+            "ensemble_from": args.ensemble_from,
             "overrides": list(args.set), "rows": rows, "machine": describe_machine()}
 
 
@@ -195,6 +204,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
     p.add_argument("--n-steps", type=int, default=8, help="AGP pruning steps per stage (fewer if they do not fit).")
     p.add_argument("--no-kd", action="store_true", help="Labels only (no teachers).")
+    p.add_argument("--kd-only", action="store_true", help="KD arms only (skip the label-only arms).")
+    p.add_argument("--ensemble-from", metavar="DIR",
+                   help="Reuse DIR/ensemble_s<seed>.npz of benchmarks/kd_gains.py (same teacher recipes, 16 "
+                        "epochs, same data) instead of training the teachers again.")
     p.add_argument("--out", help="Run folder (default runs/prune_gains_<scale>).")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="Override applied to every training run (e.g. optim.batch_size=32).")
