@@ -302,15 +302,17 @@ def convert_onnx_to_tflite(
                      time.perf_counter() - start, jobs)
             return
         group, main_log, returncode = groups[failed_at], logs[failed_at], codes[failed_at]
-        failed = _failed_conversion(group, main_log)
-        where = Path(failed["log"]) if failed is not None and failed.get("log") else None
-        if where is None or not where.is_file():
-            if log_path is None or jobs > 1:  # keep the child's log: the error message points at it
-                where = Path(group[0]["out_dir"]).parent / "convert_failed.log"
-                where.parent.mkdir(parents=True, exist_ok=True)
+        failed = _failed_conversion(group, main_log) or group[0]
+        if failed.get("log"):  # the conversion's own log; the child's when it died before that one began
+            where = Path(failed["log"])
+            if not where.is_file():
                 shutil.copyfile(main_log, where)
-            else:
-                where = main_log
+        elif log_path is not None:
+            where = Path(log_path)
+        else:  # keep the child's log (the temporary folder goes): the error message points at it
+            where = Path(failed["out_dir"]).parent / "convert_failed.log"
+            where.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(main_log, where)
         if returncode is None:
             raise ExportError(f"TFLite conversion timed out after {timeout_s:.0f} s per model; see {where}")
         if returncode < 0:
