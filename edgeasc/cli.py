@@ -462,11 +462,17 @@ def submission_cmd(model_path: Path, out_dir: Path, label: str, overwrite: bool)
               help="Override a recipe value, e.g. --set optim.epochs=10 or --set kd.teacher_logits='t.npz'.")
 @click.option("--devices", help="Comma-separated device ids to fine-tune (default: a,b,c,s1,s2,s3 where present "
                                 "in the training split).")
+@click.option("--select", is_flag=True,
+              help="Keep a device's fine-tuned model only if it beats the general model on held-out training "
+                   "clips of that device (else the general model answers it).")
+@click.option("--holdout", type=float, default=0.2, show_default=True,
+              help="With --select: the share of each device's training clips held out of its run.")
 @click.option("--no-resume", is_flag=True, help="Fail on existing device runs instead of resuming/skipping them.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print finetune.json.")
 def finetune_cmd(checkpoint: Path, data_dir: Path, out_dir: Path, recipe: Path | None, overrides: tuple[str, ...],
-                 devices: str | None, no_resume: bool, no_progress: bool, as_json: bool) -> None:
+                 devices: str | None, select: bool, holdout: float, no_resume: bool, no_progress: bool,
+                 as_json: bool) -> None:
     """Fine-tune one copy of a general model per recording device and bundle them with the general model.
 
     The bundle answers any device id; devices without their own model (s4-s6, s7-s10) get the general one.
@@ -477,11 +483,15 @@ def finetune_cmd(checkpoint: Path, data_dir: Path, out_dir: Path, recipe: Path |
     from edgeasc.finetune import finetune, format_bundle_report
 
     result = finetune(checkpoint, data_dir, out_dir, recipe=recipe, overrides=overrides, devices=devices,
-                      resume=not no_resume, progress=not (no_progress or as_json))
+                      resume=not no_resume, progress=not (no_progress or as_json), select=select, holdout=holdout)
     if as_json:
         click.echo(json.dumps(result.report, indent=2))
         return
     click.echo(format_bundle_report(json.loads(Path(result.report["eval_json"]).read_text())))
+    for dev, s in (result.report.get("selection") or {}).items():
+        click.echo(f"selection {dev}: held-out accuracy general {100 * s['general']:.2f}%, fine-tuned "
+                   f"{100 * s['finetuned']:.2f}% ({s['n_clips']} clips) -> "
+                   + ("fine-tuned model" if s["kept"] else "general model"))
     click.echo(f"\nbundle: {result.bundle_path} ({_size(result.bundle_path)})")
     click.echo(f"next: edgeasc export {result.bundle_path} --int8 --data {data_dir} --out {out_dir / 'export'}")
 

@@ -145,12 +145,17 @@ class DataConfig:
     the training and the validation split; empty keeps every device. Device-specific fine-tuning
     (edgeasc.finetune) trains one run per device with `devices = ("a",)` etc. An id outside a, b, c, s1-s6
     is a config error; a device without clips in either split fails the run (DataError) before training.
+
+    `holdout_fraction`: train without this seeded, class-balanced share of the (device-filtered) training
+    clips (`edgeasc.train.split_holdout`), so a caller can choose between models on clips no model trained
+    on; `edgeasc finetune --select` does, per device.
     """
 
     train_split: str = "split25"
     val_split: str = "test"
     cache_dir: str | None = None
     devices: tuple[str, ...] = ()
+    holdout_fraction: float = 0.0  # leave out a seeded, class-balanced share of the training clips (selection)
 
     def __post_init__(self) -> None:
         allowed = {"split5", "split10", "split25", "split50", "split100", "train", "test"}
@@ -159,6 +164,8 @@ class DataConfig:
                 raise ValueError(f"data.{name} must be one of {sorted(allowed)}, got {getattr(self, name)!r}")
         if isinstance(self.devices, str) or not all(isinstance(d, str) for d in self.devices):
             raise ValueError(f"data.devices must be a list of device ids such as [\"a\", \"s1\"], got {self.devices!r}")
+        if not 0.0 <= self.holdout_fraction < 1.0:
+            raise ValueError(f"data.holdout_fraction must be in [0, 1), got {self.holdout_fraction}")
         unknown = [d for d in self.devices if d not in DEVICES]
         if unknown:
             raise ValueError(f"data.devices: unknown device id(s) {', '.join(map(repr, unknown))}; "

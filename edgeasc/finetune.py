@@ -13,6 +13,12 @@ loss is `label_weight * CE + (1 - label_weight) * T^2 * KL` against the stored t
 logits file must cover the device's training clips): `label_weight = 0` trains on the soft labels alone,
 `0 < label_weight < 1` on both.
 
+Selection (`select=True`, `edgeasc finetune --select`): each device run trains without a seeded,
+class-balanced share (`holdout`, default 20%) of that device's training clips (`data.holdout_fraction`);
+the fine-tuned model joins the bundle only when it classifies more of those held-out clips correctly than
+the general model, else the device keeps the general model. The choice never looks at the evaluation
+split; `finetune.json` records both accuracies per device.
+
 Layout of `finetune`'s output folder:
     devices/<dev>/      one training run per device (config.json, last.pt, model.pt, metrics.json, ...)
     bundle.pt           the general model plus every device model (edgeasc.bundle)
@@ -174,6 +180,8 @@ def finetune(
     devices: str | list[str] | tuple[str, ...] | None = None,
     resume: bool = True,
     progress: bool = False,
+    select: bool = False,
+    holdout: float = 0.2,
 ) -> FinetuneResult:
     """Fine-tune one copy of the general model per device and write the bundle.
 
@@ -187,6 +195,9 @@ def finetune(
             the training split.
         resume: continue unfinished device runs and skip finished ones; False fails on an existing run.
         progress: progress bars.
+        select: keep a device's fine-tuned model only when it beats the general model on `holdout` of that
+            device's training clips, held out of its run (module docstring).
+        holdout: the held-out share of each device's training clips when `select`.
 
     Raises:
         ConfigError, CheckpointError, DataError: bad input, checked before any training.
@@ -206,6 +217,10 @@ def finetune(
     if recipe is None and not recipe_path.is_file():
         raise ConfigError(f"the default recipe {recipe_path} is missing; pass --recipe")
     base = _base_config(checkpoint, general, recipe_path, tuple(overrides))
+    if select:
+        if not 0.0 < holdout < 1.0:
+            raise ConfigError(f"--holdout must be in (0, 1), got {holdout}")
+        base = dataclasses.replace(base, data=dataclasses.replace(base.data, holdout_fraction=holdout))
     ds = TAUDataset(data_dir)
     devs = _resolve_devices(devices, ds.clips(base.data.train_split), ds.clips(base.data.val_split),
                             base.data.train_split, base.data.val_split)
@@ -214,6 +229,7 @@ def finetune(
     runs: dict[str, Path] = {}
     trained, skipped = [], []
     members: dict[str, dict[str, Any]] = {}
+    selection: dict[str, dict[str, Any]] = {}
     for i, dev in enumerate(devs, 1):
         cfg = dataclasses.replace(base, data=dataclasses.replace(base.data, devices=(dev,)))
         run_dir = out / "devices" / dev
@@ -226,10 +242,18 @@ def finetune(
             train(cfg, data_dir, run_dir, resume=resume, progress=progress)
             trained.append(dev)
         ckpt = read_checkpoint(run_dir / MODEL_FILE)
+        if select:
+            selection[dev] = _holdout_choice(checkpoint, run_dir / MODEL_FILE, ds, cfg)
+            log.info("device %s: held-out accuracy general %.2f%%, fine-tuned %.2f%% (%d clips): %s", dev,
+                     100 * selection[dev]["general"], 100 * selection[dev]["finetuned"], selection[dev]["n_clips"],
+                     "fine-tuned model kept" if selection[dev]["kept"] else "the general model answers")
+            if not selection[dev]["kept"]:
+                continue
         members[dev] = {**ckpt, "stage": "finetune", "extra": {**(ckpt.get("extra") or {}), "device": dev}}
 
     extra = {"recipe": str(recipe_path), "overrides": list(overrides), "devices": devs,
-             "source_checkpoint": str(checkpoint), "config": to_dict(base)}
+             "source_checkpoint": str(checkpoint), "config": to_dict(base),
+             "selection": selection or None}
     bundle_path = save_bundle(out / BUNDLE_FILE, general, members, extra)
     log.info("wrote %s (%d device models + general)", bundle_path, len(members))
 
@@ -250,6 +274,7 @@ def finetune(
         "runs": {d: str(p) for d, p in runs.items()},
         "trained": trained,
         "skipped": skipped,
+        "selection": selection or None,
         "split": ev["split"],
         "n_clips": ev["n_clips"],
         "macro": ev["macro"],
@@ -258,6 +283,26 @@ def finetune(
     }
     write_json_atomic(out / REPORT_FILE, report)
     return FinetuneResult(bundle_path, runs, report)
+
+
+def _holdout_choice(general: Path, tuned: Path, ds: Any, cfg: Any) -> dict[str, Any]:
+    """Accuracy of the general and the fine-tuned model on the device's held-out training clips."""
+    from edgeasc.checkpoint import load_model
+    from edgeasc.dataset import load_waveforms
+    from edgeasc.evaluate import predict_logits
+    from edgeasc.train import select_devices, split_holdout
+
+    clips = select_devices(ds.clips(cfg.data.train_split), cfg.data.devices, cfg.data.train_split)
+    held = split_holdout(clips, cfg.data.holdout_fraction, cfg.seed)[1]
+    if not held:
+        raise DataError(f"device {cfg.data.devices[0]}: no held-out clips (holdout {cfg.data.holdout_fraction} of "
+                        f"{len(clips)} clips); raise --holdout or fine-tune without --select")
+    fe = cfg.frontend
+    waves = load_waveforms(ds.root, held, fe.sample_rate_hz, fe.clip_samples, cfg.data.cache_dir)
+    labels = np.array([c.label for c in held])
+    acc = {name: float(np.mean(predict_logits(load_model(path)[0], waves, fe).argmax(1) == labels))
+           for name, path in (("general", general), ("finetuned", tuned))}
+    return {**acc, "n_clips": len(held), "kept": acc["finetuned"] > acc["general"]}
 
 
 # --------------------------------------------------------------------------------------------------

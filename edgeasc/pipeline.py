@@ -20,7 +20,8 @@ Kinds:
 - `train`: `edgeasc train` with `recipe`/`set`; `init` = a stage (or `stage.member`) whose model the run starts
   from (its architecture too, so pruned widths carry over); `kd = true` distils the last teacher_logits stage.
 - `prune`: `edgeasc prune` of `input` (default: the last model) with `recipe`/`set`, KD with `kd = true`.
-- `finetune`: device-specific fine-tuning into a bundle (`edgeasc finetune`), `devices`, `recipe`, `kd`.
+- `finetune`: device-specific fine-tuning into a bundle (`edgeasc finetune`), `devices`, `recipe`, `kd`,
+  `select` and `holdout` (keep a device model only when it wins on held-out training clips).
 - `export`: ONNX + int8 TFLite of the last model or bundle (`edgeasc export`), `calib_clips`, `eval_clips`.
 - `evaluate`: float and int8 accuracy per device of the last model and the last export (test split).
 - `audit`: `edgeasc audit` of every exported int8 file against `budget` (default dcase2025); over budget
@@ -58,7 +59,7 @@ STAGE_KEYS: dict[str, set[str]] = {
     "teacher_logits": {"split", "batch_size"},
     "train": {"recipe", "set", "init", "kd"},
     "prune": {"recipe", "set", "input", "kd"},
-    "finetune": {"recipe", "set", "input", "kd", "devices"},
+    "finetune": {"recipe", "set", "input", "kd", "devices", "select", "holdout"},
     "export": {"input", "int8", "calib_clips", "eval_clips"},
     "evaluate": {"split"},
     "audit": {"budget"},
@@ -337,7 +338,8 @@ def _run_finetune(stage: Stage, pipe: Pipeline, st: RunState, out: Path, progres
     result = finetune(st.model_ref(stage.get("input")), st.data_dir, out,
                       recipe=pipe.resolve(stage.get("recipe")) if stage.get("recipe") else None,
                       overrides=(f"seed={pipe.seed}", *stage.get("set", ()), *_kd_overrides(stage, st)),
-                      devices=list(devices) if devices else None, resume=True, progress=progress)
+                      devices=list(devices) if devices else None, resume=True, progress=progress,
+                      select=bool(stage.get("select", False)), holdout=float(stage.get("holdout", 0.2)))
     rep = result.report  # finetune() already evaluated the bundle on the recipe's validation split
     if rep["split"] != "test":
         rep = evaluate_bundle(result.bundle_path, st.data_dir, "test", out_dir=out, cache_dir=st.cache_dir)

@@ -171,6 +171,10 @@ def _train(cfg: TrainConfig, data_dir: str | os.PathLike, out_dir: str | os.Path
     if cfg.data.devices:
         train_clips = select_devices(train_clips, cfg.data.devices, cfg.data.train_split)
         val_clips = select_devices(val_clips, cfg.data.devices, cfg.data.val_split)
+    if cfg.data.holdout_fraction > 0:
+        train_clips, held = split_holdout(train_clips, cfg.data.holdout_fraction, cfg.seed)
+        log.info("holding out %d of %d training clips (data.holdout_fraction %.2f)", len(held),
+                 len(train_clips) + len(held), cfg.data.holdout_fraction)
     if not train_clips:
         raise DataError(f"split {cfg.data.train_split!r} of {data_dir} is empty")
     fe = cfg.frontend
@@ -358,6 +362,22 @@ def _train(cfg: TrainConfig, data_dir: str | os.PathLike, out_dir: str | os.Path
         final = json.loads((out / "metrics.json").read_text())
     _barrier(world)
     return TrainResult(out, model_path, cfg.optim.epochs - start_epoch, final)
+
+
+def split_holdout(clips: list, fraction: float, seed: int) -> tuple[list, list]:
+    """(kept, held out): `round(fraction * n)` clips of each class held out, chosen by a seeded permutation of
+    the class's clips in clip-id order; both lists keep the input order. The same clips, seed and fraction
+    always give the same split."""
+    rng = np.random.default_rng(seed)
+    held_ids: set[str] = set()
+    by_class: dict[int, list[str]] = {}
+    for c in sorted(clips, key=lambda c: c.clip_id):
+        by_class.setdefault(c.label, []).append(c.clip_id)
+    for label in sorted(by_class):
+        ids = by_class[label]
+        k = int(round(fraction * len(ids)))
+        held_ids.update(ids[i] for i in rng.permutation(len(ids))[:k])
+    return [c for c in clips if c.clip_id not in held_ids], [c for c in clips if c.clip_id in held_ids]
 
 
 def select_devices(clips: list, devices: tuple[str, ...], split: str) -> list:

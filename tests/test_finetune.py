@@ -19,7 +19,7 @@ from edgeasc.errors import CheckpointError, ConfigError, DataError, DomainError
 from edgeasc.evaluate import evaluate_checkpoint, predict_logits
 from edgeasc.finetune import evaluate_bundle, finetune, format_bundle_report
 from edgeasc.labels import SCENES
-from edgeasc.train import train
+from edgeasc.train import resolved_config_of, train
 
 DEVICES = ["a", "c"]  # the tiny dataset's split25 holds clips of a and c only
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
@@ -272,6 +272,9 @@ def test_cli_finetune_and_evaluate_bundle(general, tiny_data, cache_dir, tmp_pat
     res = runner.invoke(cli, ["finetune", str(general), "--data", str(tiny_data), "--out", str(tmp_path / "x"),
                               "--devices", "s9"])
     assert res.exit_code == 2 and "evaluation set only" in res.output and "Traceback" not in res.output
+    res = runner.invoke(cli, args[:4] + ["--out", str(tmp_path / "sel"), "--select", "--holdout", "0.3"] + args[6:])
+    assert res.exit_code == 0, res.output
+    assert "selection c: held-out accuracy general" in res.output
 
 
 # --- export -----------------------------------------------------------------------------------------
@@ -325,3 +328,42 @@ def test_export_bundle_writes_one_audited_int8_model_per_member(tuned, tiny_data
     over = json.loads((out / "manifest.json").read_text())
     assert over["within_budget"] is False and all(e["within_budget"] is False for e in over["members"].values())
     assert manifest["members"]["a"]["tflite"] == over["members"]["a"]["tflite"]
+
+
+# --- selection on held-out training clips ------------------------------------------------------------
+def test_split_holdout_is_seeded_class_balanced_and_disjoint(tiny_data):
+    from edgeasc.train import split_holdout
+
+    clips = TAUDataset(tiny_data).clips("split25")
+    kept, held = split_holdout(clips, 0.25, seed=0)
+    assert len(kept) + len(held) == len(clips) and not {c.clip_id for c in kept} & {c.clip_id for c in held}
+    assert [c.clip_id for c in kept] == [c.clip_id for c in clips if c in kept]  # input order kept
+    for label in {c.label for c in clips}:
+        n = sum(c.label == label for c in clips)
+        assert sum(c.label == label for c in held) == round(0.25 * n)
+    assert split_holdout(list(reversed(clips)), 0.25, seed=0)[1] == list(reversed(held))  # order-independent
+    assert {c.clip_id for c in split_holdout(clips, 0.25, seed=1)[1]} != {c.clip_id for c in held}
+    assert split_holdout(clips, 0.0, seed=0) == (clips, [])
+
+
+def test_finetune_select_keeps_a_device_model_only_when_it_wins_on_held_out_clips(general, tiny_data, cache_dir,
+                                                                                  tmp_path):
+    from edgeasc.finetune import _holdout_choice
+
+    res = finetune(general, tiny_data, tmp_path / "sel", overrides=_ft_overrides(cache_dir), devices=DEVICES,
+                   select=True, holdout=0.25)
+    sel = res.report["selection"]
+    assert set(sel) == set(DEVICES)
+    for dev, s in sel.items():
+        n_dev = sum(c.device == dev for c in TAUDataset(tiny_data).clips("split25"))
+        assert 0 < s["n_clips"] < n_dev and s["kept"] == (s["finetuned"] > s["general"])
+        assert f"on {n_dev - s['n_clips']} clips" in (res.runs[dev] / "train.log").read_text()  # held out of training
+    assert read_bundle(res.bundle_path).members() == [GENERAL, *[d for d in DEVICES if sel[d]["kept"]]]
+    assert read_bundle(res.bundle_path).extra["selection"] == sel
+    # a tie goes to the general model: the general model against itself is never "kept"
+    cfg = resolved_config_of(res.runs["c"])
+    tie = _holdout_choice(general, general, TAUDataset(tiny_data), cfg)
+    assert tie["general"] == tie["finetuned"] and tie["kept"] is False
+    with pytest.raises(ConfigError, match="--holdout"):
+        finetune(general, tiny_data, tmp_path / "bad", overrides=_ft_overrides(cache_dir), devices="c", select=True,
+                 holdout=1.0)
