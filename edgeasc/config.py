@@ -146,16 +146,16 @@ class DataConfig:
     (edgeasc.finetune) trains one run per device with `devices = ("a",)` etc. An id outside a, b, c, s1-s6
     is a config error; a device without clips in either split fails the run (DataError) before training.
 
-    `holdout_fraction`: train without this seeded, class-balanced share of the (device-filtered) training
-    clips (`edgeasc.train.split_holdout`), so a caller can choose between models on clips no model trained
-    on; `edgeasc finetune --select` does, per device.
+    `holdout_fraction`: train without this share of the (device-filtered) training clips, held out as whole
+    recording locations in a seeded order (`edgeasc.train.split_holdout`), so a caller can choose between
+    models on locations no model trained on; `edgeasc finetune --select` does, per device.
     """
 
     train_split: str = "split25"
     val_split: str = "test"
     cache_dir: str | None = None
     devices: tuple[str, ...] = ()
-    holdout_fraction: float = 0.0  # leave out a seeded, class-balanced share of the training clips (selection)
+    holdout_fraction: float = 0.0  # leave out whole locations, this share of the training clips (selection)
 
     def __post_init__(self) -> None:
         allowed = {"split5", "split10", "split25", "split50", "split100", "train", "test"}

@@ -13,8 +13,9 @@ loss is `label_weight * CE + (1 - label_weight) * T^2 * KL` against the stored t
 logits file must cover the device's training clips): `label_weight = 0` trains on the soft labels alone,
 `0 < label_weight < 1` on both.
 
-Selection (`select=True`, `edgeasc finetune --select`): each device run trains without a seeded,
-class-balanced share (`holdout`, default 20%) of that device's training clips (`data.holdout_fraction`);
+Selection (`select=True`, `edgeasc finetune --select`): each device run trains without a share (`holdout`,
+default 20%) of that device's training clips, whole recording locations in a seeded order
+(`data.holdout_fraction`);
 the fine-tuned model joins the bundle only when it classifies more of those held-out clips correctly than
 the general model, else the device keeps the general model. The choice never looks at the evaluation
 split; `finetune.json` records both accuracies per device.
@@ -224,6 +225,15 @@ def finetune(
     ds = TAUDataset(data_dir)
     devs = _resolve_devices(devices, ds.clips(base.data.train_split), ds.clips(base.data.val_split),
                             base.data.train_split, base.data.val_split)
+    if select:  # fail before any training when a device has nothing to hold out
+        from edgeasc.train import select_devices, split_holdout
+
+        train_clips = ds.clips(base.data.train_split)
+        for dev in devs:
+            clips = select_devices(train_clips, (dev,), base.data.train_split)
+            if not split_holdout(clips, holdout, base.seed)[1]:
+                raise DataError(f"--select: device {dev} has no location or recording to hold out ({len(clips)} "
+                                f"clips, one recording per class); fine-tune it without --select")
     log.info("fine-tuning %s for device(s) %s from %s", base.model.name, ", ".join(devs), checkpoint)
 
     runs: dict[str, Path] = {}
@@ -293,10 +303,7 @@ def _holdout_choice(general: Path, tuned: Path, ds: Any, cfg: Any) -> dict[str, 
     from edgeasc.train import select_devices, split_holdout
 
     clips = select_devices(ds.clips(cfg.data.train_split), cfg.data.devices, cfg.data.train_split)
-    held = split_holdout(clips, cfg.data.holdout_fraction, cfg.seed)[1]
-    if not held:
-        raise DataError(f"device {cfg.data.devices[0]}: no held-out clips (holdout {cfg.data.holdout_fraction} of "
-                        f"{len(clips)} clips); raise --holdout or fine-tune without --select")
+    held = split_holdout(clips, cfg.data.holdout_fraction, cfg.seed)[1]  # never empty: finetune checked
     fe = cfg.frontend
     waves = load_waveforms(ds.root, held, fe.sample_rate_hz, fe.clip_samples, cfg.data.cache_dir)
     labels = np.array([c.label for c in held])

@@ -365,19 +365,42 @@ def _train(cfg: TrainConfig, data_dir: str | os.PathLike, out_dir: str | os.Path
 
 
 def split_holdout(clips: list, fraction: float, seed: int) -> tuple[list, list]:
-    """(kept, held out): `round(fraction * n)` clips of each class held out, chosen by a seeded permutation of
-    the class's clips in clip-id order; both lists keep the input order. The same clips, seed and fraction
-    always give the same split."""
+    """(kept, held out), holding out whole recording locations (`identifier`), as the official TAU22 split
+    keeps locations apart: 1-s clips of one location share their sound, so a clip-level hold-out would
+    score a model on near-copies of its training clips. A class recorded at one location only holds out
+    whole 10-s recordings of it instead (`recording_id`).
+
+    Groups are taken round-robin over the classes (classes and each class's groups in a seeded order) until
+    at least `round(fraction * n)` of the n clips are held out; a class's last group always stays in
+    training. Both lists keep the input order; the same clips, seed and fraction give the same split.
+    """
     rng = np.random.default_rng(seed)
-    held_ids: set[str] = set()
-    by_class: dict[int, list[str]] = {}
-    for c in sorted(clips, key=lambda c: c.clip_id):
-        by_class.setdefault(c.label, []).append(c.clip_id)
-    for label in sorted(by_class):
-        ids = by_class[label]
-        k = int(round(fraction * len(ids)))
-        held_ids.update(ids[i] for i in rng.permutation(len(ids))[:k])
-    return [c for c in clips if c.clip_id not in held_ids], [c for c in clips if c.clip_id in held_ids]
+    locations: dict[int, set[str]] = {}
+    for c in clips:
+        locations.setdefault(c.label, set()).add(c.identifier)
+
+    def group(c: Any) -> str:
+        return c.identifier if len(locations[c.label]) > 1 else c.recording_id
+
+    counts: dict[int, dict[str, int]] = {}
+    for c in clips:
+        per_class = counts.setdefault(c.label, {})
+        per_class[group(c)] = per_class.get(group(c), 0) + 1
+    labels = sorted(counts)
+    queues = {k: [sorted(counts[k])[i] for i in rng.permutation(len(counts[k]))] for k in labels}
+    order = [labels[i] for i in rng.permutation(len(labels))]
+    want, held = int(round(fraction * len(clips))), 0
+    held_groups: set[tuple[int, str]] = set()
+    while held < want and any(len(queues[k]) > 1 for k in order):
+        for k in order:
+            if held >= want:
+                break
+            if len(queues[k]) > 1:
+                g = queues[k].pop(0)
+                held_groups.add((k, g))
+                held += counts[k][g]
+    is_held = [(c.label, group(c)) in held_groups for c in clips]
+    return [c for c, h in zip(clips, is_held) if not h], [c for c, h in zip(clips, is_held) if h]
 
 
 def select_devices(clips: list, devices: tuple[str, ...], split: str) -> list:

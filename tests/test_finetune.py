@@ -272,9 +272,14 @@ def test_cli_finetune_and_evaluate_bundle(general, tiny_data, cache_dir, tmp_pat
     res = runner.invoke(cli, ["finetune", str(general), "--data", str(tiny_data), "--out", str(tmp_path / "x"),
                               "--devices", "s9"])
     assert res.exit_code == 2 and "evaluation set only" in res.output and "Traceback" not in res.output
-    res = runner.invoke(cli, args[:4] + ["--out", str(tmp_path / "sel"), "--select", "--holdout", "0.3"] + args[6:])
+    sel = args[:4] + ["--out", str(tmp_path / "sel"), "--select", "--holdout", "0.3"] + args[6:]
+    res = runner.invoke(cli, sel)  # device c of the tiny data: one 1-s clip pair per class, nothing to hold out
+    assert res.exit_code == 2 and "--select: device c has no location or recording to hold out" in res.output
+    assert not (tmp_path / "sel" / "devices").exists()  # refused before any training
+    # device a of the tiny data's full training fold: 3 recordings per class
+    res = runner.invoke(cli, ["a" if x == "c" else x for x in sel] + ["--set", "data.train_split='train'"])
     assert res.exit_code == 0, res.output
-    assert "selection c: held-out accuracy general" in res.output
+    assert "selection a: held-out accuracy general" in res.output
 
 
 # --- export -----------------------------------------------------------------------------------------
@@ -331,16 +336,23 @@ def test_export_bundle_writes_one_audited_int8_model_per_member(tuned, tiny_data
 
 
 # --- selection on held-out training clips ------------------------------------------------------------
-def test_split_holdout_is_seeded_class_balanced_and_disjoint(tiny_data):
+def test_split_holdout_holds_out_whole_locations_seeded(tiny_data):
     from edgeasc.train import split_holdout
 
-    clips = TAUDataset(tiny_data).clips("split25")
+    clips = TAUDataset(tiny_data).clips("train")  # one location, 3 recordings per class and device a
     kept, held = split_holdout(clips, 0.25, seed=0)
     assert len(kept) + len(held) == len(clips) and not {c.clip_id for c in kept} & {c.clip_id for c in held}
     assert [c.clip_id for c in kept] == [c.clip_id for c in clips if c in kept]  # input order kept
-    for label in {c.label for c in clips}:
-        n = sum(c.label == label for c in clips)
-        assert sum(c.label == label for c in held) == round(0.25 * n)
+    assert not {c.recording_id for c in kept} & {c.recording_id for c in held}  # no recording on both sides
+    from edgeasc.dataset import Clip
+
+    several = [Clip(f"audio/{scene}-lyon-{100 * i + loc}-{40000 + rec}-{sub}-a.wav", scene, "a", f"lyon-{100 * i + loc}")
+               for i, scene in enumerate(SCENES) for loc in range(3) for rec in range(2) for sub in range(2)]
+    k2, h2 = split_holdout(several, 0.25, seed=0)
+    assert len(h2) == 32 and len({c.identifier for c in h2}) == 8  # 8 whole locations of 4 clips: >= 30 of 120
+    assert not {c.identifier for c in k2} & {c.identifier for c in h2}  # no location on both sides
+    assert all(len({c.identifier for c in k2 if c.scene == s}) >= 1 for s in SCENES)
+    assert len(held) >= round(0.25 * len(clips)) and {c.label for c in kept} == {c.label for c in clips}
     assert split_holdout(list(reversed(clips)), 0.25, seed=0)[1] == list(reversed(held))  # order-independent
     assert {c.clip_id for c in split_holdout(clips, 0.25, seed=1)[1]} != {c.clip_id for c in held}
     assert split_holdout(clips, 0.0, seed=0) == (clips, [])
@@ -350,18 +362,18 @@ def test_finetune_select_keeps_a_device_model_only_when_it_wins_on_held_out_clip
                                                                                   tmp_path):
     from edgeasc.finetune import _holdout_choice
 
-    res = finetune(general, tiny_data, tmp_path / "sel", overrides=_ft_overrides(cache_dir), devices=DEVICES,
-                   select=True, holdout=0.25)
+    over = _ft_overrides(cache_dir) + ("data.train_split='train'",)  # tiny split25: one recording per class
+    res = finetune(general, tiny_data, tmp_path / "sel", overrides=over, devices="a", select=True, holdout=0.25)
     sel = res.report["selection"]
-    assert set(sel) == set(DEVICES)
+    assert set(sel) == {"a"}
     for dev, s in sel.items():
-        n_dev = sum(c.device == dev for c in TAUDataset(tiny_data).clips("split25"))
+        n_dev = sum(c.device == dev for c in TAUDataset(tiny_data).clips("train"))
         assert 0 < s["n_clips"] < n_dev and s["kept"] == (s["finetuned"] > s["general"])
         assert f"on {n_dev - s['n_clips']} clips" in (res.runs[dev] / "train.log").read_text()  # held out of training
-    assert read_bundle(res.bundle_path).members() == [GENERAL, *[d for d in DEVICES if sel[d]["kept"]]]
+    assert read_bundle(res.bundle_path).members() == [GENERAL, *[d for d in ["a"] if sel[d]["kept"]]]
     assert read_bundle(res.bundle_path).extra["selection"] == sel
     # a tie goes to the general model: the general model against itself is never "kept"
-    cfg = resolved_config_of(res.runs["c"])
+    cfg = resolved_config_of(res.runs["a"])
     tie = _holdout_choice(general, general, TAUDataset(tiny_data), cfg)
     assert tie["general"] == tie["finetuned"] and tie["kept"] is False
     with pytest.raises(ConfigError, match="--holdout"):
