@@ -41,6 +41,7 @@ import json
 import logging
 import os
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -522,11 +523,23 @@ def _run_stages(pipe: Pipeline, out: Path, data_dir: str | os.PathLike, cache_di
         sdir = out / stage.name
         rec_path = sdir / STAGE_FILE
         rec = _stage_record(rec_path)
-        fingerprint = {"kind": stage.kind, "table": stage.table, "seed": pipe.seed, "recipes": _recipe_hashes(pipe, stage)}
+        fingerprint = {"kind": stage.kind, "table": stage.table, "seed": pipe.seed,
+                       "recipes": _recipe_hashes(pipe, stage),
+                       # the runs of the earlier stages it builds on: one that ran again makes this one stale
+                       "after": {name: r.get("run") or r.get("completed") for name, r in records.items()}}
         if rec is not None:
-            if rec.get("fingerprint") != json.loads(json.dumps(fingerprint)):
+            saved = rec.get("fingerprint") or {}
+            current = json.loads(json.dumps(fingerprint))
+            if "after" not in saved:  # written before edgeasc recorded the earlier stages' runs
+                current.pop("after")
+            if {k: v for k, v in saved.items() if k != "after"} != {k: v for k, v in current.items() if k != "after"}:
                 raise ConfigError(f"{rec_path} was written with a different recipe for stage {stage.name!r} (its "
                                   f"table or a recipe file it reads changed); choose another --out or delete {sdir}")
+            if saved != current:
+                changed = [n for n in current["after"] if saved["after"].get(n) != current["after"][n]]
+                raise ConfigError(f"stage {stage.name!r} in {sdir} was built on an earlier run of stage(s) "
+                                  f"{', '.join(changed) or 'before it'}, which ran again since; delete {sdir} (and the "
+                                  f"stages after it) to rebuild it")
             outputs = _relocate(rec.get("outputs", {}), lambda p: str(out / p))
             if _outputs_exist(outputs):
                 log.info("[%s] complete (%.0f s when it ran); skipped", stage.name, rec.get("seconds", 0.0))
@@ -545,7 +558,7 @@ def _run_stages(pipe: Pipeline, out: Path, data_dir: str | os.PathLike, cache_di
         rel = _relocate(outputs, lambda p: os.path.relpath(p, out))
         rec = {"stage": stage.name, "kind": stage.kind, "fingerprint": fingerprint, "outputs": rel,
                "metrics": metrics, "seconds": time.perf_counter() - t0,
-               "completed": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+               "completed": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "run": uuid.uuid4().hex}
         write_json_atomic(rec_path, rec)
         log.info("[%s] done in %.0f s", stage.name, rec["seconds"])
         _absorb(st, stage, outputs)

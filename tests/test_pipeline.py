@@ -3,6 +3,7 @@ and the whole seed system (teachers -> KD -> AGP -> QAT -> device bundle -> int8
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -134,9 +135,16 @@ def test_kd_pipeline_records_stages_and_skips_finished_ones(tiny_data, tmp_path,
         run_pipeline(recipe, tiny_data, out, progress=False)
     # so is an edited recipe file a finished stage read
     recipe.write_text(HEAD + KD_STUDENT.format(student_set='"optim.lr=0.003"'))
-    (recipes / "t_cp.toml").write_text((recipes / "t_cp.toml").read_text() + "\n# edited\n")
+    original = (recipes / "t_cp.toml").read_text()
+    (recipes / "t_cp.toml").write_text(original + "\n# edited\n")
     with pytest.raises(ConfigError, match="stage 'teachers'"):
         run_pipeline(recipe, tiny_data, out, progress=False)
+    # an earlier stage that runs again makes the later ones stale: refused, not reused
+    (recipes / "t_cp.toml").write_text(original)
+    shutil.rmtree(out / "teacher_logits")
+    with pytest.raises(ConfigError, match="stage 'student' .* built on an earlier run of stage\\(s\\) teacher_logits"):
+        run_pipeline(recipe, tiny_data, out, progress=False)
+    assert (out / "teacher_logits" / "stage.json").is_file()  # the earlier stage itself was rebuilt
 
 
 @pytest.mark.parametrize("body, message", [
