@@ -10,6 +10,8 @@ Every run lives in its own folder under --out and is skipped when complete, so a
 
     .venv/bin/python benchmarks/kd_gains.py --scale small --seeds 0 1
     .venv/bin/python benchmarks/kd_gains.py --scale medium --seeds 0 1 --out runs/kd_medium
+    # plus the KD student with other KD settings (one extra row each; finished runs are reused):
+    .venv/bin/python benchmarks/kd_gains.py --scale small --seeds 0 1 --kd-variant kd.label_weight=0.5
 
 The checks the issue asks for are evaluated and printed (they do not change the exit code: the numbers are
 the result, whatever they are): the ensemble beats its best member, and the KD student beats the
@@ -122,6 +124,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         kd = _train(KD_STUDENT, out / f"student_kd_s{seed}", data, seed,
                     (f"kd.teacher_logits={str(logits_file)!r}", *extra))
         runs.setdefault("student KD", {})[seed] = _report(*_test_logits(kd, data))
+        for variant in args.kd_variant:  # the KD student again with changed KD settings (an investigation)
+            tag = "_".join(v.replace("kd.", "").replace("=", "") for v in variant.split(","))
+            path = _train(KD_STUDENT, out / f"student_kd_{tag}_s{seed}", data, seed,
+                          (f"kd.teacher_logits={str(logits_file)!r}", *extra, *variant.split(",")))
+            runs.setdefault(f"student KD {tag}", {})[seed] = _report(*_test_logits(path, data))
     return summarise(runs, args)
 
 
@@ -156,11 +163,11 @@ def summarise(runs: dict[str, dict[int, dict[str, Any]]], args: argparse.Namespa
 
 def format_table(result: dict[str, Any]) -> str:
     devs = [d for d in DEVICES if all(d in r["per_device_mean"] for r in result["rows"].values())]
-    head = f"{'model':<22}{'macro':>7}{'spread':>8}" + "".join(f"{d:>7}" for d in devs)
+    head = f"{'model':<28}{'macro':>7}{'spread':>8}" + "".join(f"{d:>7}" for d in devs)
     lines = [f"synthetic {result['scale']}, seeds {result['seeds']}: macro accuracy % on the test fold "
              "(mean over seeds; spread = max - min)", head]
     for name, r in result["rows"].items():
-        lines.append(f"{name:<22}{r['macro_mean']:>7.2f}{r['macro_spread']:>8.2f}"
+        lines.append(f"{name:<28}{r['macro_mean']:>7.2f}{r['macro_spread']:>8.2f}"
                      + "".join(f"{r['per_device_mean'][d]:>7.2f}" for d in devs))
     for k, v in result["checks"].items():
         lines.append(f"{k}: {v:.2f}" if isinstance(v, float) else f"{k}: {v}")
@@ -174,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-seed", type=int, default=0)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--out", help="Run folder (default runs/kd_gains_<scale>).")
+    p.add_argument("--kd-variant", action="append", default=[], metavar="KEY=VALUE[,KEY=VALUE]",
+                   help="Also train the KD student with these overrides (e.g. kd.label_weight=0.5), one extra row "
+                        "per variant.")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="Override applied to every run (e.g. optim.epochs=2 for a smoke test).")
     p.add_argument("--results", help="Result JSON (default benchmarks/results/kd_gains_<scale>.json).")
