@@ -231,8 +231,8 @@ def _train(cfg: TrainConfig, data_dir: str | os.PathLike, out_dir: str | os.Path
         start_epoch = int(state["epoch"])
         history = list(state["history"])
         log.info("resuming %s at epoch %d/%d", out, start_epoch, cfg.optim.epochs)
-    # NHWC log-mel input: convolutions then run channels-last (1.2-1.4x the CPU training throughput of the
-    # frontend's transposed NCHW view; docs/training.md); the weights stay as they are
+    # NHWC log-mel input: convolutions then run channels-last (1.2-1.6x the CPU training throughput of the
+    # frontend's transposed NCHW view; benchmarks/channels_last.py); the weights stay as they are
     input_format = torch.channels_last if cfg.optim.channels_last else torch.contiguous_format
     ddp_model = model
     if world > 1:
