@@ -225,13 +225,15 @@ def finetune(
     ds = TAUDataset(data_dir)
     devs = _resolve_devices(devices, ds.clips(base.data.train_split), ds.clips(base.data.val_split),
                             base.data.train_split, base.data.val_split)
+    held_out: dict[str, list] = {}  # device -> the clips its run leaves out (the ones train() holds out)
     if select:  # fail before any training when a device has nothing to hold out
         from edgeasc.train import select_devices, split_holdout
 
         train_clips = ds.clips(base.data.train_split)
         for dev in devs:
             clips = select_devices(train_clips, (dev,), base.data.train_split)
-            if not split_holdout(clips, holdout, base.seed)[1]:
+            held_out[dev] = split_holdout(clips, holdout, base.seed)[1]
+            if not held_out[dev]:
                 raise DataError(f"--select: device {dev} has no location or recording to hold out ({len(clips)} "
                                 f"clips, one recording per class); fine-tune it without --select")
     log.info("fine-tuning %s for device(s) %s from %s", base.model.name, ", ".join(devs), checkpoint)
@@ -253,7 +255,7 @@ def finetune(
             trained.append(dev)
         ckpt = read_checkpoint(run_dir / MODEL_FILE)
         if select:
-            selection[dev] = _holdout_choice(checkpoint, run_dir / MODEL_FILE, ds, cfg)
+            selection[dev] = _holdout_choice(checkpoint, run_dir / MODEL_FILE, ds, cfg, held_out[dev])
             log.info("device %s: held-out accuracy general %.2f%%, fine-tuned %.2f%% (%d clips): %s", dev,
                      100 * selection[dev]["general"], 100 * selection[dev]["finetuned"], selection[dev]["n_clips"],
                      "fine-tuned model kept" if selection[dev]["kept"] else "the general model answers")
@@ -295,15 +297,12 @@ def finetune(
     return FinetuneResult(bundle_path, runs, report)
 
 
-def _holdout_choice(general: Path, tuned: Path, ds: Any, cfg: Any) -> dict[str, Any]:
-    """Accuracy of the general and the fine-tuned model on the device's held-out training clips."""
+def _holdout_choice(general: Path, tuned: Path, ds: Any, cfg: Any, held: list) -> dict[str, Any]:
+    """Accuracy of the general and the fine-tuned model on the device's held-out training clips `held`."""
     from edgeasc.checkpoint import load_model
     from edgeasc.dataset import load_waveforms
     from edgeasc.evaluate import predict_logits
-    from edgeasc.train import select_devices, split_holdout
 
-    clips = select_devices(ds.clips(cfg.data.train_split), cfg.data.devices, cfg.data.train_split)
-    held = split_holdout(clips, cfg.data.holdout_fraction, cfg.seed)[1]  # never empty: finetune checked
     fe = cfg.frontend
     waves = load_waveforms(ds.root, held, fe.sample_rate_hz, fe.clip_samples, cfg.data.cache_dir)
     labels = np.array([c.label for c in held])

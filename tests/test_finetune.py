@@ -374,7 +374,11 @@ def test_finetune_select_keeps_a_device_model_only_when_it_wins_on_held_out_clip
     assert read_bundle(res.bundle_path).extra["selection"] == sel
     # a tie goes to the general model: the general model against itself is never "kept"
     cfg = resolved_config_of(res.runs["a"])
-    tie = _holdout_choice(general, general, TAUDataset(tiny_data), cfg)
+    from edgeasc.train import select_devices, split_holdout
+
+    held = split_holdout(select_devices(TAUDataset(tiny_data).clips("train"), ("a",), "train"), 0.25, cfg.seed)[1]
+    assert len(held) == sel["a"]["n_clips"]  # the clips finetune held out of device a's run
+    tie = _holdout_choice(general, general, TAUDataset(tiny_data), cfg, held)
     assert tie["general"] == tie["finetuned"] and tie["kept"] is False
     with pytest.raises(ConfigError, match="--holdout"):
         finetune(general, tiny_data, tmp_path / "bad", overrides=_ft_overrides(cache_dir), devices="c", select=True,
