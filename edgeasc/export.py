@@ -251,8 +251,8 @@ def convert_onnx_to_tflite(
 
     The conversions are shared round-robin among `jobs` child processes that run at once (default: one per
     CPU core, at most 4; a conversion is mostly single-threaded). A conversion with a `"log"` path gets the
-    converter's output in that file of its own; the rest goes to `log_path` (default: a temporary file,
-    copied next to the first output folder when something fails). `timeout_s` applies per conversion.
+    converter's output in that file of its own; the rest is written to `log_path` when the children end
+    (default: nowhere, unless something fails: then next to the failed model's output folder). `timeout_s` applies per conversion.
 
     Raises:
         ExportError: a child failed, was killed by a signal or timed out; the message names the log of the
@@ -268,9 +268,6 @@ def convert_onnx_to_tflite(
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
     with tempfile.TemporaryDirectory(prefix="edgeasc_convert_") as tmp:
         logs = [Path(tmp) / f"convert_{i}.log" for i in range(jobs)]
-        if log_path is not None and jobs == 1:
-            logs = [Path(log_path)]
-            logs[0].parent.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
         procs: list[subprocess.Popen] = []
         try:
@@ -294,7 +291,8 @@ def convert_onnx_to_tflite(
                 if proc.poll() is None:
                     proc.kill()
                     proc.wait()
-        if log_path is not None and jobs > 1:
+        if log_path is not None:
+            Path(log_path).parent.mkdir(parents=True, exist_ok=True)
             write_text_atomic(log_path, "".join(f.read_text(encoding="utf-8", errors="replace") for f in logs))
         failed_at = next((i for i, code in enumerate(codes) if code != 0), None)
         if failed_at is None:
