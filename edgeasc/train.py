@@ -17,6 +17,7 @@ import logging
 import math
 import os
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -26,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from edgeasc import __version__
-from edgeasc.artifacts import save_torch_atomic, write_json_atomic, write_text_atomic
+from edgeasc.artifacts import exclusive_run, save_torch_atomic, write_json_atomic, write_text_atomic
 from edgeasc.augment import dir_augment, freq_mixstyle, mask_along, roll_waveform
 from edgeasc.checkpoint import save_checkpoint
 from edgeasc.config import TrainConfig, from_dict, to_dict
@@ -124,10 +125,17 @@ def train(
             step (single process only); it may change the model in place (AGP pruning, edgeasc.prune) and
             then returns a new optimiser for the changed parameters, else None. A resumed run rebuilds the
             model from `last.pt`'s model_config, so a changed architecture resumes too.
+
+    Raises:
+        DataError: another process is training in `out_dir` (a lock file guards the folder), or `out_dir`
+            holds a run and `resume` is False.
     """
     attached: list[logging.Handler] = []
+    # one writer per run folder: rank 0 of a torchrun job holds the lock (the other ranks write nothing there)
+    lock = exclusive_run(out_dir, "edgeasc train") if int(os.environ.get("RANK", "0")) == 0 else nullcontext()
     try:
-        return _train(cfg, data_dir, out_dir, resume, progress, step_hook, attached)
+        with lock:
+            return _train(cfg, data_dir, out_dir, resume, progress, step_hook, attached)
     finally:  # the run's train.log stops here: a later run in this process logs to its own file only
         for handler in attached:
             logging.getLogger("edgeasc").removeHandler(handler)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from edgeasc.artifacts import exclusive_run
 from edgeasc.checkpoint import load_model, read_checkpoint
 from edgeasc.config import resolve_train_config
 from edgeasc.dataset import TAUDataset
@@ -63,6 +64,11 @@ def test_existing_run_needs_resume_and_same_config(tiny_data, tmp_path, fast_ove
         train(other, tiny_data, tmp_path / "r", resume=True, progress=False)
     again = train(cfg, tiny_data, tmp_path / "r", resume=True, progress=False)  # already complete
     assert again.epochs_run == 0
+    # two processes training into one folder would race on last.pt: the second is refused at once
+    with exclusive_run(tmp_path / "r", "edgeasc train"):
+        with pytest.raises(DataError, match="another edgeasc train is running in"):
+            train(cfg, tiny_data, tmp_path / "r", resume=True, progress=False)
+    assert train(cfg, tiny_data, tmp_path / "r", resume=True, progress=False).epochs_run == 0  # lock released
 
 
 @pytest.mark.slow
