@@ -70,6 +70,11 @@ def test_onnx_is_opset_17_batch_1_folded_with_metadata(tmp_path):
     assert not [n for n in proto.graph.node if n.op_type == "BatchNormalization"]
     meta = {p.key: p.value for p in proto.metadata_props}
     assert meta["model_name"] == "test_cpmobile" and json.loads(meta["labels"]) == list(SCENES)
+    # the zero-padded average pooling of the strided shortcuts becomes an explicit Pad + an unpadded pool
+    pools = [n for n in proto.graph.node if n.op_type == "AveragePool"]
+    producers = {o: n.op_type for n in proto.graph.node for o in n.output}
+    assert pools and all(producers[n.input[0]] == "Pad" for n in pools)
+    assert all(not any(onnx.helper.get_attribute_value(a)) for n in pools for a in n.attribute if a.name == "pads")
     x = np.random.default_rng(0).standard_normal((1, 1, 256, 65)).astype(np.float32)
     out = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"logmel": x})[0]
     with torch.no_grad():
@@ -313,9 +318,10 @@ def test_student_audited_as_checkpoint_onnx_and_tflite(student_export):
     weighted = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"}
     tf_weighted = sum(x.params for x in tf.layers if x.op in weighted)
     assert on.param_count == tf_weighted == dc["params"] - dc["batchnorm_channels"] == 61_738
-    # The only other TFLite constants belong to onnx2tf's border correction of the average pooling (MUL).
-    assert {x.op for x in tf.layers if x.params and x.op not in weighted} <= {"MUL"}
-    assert tf.param_count - tf_weighted <= 2
+    # No other TFLite constants: the explicit Pad before the average pooling leaves onnx2tf no border
+    # correction to add (STRIDED_SLICE, MUL with a constant, CONCATENATION; export.explicit_pool_padding).
+    assert tf.param_count == tf_weighted
+    assert not {x.op for x in tf.layers} & {"STRIDED_SLICE", "MUL", "CONCATENATION"}
     # The deployed graph's extra MACs are the operators the DCASE rule does not charge.
     assert on.macs - on.macs_dcase == on.macs_by_op["Add"] + on.macs_by_op["AveragePool"] + on.macs_by_op[
         "GlobalAveragePool"]
