@@ -120,9 +120,11 @@ def train(data_dir: Path, out_dir: Path, recipe: Path | None, overrides: tuple[s
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Where eval.json and confusion.png go (default: next to the model).")
 @click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Waveform cache (default: inside the dataset folder, as `edgeasc train`).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def evaluate(model_path: Path, data_dir: Path, split: str, out_dir: Path | None, batch_size: int,
-             as_json: bool) -> None:
+             cache_dir: Path | None, as_json: bool) -> None:
     """Macro, per-device and per-class accuracy of a model (checkpoint, .tflite or device bundle) on a split.
 
     A .tflite runs on LiteRT's reference kernels (bit-exact with TFLite Micro). A device bundle (`edgeasc
@@ -139,13 +141,14 @@ def evaluate(model_path: Path, data_dir: Path, split: str, out_dir: Path | None,
         from edgeasc.finetune import evaluate_bundle, format_bundle_report
 
         report = evaluate_bundle(model_path, data_dir, split=split, out_dir=out_dir, batch_size=batch_size,
-                                 progress=not as_json)
+                                 cache_dir=cache_dir, progress=not as_json)
         click.echo(json.dumps(report, indent=2) if as_json else format_bundle_report(report))
         if not as_json:
             click.echo(f"\nwrote {report['artifacts']['eval_json']}")
         return
     run = evaluate_tflite if model_path.suffix.lower() == ".tflite" else evaluate_checkpoint
-    report = run(model_path, data_dir, split=split, out_dir=out_dir, batch_size=batch_size, progress=not as_json)
+    report = run(model_path, data_dir, split=split, out_dir=out_dir, batch_size=batch_size, cache_dir=cache_dir,
+                 progress=not as_json)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
@@ -166,9 +169,12 @@ def evaluate(model_path: Path, data_dir: Path, split: str, out_dir: Path | None,
 @click.option("--eval-split", default="test", show_default=True, help="Split for the parity report.")
 @click.option("--eval-clips", type=int, help="Measure parity on a class-balanced subset of this size.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Waveform cache (default: inside the dataset folder, as `edgeasc train`).")
 @click.option("--json", "as_json", is_flag=True, help="Print export_report.json.")
 def export_cmd(checkpoint: Path, data_dir: Path, out_dir: Path | None, int8: bool, calib_clips: int,
-               calib_split: str | None, eval_split: str, eval_clips: int | None, seed: int, as_json: bool) -> None:
+               calib_split: str | None, eval_split: str, eval_clips: int | None, seed: int, cache_dir: Path | None,
+               as_json: bool) -> None:
     """Export a checkpoint to ONNX and TFLite (float32; int8 with --int8) and measure parity with torch.
 
     A device bundle (`edgeasc finetune`) exports every member into OUT/<member>/, audits each against the
@@ -183,8 +189,8 @@ def export_cmd(checkpoint: Path, data_dir: Path, out_dir: Path | None, int8: boo
         from edgeasc.finetune import export_bundle, format_export_manifest
 
         manifest = export_bundle(checkpoint, data_dir, out_dir, int8=int8, calib_clips=calib_clips,
-                                 eval_clips=eval_clips, seed=seed, progress=not as_json, calib_split=calib_split,
-                                 eval_split=eval_split)
+                                 eval_clips=eval_clips, seed=seed, cache_dir=cache_dir, progress=not as_json,
+                                 calib_split=calib_split, eval_split=eval_split)
         click.echo(json.dumps(manifest, indent=2) if as_json else format_export_manifest(manifest))
         if not as_json:
             click.echo(f"manifest: {manifest['path']}")
@@ -192,7 +198,7 @@ def export_cmd(checkpoint: Path, data_dir: Path, out_dir: Path | None, int8: boo
         return
     result = export_checkpoint(checkpoint, data_dir, out_dir, int8=int8, calib_clips=calib_clips,
                                calib_split=calib_split, eval_split=eval_split, eval_clips=eval_clips, seed=seed,
-                               progress=not as_json)
+                               cache_dir=cache_dir, progress=not as_json)
     if as_json:
         click.echo(json.dumps(result.report, indent=2))
         return

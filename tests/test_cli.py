@@ -39,6 +39,12 @@ def test_train_then_evaluate(runner, tiny_data, tmp_path, fast_overrides):
     assert (tmp_path / "ev" / "confusion.png").read_bytes()[:4] == b"\x89PNG"
     res = runner.invoke(cli, ["evaluate", str(model), "--data", str(tiny_data), "--out", str(tmp_path / "ev"), "--json"])
     assert res.exit_code == 0 and json.loads(res.output)["n_clips"] == report["n_clips"]
+    # --cache-dir: the decoded waveforms go where the user says (a read-only dataset stays untouched)
+    res = runner.invoke(cli, ["evaluate", str(model), "--data", str(tiny_data), "--out", str(tmp_path / "ev2"),
+                              "--cache-dir", str(tmp_path / "cache")])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "ev2" / "eval.json").read_text())["macro_accuracy"] == report["macro_accuracy"]
+    assert list((tmp_path / "cache").glob("wave_*.f32"))
 
 
 def test_bad_input_exit_codes(runner, tiny_data, tmp_path):
