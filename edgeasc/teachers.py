@@ -43,8 +43,7 @@ from edgeasc.config import FrontendConfig
 from edgeasc.dataset import Clip, TAUDataset, cache_key, load_waveforms
 from edgeasc.distill import FORMAT, TeacherLogits
 from edgeasc.errors import CheckpointError, ConfigError, DataError
-from edgeasc.evaluate import frontend_of
-from edgeasc.features import LogMel
+from edgeasc.evaluate import frontend_of, predict_logits
 from edgeasc.labels import SCENES
 from edgeasc.metrics import macro_accuracy
 
@@ -111,32 +110,6 @@ def _recorded_accuracy(ckpt: dict[str, Any], member: Member) -> tuple[float, str
 
 
 @torch.no_grad()
-def _predict(
-    model: nn.Module,
-    waves: np.ndarray,
-    rows: np.ndarray,
-    frontend: FrontendConfig,
-    batch_size: int,
-    device: torch.device,
-    bar: Any,
-) -> np.ndarray:
-    """Logits of `model` on `waves[rows]`, read batch by batch (the memmap is never loaded whole).
-
-    Waveform-input models (`input_kind == "waveform"`, e.g. PaSST) compute their own frontend; the others
-    get the baseline log-mel the checkpoint was trained with.
-    """
-    mel = None if getattr(model, "input_kind", "logmel") == "waveform" else LogMel(frontend).to(device)
-    out = []
-    for s in range(0, len(rows), batch_size):
-        x = torch.from_numpy(np.array(waves[rows[s : s + batch_size]], dtype=np.float32)).to(device)
-        if mel is not None:  # NHWC input: channels-last convolutions (edgeasc.evaluate.predict_logits)
-            x = mel(x).contiguous(memory_format=torch.channels_last)
-        out.append(model(x).float().cpu().numpy())
-        if bar is not None:
-            bar.update(len(x))
-    return np.concatenate(out) if out else np.zeros((0, len(SCENES)), dtype=np.float32)
-
-
 def _sharded_logits(
     tag: str,
     partial: Path,
@@ -161,7 +134,7 @@ def _sharded_logits(
         if bar is not None:
             bar.update(len(rows))
     else:
-        logits = _predict(model, waves, rows, frontend, batch_size, device, bar)
+        logits = predict_logits(model, waves, frontend, batch_size, device, rows=rows, bar=bar)
         _save_npy(shard_path, logits)
     _barrier(world)
     if rank != 0:
