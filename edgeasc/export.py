@@ -452,18 +452,26 @@ def parity_summary(
 
     ref = logits["torch"]
     ref_pred = ref.argmax(1)
+    top2 = np.sort(ref.astype(np.float64), axis=1)[:, -2:]
+    margin = top2[:, 1] - top2[:, 0] if ref.shape[1] > 1 else np.full(len(ref), np.inf)  # torch's top-2 margin
     results: dict[str, dict[str, Any]] = {}
     for name, lg in logits.items():
         rep = classification_report(y_true, lg.argmax(1), devices)
         err = np.abs(lg.astype(np.float64) - ref.astype(np.float64))
+        differs = lg.argmax(1) != ref_pred
+        max_err = float(err.max()) if err.size else 0.0
         results[name] = {
             "macro_accuracy": rep["macro_accuracy"],
             "accuracy": rep["accuracy"],
             "per_device": {d: v["macro_accuracy"] for d, v in rep["per_device"].items()},
             "agreement": float(np.mean(lg.argmax(1) == ref_pred)) if len(ref) else float("nan"),
             "disagreements": int(np.sum(lg.argmax(1) != ref_pred)),
-            "max_abs_logit_error": float(err.max()) if err.size else 0.0,
+            "max_abs_logit_error": max_err,
             "mean_abs_logit_error": float(err.mean()) if err.size else 0.0,
+            # why clips disagree: a logit error of at most e moves a top-2 margin by at most 2e, so only
+            # clips whose torch margin is below 2 x max error can flip; the misses are among those
+            "disagreement_max_margin": float(margin[differs].max()) if differs.any() else 0.0,
+            "flippable_fraction": float(np.mean(margin <= 2 * max_err)) if len(ref) else 0.0,
             "accuracy_drop_pp": 100.0 * (results["torch"]["macro_accuracy"] - rep["macro_accuracy"])
             if name != "torch" else 0.0,
         }
@@ -500,6 +508,11 @@ def format_export_report(report: dict[str, Any]) -> str:
     for c in report["checks"]:
         if not c["passed"]:
             lines.append(f"target missed: {c['runtime']} {c['metric']} {c['value']:.4f} (target {c['target']})")
+            r = results[c["runtime"]]
+            if c["metric"] == "agreement" and "flippable_fraction" in r:
+                lines.append(f"  its {r['disagreements']} disagreements have a torch top-2 margin <= "
+                             f"{r['disagreement_max_margin']:.3f}; {100 * r['flippable_fraction']:.1f}% of clips are "
+                             f"within 2 x max |dlogit| ({2 * r['max_abs_logit_error']:.3f}) of a tie")
     return "\n".join(lines)
 
 

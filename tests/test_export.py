@@ -25,6 +25,7 @@ from edgeasc.export import (
     PARITY_TARGETS,
     export_onnx,
     fold_batchnorm,
+    format_export_report,
     parity_summary,
     select_calibration_clips,
 )
@@ -105,6 +106,25 @@ def test_parity_summary_arithmetic():
     assert results["torch"]["accuracy"] == 0.75 and results["tflite_int8"]["accuracy"] == 1.0
     assert results["tflite_int8"]["accuracy_drop_pp"] < 0  # it gained
     assert [(c["metric"], c["passed"]) for c in checks] == [("agreement", False), ("accuracy_drop_pp", True)]
+    assert results["tflite_int8"]["disagreement_max_margin"] == 5.0 and results["tflite_int8"]["flippable_fraction"] == 1
+
+
+def test_parity_summary_explains_misses_by_torch_margins():
+    """Only clips whose torch top-2 margin is below 2 x the max logit error can flip: a hand-made near-tie."""
+    torch_logits = np.zeros((4, 10), dtype=np.float32)
+    torch_logits[:, 0] = [1.0, 1.0, 1.0, 1.0]
+    torch_logits[:, 1] = [0.9, 0.5, 0.0, 0.95]  # margins 0.1, 0.5, 1.0, 0.05
+    int8 = torch_logits.copy()
+    int8[0, :2] = [0.96, 0.98]  # error 0.08 flips the 0.1 margin
+    int8[1, :2] = [0.92, 0.56]  # the same error size cannot flip 0.5
+    results, checks = parity_summary({"torch": torch_logits, "tflite_int8": int8}, np.zeros(4, dtype=int), ["a"] * 4)
+    r = results["tflite_int8"]
+    assert r["disagreements"] == 1 and r["max_abs_logit_error"] == pytest.approx(0.08, abs=1e-6)
+    assert r["disagreement_max_margin"] == pytest.approx(0.1, abs=1e-6)
+    assert r["flippable_fraction"] == 0.5  # margins 0.1 and 0.05 are <= 0.16; 0.5 and 1.0 are not
+    text = format_export_report({"model_name": "m", "eval": {"split": "test", "n_clips": 4}, "results": results,
+                                 "checks": checks})
+    assert "its 1 disagreements have a torch top-2 margin <= 0.100; 50.0% of clips are within" in text
 
 
 def test_export_rejects_bad_input_with_one_line(tmp_path, tiny_data):
