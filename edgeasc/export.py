@@ -700,6 +700,25 @@ def _prepare_export(checkpoint: Path, out_dir: str | os.PathLike | None, ds: Any
     return _Prepared(checkpoint, out, work, model, name, frontend, base_meta, calib_npy, calib_info, result)
 
 
+def calibration_features(waves: np.ndarray, frontend: Any) -> np.ndarray:
+    """Log-mel features `(N, 1, n_mels, frames)` of the calibration clips, computed on one thread.
+
+    The log-mel's float rounding depends on the thread count (FFT and matmul split the work differently:
+    up to 5e-7 between 1 and 2 threads), and every scale of the int8 model depends on these numbers; on one
+    thread the same checkpoint exports to the same int8 file on any machine and under any OMP_NUM_THREADS.
+    """
+    import torch
+
+    from edgeasc.runtime import feature_batches
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return np.concatenate([x for _, x in feature_batches(waves, frontend, 64)])
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _calibration(work: Path, out: Path, ds: Any, frontend: Any, int8: bool, calib_clips: int, calib_split: str,
                  seed: int, cache_dir: Any, progress: bool, result: ExportResult) -> tuple[Path | None, Any]:
     """The calibration features (`work/calibration.npy`, NHWC) and their description; the clip ids beside
@@ -707,7 +726,6 @@ def _calibration(work: Path, out: Path, ds: Any, frontend: Any, int8: bool, cali
     from edgeasc.dataset import load_waveforms
     from edgeasc.errors import DataError
     from edgeasc.labels import SCENES
-    from edgeasc.runtime import feature_batches
 
     calib_npy = calib_info = None
     if int8:
@@ -719,7 +737,7 @@ def _calibration(work: Path, out: Path, ds: Any, frontend: Any, int8: bool, cali
             log.warning("split %s has %d clips; calibrating on all of them (asked for %d)",
                         calib_split, len(chosen), calib_clips)
         waves = load_waveforms(ds.root, chosen, frontend.sample_rate_hz, frontend.clip_samples, cache_dir, progress)
-        feats = np.concatenate([x for _, x in feature_batches(waves, frontend, 64)])
+        feats = calibration_features(waves, frontend)
         calib_npy = work / "calibration.npy"
         np.save(calib_npy, np.ascontiguousarray(feats.transpose(0, 2, 3, 1)))  # NCHW -> NHWC, as onnx2tf reads it
         ids_path = write_text_atomic(out / CALIBRATION_IDS_FILE, "".join(f"{c.clip_id}\n" for c in chosen))

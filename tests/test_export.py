@@ -95,6 +95,24 @@ def test_calibration_subset_is_seeded_and_class_balanced(tiny_data):
         select_calibration_clips(clips, 0)
 
 
+def test_calibration_features_do_not_depend_on_the_thread_count():
+    """Every int8 scale comes from these numbers: the same checkpoint must calibrate the same on any machine."""
+    from edgeasc.config import FrontendConfig
+    from edgeasc.export import calibration_features
+
+    waves = np.random.default_rng(0).standard_normal((8, 32000)).astype(np.float32) * 0.1
+    threads = torch.get_num_threads()
+    try:
+        runs = []
+        for n in (1, 2, 1):
+            torch.set_num_threads(n)
+            runs.append(calibration_features(waves, FrontendConfig()))
+            assert torch.get_num_threads() == n  # restored
+    finally:
+        torch.set_num_threads(threads)
+    assert runs[0].shape == (8, 1, 256, 65) and all(np.array_equal(runs[0], r) for r in runs[1:])
+
+
 def test_parity_summary_arithmetic():
     y = np.array([0, 1, 2, 3])
     torch_logits = np.eye(10, dtype=np.float32)[[0, 1, 2, 2]] * 5  # 3 of 4 right
