@@ -705,7 +705,7 @@ def calibration_features(waves: np.ndarray, frontend: Any) -> np.ndarray:
 
     The log-mel's float rounding depends on the thread count (FFT and matmul split the work differently:
     up to 5e-7 between 1 and 2 threads), and every scale of the int8 model depends on these numbers; on one
-    thread the same checkpoint exports to the same int8 file on any machine and under any OMP_NUM_THREADS.
+    thread the same checkpoint exports to the same int8 file whatever the core count or OMP_NUM_THREADS.
     """
     import torch
 
