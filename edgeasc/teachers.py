@@ -109,7 +109,6 @@ def _recorded_accuracy(ckpt: dict[str, Any], member: Member) -> tuple[float, str
     return None
 
 
-@torch.no_grad()
 def _sharded_logits(
     tag: str,
     partial: Path,
