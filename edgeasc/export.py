@@ -241,11 +241,12 @@ def explicit_pool_padding(proto: Any) -> int:
             nodes.append(node)
             continue
         half = len(pads) // 2  # ONNX pool pads: [x1_begin, x2_begin, ..., x1_end, x2_end] over spatial axes
-        pad_name = f"{node.name}/explicit_pads"
+        base = node.name or node.output[0]  # unique in the graph either way
+        pad_name = f"{base}/explicit_pads"
         graph.initializer.append(numpy_helper.from_array(
             np.array([0, 0, *pads[:half], 0, 0, *pads[half:]], dtype=np.int64), pad_name))
         padded = f"{node.output[0]}/padded"
-        nodes.append(helper.make_node("Pad", [node.input[0], pad_name], [padded], name=f"{node.name}/Pad",
+        nodes.append(helper.make_node("Pad", [node.input[0], pad_name], [padded], name=f"{base}/Pad",
                                       mode="constant"))
         kept = {k: v for k, v in attrs.items() if k not in ("pads", "count_include_pad")}
         nodes.append(helper.make_node("AveragePool", [padded], list(node.output), name=node.name, **kept))
