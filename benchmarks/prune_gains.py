@@ -20,6 +20,9 @@ when complete, so a killed benchmark resumes.
     # KD arms only, with the ensembles benchmarks/kd_gains.py already trained on the same data (16 epochs):
     .venv/bin/python benchmarks/prune_gains.py --scale small --data demo_out/data --kd-only \
         --ensemble-from runs/kd_gains_small --arms direct from64
+    # another pruning criterion or step count on the same pretrained wide models (folder *_pruned_<variant>):
+    .venv/bin/python benchmarks/prune_gains.py --scale small --data demo_out/data --ensemble-from runs/kd_gains_small \
+        --arms direct from64 --importance taylor --results benchmarks/results/prune_gains_small_taylor.json
 """
 
 from __future__ import annotations
@@ -87,7 +90,7 @@ def _n_steps(data: Path, recipe: str, overrides: tuple[str, ...], agp_epochs: in
 
 
 def _prune(start: Path, out: Path, data: Path, recipe: str, overrides: tuple[str, ...], stages: tuple[int, ...],
-           phases: dict[str, int], n_steps: int) -> Path:
+           phases: dict[str, int], n_steps: int, importance: str) -> Path:
     from edgeasc.config import resolve_train_config
     from edgeasc.prune import PruneConfig, prune_checkpoint
 
@@ -97,7 +100,7 @@ def _prune(start: Path, out: Path, data: Path, recipe: str, overrides: tuple[str
     cfg = resolve_train_config(ROOT / recipe, overrides + (f"optim.epochs={phases['agp']}",))
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, name="sscp_mobile", kwargs={}))
     pcfg = PruneConfig(stages=stages, round_to=8, n_steps=_n_steps(data, recipe, overrides, phases["agp"], n_steps),
-                       finetune_epochs=phases["finetune"], eval_during=False)
+                       finetune_epochs=phases["finetune"], eval_during=False, importance=importance)
     t0 = time.perf_counter()
     prune_checkpoint(start, data, out, cfg, pcfg, resume=True, progress=False)
     log.info("%s: pruned in %.0f s", out.name, time.perf_counter() - t0)
@@ -150,9 +153,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 base = {"direct": "sscp_mobile_b32", "from64": "sscp_mobile_b64", "from96": "sscp_mobile_b96"}[arm]
                 pre = _train(recipe, out / f"{arm}_{tag}_s{seed}_pretrain", data,
                              _overrides(args, seed, lf, f"model.name={base}", f"optim.epochs={phases['pretrain']}"))
+                # a pruning variant (importance, steps) reuses the pretrained wide model, in a folder of its own
+                variant = "" if (args.importance, args.n_steps) == ("l1", 8) else f"_{args.importance}_n{args.n_steps}"
                 final = pre if arm == "direct" else _prune(
-                    pre, out / f"{arm}_{tag}_s{seed}_pruned", data, recipe, _overrides(args, seed, lf),
-                    (32,) if arm == "from64" else (64, 32), phases, args.n_steps)
+                    pre, out / f"{arm}_{tag}_s{seed}_pruned{variant}", data, recipe, _overrides(args, seed, lf),
+                    (32,) if arm == "from64" else (64, 32), phases, args.n_steps, args.importance)
                 row = _evaluate(final, data)
                 row["epochs"] = phases
                 runs.setdefault(f"{arm} {tag}", {})[seed] = row
@@ -179,7 +184,7 @@ def summarise(runs: dict[str, dict[int, dict[str, Any]]], args: argparse.Namespa
             row["gain_exceeds_spread"] = bool(row["gain_over_direct_pp"] > max(row["macro_spread"], ref["macro_spread"]))
     return {"benchmark": "prune_gains", "scale": args.scale, "seeds": args.seeds, "epochs_total": args.epochs,
             "student_recipe": STUDENT, "kd_recipe": KD_STUDENT, "teachers": list(TEACHERS),
-            "ensemble_from": args.ensemble_from,
+            "ensemble_from": args.ensemble_from, "importance": args.importance, "n_steps": args.n_steps,
             "overrides": list(args.set), "rows": rows, "machine": describe_machine()}
 
 
@@ -195,6 +200,8 @@ def format_table(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from edgeasc.prune import IMPORTANCE_NAMES
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--scale", default="medium", choices=["tiny", "small", "medium"])
     p.add_argument("--data", help="An existing dataset (default: synthesise --scale into OUT/data).")
@@ -203,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=16, help="Total training epochs of every arm.")
     p.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
     p.add_argument("--n-steps", type=int, default=8, help="AGP pruning steps per stage (fewer if they do not fit).")
+    p.add_argument("--importance", default="l1", choices=IMPORTANCE_NAMES,
+                   help="Channel criterion of the AGP stages (a variant reuses the pretrained wide models).")
     p.add_argument("--no-kd", action="store_true", help="Labels only (no teachers).")
     p.add_argument("--kd-only", action="store_true", help="KD arms only (skip the label-only arms).")
     p.add_argument("--ensemble-from", metavar="DIR",
