@@ -28,6 +28,11 @@ def _setup_logging(quiet: bool) -> None:
     root.propagate = False
 
 
+_cache_dir_option = click.option(
+    "--cache-dir", type=click.Path(file_okay=False, path_type=Path),
+    help="Waveform cache (default: inside the dataset folder, as `edgeasc train`).")
+
+
 def _size(path: Path) -> str:
     n = path.stat().st_size
     for unit in ("B", "KB", "MB", "GB"):
@@ -120,8 +125,7 @@ def train(data_dir: Path, out_dir: Path, recipe: Path | None, overrides: tuple[s
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Where eval.json and confusion.png go (default: next to the model).")
 @click.option("--batch-size", type=int, default=64, show_default=True)
-@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Waveform cache (default: inside the dataset folder, as `edgeasc train`).")
+@_cache_dir_option
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def evaluate(model_path: Path, data_dir: Path, split: str, out_dir: Path | None, batch_size: int,
              cache_dir: Path | None, as_json: bool) -> None:
@@ -169,8 +173,7 @@ def evaluate(model_path: Path, data_dir: Path, split: str, out_dir: Path | None,
 @click.option("--eval-split", default="test", show_default=True, help="Split for the parity report.")
 @click.option("--eval-clips", type=int, help="Measure parity on a class-balanced subset of this size.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Waveform cache (default: inside the dataset folder, as `edgeasc train`).")
+@_cache_dir_option
 @click.option("--json", "as_json", is_flag=True, help="Print export_report.json.")
 def export_cmd(checkpoint: Path, data_dir: Path, out_dir: Path | None, int8: bool, calib_clips: int,
                calib_split: str | None, eval_split: str, eval_clips: int | None, seed: int, cache_dir: Path | None,
@@ -295,8 +298,7 @@ def models_cmd(pattern: str, as_json: bool) -> None:
               help="Where a member's accuracy is measured when its run recorded none.")
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Waveform cache (default: inside the dataset folder, as `edgeasc train`).")
+@_cache_dir_option
 @click.option("--no-resume", is_flag=True, help="Recompute every member instead of reusing finished ones.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def teacher_logits_cmd(teachers: tuple[str, ...], data_dir: Path, out_path: Path, split: str, val_split: str,

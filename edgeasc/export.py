@@ -465,8 +465,8 @@ def parity_summary(
             "macro_accuracy": rep["macro_accuracy"],
             "accuracy": rep["accuracy"],
             "per_device": {d: v["macro_accuracy"] for d, v in rep["per_device"].items()},
-            "agreement": float(np.mean(lg.argmax(1) == ref_pred)) if len(ref) else float("nan"),
-            "disagreements": int(np.sum(lg.argmax(1) != ref_pred)),
+            "agreement": float(np.mean(~differs)) if len(ref) else float("nan"),
+            "disagreements": int(np.sum(differs)),
             "max_abs_logit_error": max_err,
             "mean_abs_logit_error": float(err.mean()) if err.size else 0.0,
             # why clips disagree: a logit error of at most e moves a top-2 margin by at most 2e, so only
