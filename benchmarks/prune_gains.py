@@ -20,7 +20,8 @@ when complete, so a killed benchmark resumes.
     # KD arms only, with the ensembles benchmarks/kd_gains.py already trained on the same data (16 epochs):
     .venv/bin/python benchmarks/prune_gains.py --scale small --data demo_out/data --kd-only \
         --ensemble-from runs/kd_gains_small --arms direct from64
-    # another pruning criterion or step count on the same pretrained wide models (folder *_pruned_<variant>):
+    # another pruning criterion, step count or AGP/fine-tuning split on the same pretrained wide models
+    # (folder *_pruned_<variant>):
     .venv/bin/python benchmarks/prune_gains.py --scale small --data demo_out/data --ensemble-from runs/kd_gains_small \
         --arms direct from64 --importance taylor --results benchmarks/results/prune_gains_small_taylor.json
 """
@@ -52,15 +53,23 @@ TEACHERS = ("recipes/demo_teacher_cpmobile.toml", "recipes/demo_teacher_sscp.tom
 ARMS = ("direct", "from64", "from96")
 
 
-def epoch_split(arm: str, total: int) -> dict[str, int]:
-    """Epochs of each phase of an arm; they always sum to `total`."""
+def epoch_split(arm: str, total: int, agp: int | None = None) -> dict[str, int]:
+    """Epochs of each phase of an arm; they always sum to `total`.
+
+    A pruning stage gets 2p epochs (p = total // 4 from 64, total // 8 per stage from 96): p of AGP and p of
+    fine-tuning, or `agp` of AGP and 2p - agp of fine-tuning, so the pretraining stays the same.
+    """
     if arm == "direct":
         return {"pretrain": total}
     parts = 2 if arm == "from64" else 4
     p = max(1, total // (4 if arm == "from64" else 8))
     if total - parts * p < 1:
         raise SystemExit(f"--epochs {total} is too few for {arm} (needs at least {parts + 1})")
-    return {"pretrain": total - parts * p, "agp": p, "finetune": p}
+    a = p if agp is None else agp
+    if not 1 <= a < 2 * p:
+        raise SystemExit(f"--agp-epochs {a} does not fit {arm} with --epochs {total}: each pruning stage has "
+                         f"{2 * p} epochs, and AGP needs at least 1 and leaves at least 1 for fine-tuning")
+    return {"pretrain": total - parts * p, "agp": a, "finetune": 2 * p - a}
 
 
 def _overrides(args: argparse.Namespace, seed: int, logits: Path | None, *extra: str) -> tuple[str, ...]:
@@ -149,12 +158,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             tag = "kd" if kd else "labels"
             lf = logits_file if kd else None
             for arm in args.arms:
-                phases = epoch_split(arm, E)
+                phases = epoch_split(arm, E, args.agp_epochs)
                 base = {"direct": "sscp_mobile_b32", "from64": "sscp_mobile_b64", "from96": "sscp_mobile_b96"}[arm]
                 pre = _train(recipe, out / f"{arm}_{tag}_s{seed}_pretrain", data,
                              _overrides(args, seed, lf, f"model.name={base}", f"optim.epochs={phases['pretrain']}"))
-                # a pruning variant (importance, steps) reuses the pretrained wide model, in a folder of its own
+                # a pruning variant (importance, steps, AGP epochs) reuses the pretrained wide model, in a folder
+                # of its own
                 variant = "" if (args.importance, args.n_steps) == ("l1", 8) else f"_{args.importance}_n{args.n_steps}"
+                variant += "" if args.agp_epochs is None else f"_a{args.agp_epochs}"
                 final = pre if arm == "direct" else _prune(
                     pre, out / f"{arm}_{tag}_s{seed}_pruned{variant}", data, recipe, _overrides(args, seed, lf),
                     (32,) if arm == "from64" else (64, 32), phases, args.n_steps, args.importance)
@@ -185,6 +196,7 @@ def summarise(runs: dict[str, dict[int, dict[str, Any]]], args: argparse.Namespa
     return {"benchmark": "prune_gains", "scale": args.scale, "seeds": args.seeds, "epochs_total": args.epochs,
             "student_recipe": STUDENT, "kd_recipe": KD_STUDENT, "teachers": list(TEACHERS),
             "ensemble_from": args.ensemble_from, "importance": args.importance, "n_steps": args.n_steps,
+            "agp_epochs": args.agp_epochs,
             "overrides": list(args.set), "rows": rows, "machine": describe_machine()}
 
 
@@ -212,6 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-steps", type=int, default=8, help="AGP pruning steps per stage (fewer if they do not fit).")
     p.add_argument("--importance", default="l1", choices=IMPORTANCE_NAMES,
                    help="Channel criterion of the AGP stages (a variant reuses the pretrained wide models).")
+    p.add_argument("--agp-epochs", type=int, metavar="A",
+                   help="AGP epochs of each pruning stage; its fine-tuning gets the rest of the stage's epochs "
+                        "(default: half each). A variant: it reuses the pretrained wide models.")
     p.add_argument("--no-kd", action="store_true", help="Labels only (no teachers).")
     p.add_argument("--kd-only", action="store_true", help="KD arms only (skip the label-only arms).")
     p.add_argument("--ensemble-from", metavar="DIR",
@@ -223,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results", help="Result JSON (default benchmarks/results/prune_gains_<scale>.json).")
     args = p.parse_args(argv)
     for arm in args.arms:
-        epoch_split(arm, args.epochs)
+        epoch_split(arm, args.epochs, args.agp_epochs)
     args.out = args.out or f"runs/prune_gains_{args.scale}"
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     result = run(args)

@@ -350,3 +350,28 @@ def test_recipe_plans_give_the_documented_widths(recipe, start, blocks, params, 
     assert plans[-1]["final_widths"]["block_channels"] == blocks
     cx = plans[-1]["complexity"]
     assert (cx["params"], cx["macs"]) == (params, macs) and cx["param_bytes"] == 2 * params <= 128_000
+
+
+def test_prune_gains_epoch_split_keeps_every_arm_at_the_same_total():
+    """benchmarks/prune_gains.py: every arm trains `total` epochs; --agp-epochs moves epochs between AGP and
+    fine-tuning only, so a variant reuses the same pretrained wide model."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "benchmarks" / "prune_gains.py"
+    spec = importlib.util.spec_from_file_location("benchmarks_prune_gains", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    split = mod.epoch_split
+    assert split("direct", 16) == {"pretrain": 16}
+    assert split("from64", 16) == {"pretrain": 8, "agp": 4, "finetune": 4}
+    assert split("from64", 16, 2) == {"pretrain": 8, "agp": 2, "finetune": 6}
+    assert split("from96", 16) == {"pretrain": 8, "agp": 2, "finetune": 2}  # per stage, two stages
+    assert split("from96", 16, 1) == {"pretrain": 8, "agp": 1, "finetune": 3}
+    for bad in (0, 8):  # AGP needs an epoch and must leave one for fine-tuning
+        with pytest.raises(SystemExit, match="--agp-epochs"):
+            split("from64", 16, bad)
+    with pytest.raises(SystemExit, match="too few"):
+        split("from96", 4)
