@@ -6,10 +6,12 @@ the same size made easier (`EASY`: tighter classes, weaker devices, louder foreg
 `export_checkpoint` exactly as `edgeasc export --int8` does, and prints the int8 parity next to the torch
 margin distribution, so the two datasets can be compared:
 
-    .venv/bin/python benchmarks/int8_easy_data.py [--out runs/int8_easy] [--epochs 16] [--seed 0]
+    .venv/bin/python benchmarks/int8_easy_data.py [--out runs/int8_easy] [--epochs 16] [--seed 0] [--qat]
     .venv/bin/python benchmarks/int8_easy_data.py --data demo_out/data --out runs/int8_default  # default data
 
-Writes OUT/int8_easy_data.json. Runs are resumable (training resumes, a finished export is reused).
+`--qat` exports after the demo's weight quantisation-aware fine-tuning (`recipes/demo_qat.toml`, 3 epochs from
+the trained student), as `make demo` ships it. Writes OUT/int8_easy_data[_qat].json. Runs are resumable
+(training resumes, a finished export is reused).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from edgeasc.synth import Difficulty  # noqa: E402
 
 EASY = Difficulty(overlap=0.0, spread=0.1, city_shift=0.1, snr_offset_db=6.0, device_strength=0.3)
 RECIPE = "recipes/demo_student.toml"
+QAT_RECIPE = "recipes/demo_qat.toml"
 
 
 def margins(model_path: Path, data: Path, eval_clips: int, seed: int) -> np.ndarray:
@@ -61,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval-clips", type=int, default=900)
+    p.add_argument("--qat", action="store_true", help=f"Fine-tune with {QAT_RECIPE} before the export.")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     out = Path(args.out)
@@ -71,17 +75,24 @@ def main(argv: list[str] | None = None) -> int:
         generate_dataset(data, scale="small", seed=0, difficulty=EASY, progress=False)
     cfg = resolve_train_config(ROOT / RECIPE, (f"seed={args.seed}", f"optim.epochs={args.epochs}"))
     model_path = train(cfg, data, out / "student", resume=True, progress=False).model_path
-    report_path = out / "export" / "export_report.json"
+    tag = ""
+    if args.qat:
+        tag = "_qat"
+        qcfg = resolve_train_config(ROOT / QAT_RECIPE,
+                                    (f"seed={args.seed}", f"model.init_checkpoint={str(model_path)!r}"))
+        model_path = train(qcfg, data, out / "student_qat", resume=True, progress=False).model_path
+    report_path = out / f"export{tag}" / "export_report.json"
     if report_path.is_file():
         report = json.loads(report_path.read_text())
     else:
-        report = export_checkpoint(model_path, data, out / "export", int8=True, eval_clips=args.eval_clips,
+        report = export_checkpoint(model_path, data, report_path.parent, int8=True, eval_clips=args.eval_clips,
                                    seed=args.seed).report
     m = margins(model_path, data, args.eval_clips, args.seed)
     int8 = report["results"]["tflite_int8"]
     result = {
         "benchmark": "int8_easy_data", "data": str(data), "difficulty": None if args.data else vars(EASY),
-        "recipe": RECIPE, "epochs": args.epochs, "seed": args.seed, "eval_clips": len(m),
+        "recipe": RECIPE, "epochs": args.epochs, "qat_recipe": QAT_RECIPE if args.qat else None, "seed": args.seed,
+        "eval_clips": len(m),
         "torch_macro": 100 * report["results"]["torch"]["macro_accuracy"],
         "int8_macro": 100 * int8["macro_accuracy"], "int8_agreement": 100 * int8["agreement"],
         "int8_max_abs_logit_error": int8["max_abs_logit_error"],
@@ -89,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         "margin_below_pct": {str(t): float(100 * np.mean(m < t)) for t in (0.05, 0.1, 0.2, 0.5)},
         "machine": describe_machine(),
     }
-    write_json_atomic(out / "int8_easy_data.json", result)
+    write_json_atomic(out / f"int8_easy_data{tag}.json", result)
     print(f"{data}: torch {result['torch_macro']:.2f}%, int8 {result['int8_macro']:.2f}%, agreement "
           f"{result['int8_agreement']:.2f}% on {len(m)} clips (misses have torch margin <= "
           f"{result['disagreement_max_margin']:.3f}); torch top-2 margin below 0.05/0.1/0.2/0.5: "
