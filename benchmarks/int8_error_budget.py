@@ -3,7 +3,8 @@
 Folds BatchNorm, then measures top-1 agreement with the float model on every EVERY-th test clip when
 (a) only the weights are rounded to TFLite's per-channel int8 grid, (b) every activation tensor TFLite
 quantises is rounded per tensor (asymmetric int8, min/max ranges from the export's 300 calibration clips),
-(c) one activation tensor at a time (the 15 worst are printed). Usage:
+(c) one activation tensor at a time (the 15 worst are printed), (d) all activations with the output range
+clipped from below (a finer output step). Usage:
 
     .venv/bin/python benchmarks/int8_error_budget.py RUN/model.pt DATA [EVERY=3]
 """
@@ -112,6 +113,16 @@ def agree(out):
 print(f"weights only            {agree(run(wq, xt)):.2f}")
 allkeys = list(points)
 print(f"all activations         {agree(run(folded, xt, active=allkeys)):.2f}")
+# (d) the output range clipped from below at the smallest best / second-best calibration logit (values below
+# cannot change the top-1), a finer output step
+top = run(folded, xc).topk(2, 1).values
+full = ranges["logits"]
+for name, lo in (("second-best", float(top[:, 1].min())), ("best", float(top[:, 0].min()))):
+    ranges["logits"] = (lo, full[1])
+    print(f"logits from {lo:.3f} ({name}): all activations {agree(run(folded, xt, active=allkeys)):.2f}, "
+          f"logits only {agree(run(folded, xt, active=['logits'])):.2f}")
+ranges["logits"] = full
+print(f"logits only (full range) {agree(run(folded, xt, active=['logits'])):.2f}")
 res = []
 for key in allkeys:
     res.append((agree(run(folded, xt, active=[key])), key))
