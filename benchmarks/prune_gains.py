@@ -99,17 +99,22 @@ def _n_steps(data: Path, recipe: str, overrides: tuple[str, ...], agp_epochs: in
 
 
 def _prune(start: Path, out: Path, data: Path, recipe: str, overrides: tuple[str, ...], stages: tuple[int, ...],
-           phases: dict[str, int], n_steps: int, importance: str) -> Path:
+           phases: dict[str, int], n_steps: int, importance: str, lr: float | None = None,
+           warmup: int | None = None) -> Path:
+    """AGP and fine-tuning stages from `start`; `lr` and `warmup` (default: the recipe's) set both stages'
+    learning-rate schedule (linear warm-up, then cosine to 0, restarted at every stage)."""
     from edgeasc.config import resolve_train_config
     from edgeasc.prune import PruneConfig, prune_checkpoint
 
     final = out / "model.pt"
     if final.is_file():
         return final
-    cfg = resolve_train_config(ROOT / recipe, overrides + (f"optim.epochs={phases['agp']}",))
+    schedule = tuple(f"optim.{k}={v}" for k, v in (("lr", lr), ("warmup_steps", warmup)) if v is not None)
+    cfg = resolve_train_config(ROOT / recipe, overrides + (f"optim.epochs={phases['agp']}",) + schedule)
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, name="sscp_mobile", kwargs={}))
     pcfg = PruneConfig(stages=stages, round_to=8, n_steps=_n_steps(data, recipe, overrides, phases["agp"], n_steps),
-                       finetune_epochs=phases["finetune"], eval_during=False, importance=importance)
+                       finetune_epochs=phases["finetune"], eval_during=False, importance=importance,
+                       finetune_lr=lr, finetune_warmup_steps=warmup)
     t0 = time.perf_counter()
     prune_checkpoint(start, data, out, cfg, pcfg, resume=True, progress=False)
     log.info("%s: pruned in %.0f s", out.name, time.perf_counter() - t0)
@@ -142,7 +147,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     runs: dict[str, dict[int, dict[str, Any]]] = {}
     for seed in args.seeds:
         logits_file = None
-        if not args.no_kd and args.ensemble_from:  # the same teachers, trained by kd_gains.py
+        if args.report_only:  # nothing trains: the teachers' logits are not needed
+            pass
+        elif not args.no_kd and args.ensemble_from:  # the same teachers, trained by kd_gains.py
             logits_file = Path(args.ensemble_from) / f"ensemble_s{seed}.npz"
             if not logits_file.is_file():
                 raise SystemExit(f"--ensemble-from: {logits_file} does not exist (run benchmarks/kd_gains.py "
@@ -160,15 +167,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for arm in args.arms:
                 phases = epoch_split(arm, E, args.agp_epochs)
                 base = {"direct": "sscp_mobile_b32", "from64": "sscp_mobile_b64", "from96": "sscp_mobile_b96"}[arm]
-                pre = _train(recipe, out / f"{arm}_{tag}_s{seed}_pretrain", data,
-                             _overrides(args, seed, lf, f"model.name={base}", f"optim.epochs={phases['pretrain']}"))
-                # a pruning variant (importance, steps, AGP epochs) reuses the pretrained wide model, in a folder
-                # of its own
+                # a pruning variant (importance, steps, AGP epochs, stage schedule) reuses the pretrained wide
+                # model, in a folder of its own
                 variant = "" if (args.importance, args.n_steps) == ("l1", 8) else f"_{args.importance}_n{args.n_steps}"
                 variant += "" if args.agp_epochs is None else f"_a{args.agp_epochs}"
+                variant += "" if args.stage_lr is None else f"_lr{args.stage_lr:g}"
+                variant += "" if args.stage_warmup is None else f"_w{args.stage_warmup}"
+                pre_dir = out / f"{arm}_{tag}_s{seed}_pretrain"
+                pruned_dir = out / f"{arm}_{tag}_s{seed}_pruned{variant}"
+                if args.report_only and not ((pre_dir if arm == "direct" else pruned_dir) / "model.pt").is_file():
+                    log.info("%s %s seed %d: not run (--report-only)", arm, tag, seed)
+                    continue
+                pre = _train(recipe, pre_dir, data,
+                             _overrides(args, seed, lf, f"model.name={base}", f"optim.epochs={phases['pretrain']}"))
                 final = pre if arm == "direct" else _prune(
-                    pre, out / f"{arm}_{tag}_s{seed}_pruned{variant}", data, recipe, _overrides(args, seed, lf),
-                    (32,) if arm == "from64" else (64, 32), phases, args.n_steps, args.importance)
+                    pre, pruned_dir, data, recipe, _overrides(args, seed, lf), (32,) if arm == "from64" else (64, 32),
+                    phases, args.n_steps, args.importance, args.stage_lr, args.stage_warmup)
                 row = _evaluate(final, data)
                 row["epochs"] = phases
                 runs.setdefault(f"{arm} {tag}", {})[seed] = row
@@ -192,21 +206,24 @@ def summarise(runs: dict[str, dict[int, dict[str, Any]]], args: argparse.Namespa
         ref = rows.get(f"direct {tag}")
         if ref is not None and arm != "direct":
             row["gain_over_direct_pp"] = row["macro_mean"] - ref["macro_mean"]
-            row["gain_exceeds_spread"] = bool(row["gain_over_direct_pp"] > max(row["macro_spread"], ref["macro_spread"]))
+            spread = max(row["macro_spread"], ref["macro_spread"])  # undefined with one seed
+            two = len(row["seeds"]) > 1 and len(ref["seeds"]) > 1
+            row["gain_exceeds_spread"] = bool(row["gain_over_direct_pp"] > spread) if two else None
     return {"benchmark": "prune_gains", "scale": args.scale, "seeds": args.seeds, "epochs_total": args.epochs,
             "student_recipe": STUDENT, "kd_recipe": KD_STUDENT, "teachers": list(TEACHERS),
             "ensemble_from": args.ensemble_from, "importance": args.importance, "n_steps": args.n_steps,
-            "agp_epochs": args.agp_epochs,
+            "agp_epochs": args.agp_epochs, "stage_lr": args.stage_lr, "stage_warmup": args.stage_warmup,
             "overrides": list(args.set), "rows": rows, "machine": describe_machine()}
 
 
 def format_table(result: dict[str, Any]) -> str:
     lines = [f"synthetic {result['scale']}, seeds {result['seeds']}, {result['epochs_total']} epochs per arm: "
              "macro accuracy % on the test fold (mean over seeds; spread = max - min)",
-             f"{'arm':<16}{'params':>8}{'MACs':>12}{'macro':>8}{'spread':>8}{'gain':>8}  epochs"]
+             f"{'arm':<16}{'params':>8}{'MACs':>12}{'seeds':>6}{'macro':>8}{'spread':>8}{'gain':>8}  epochs"]
     for name, r in result["rows"].items():
         gain = r.get("gain_over_direct_pp")
-        lines.append(f"{name:<16}{r['params']:>8,}{r['macs']:>12,}{r['macro_mean']:>8.2f}{r['macro_spread']:>8.2f}"
+        lines.append(f"{name:<16}{r['params']:>8,}{r['macs']:>12,}{len(r['seeds']):>6}{r['macro_mean']:>8.2f}"
+                     f"{r['macro_spread']:>8.2f}"
                      f"{'' if gain is None else f'{gain:+.2f}':>8}  {r['epochs']}")
     return "\n".join(lines)
 
@@ -227,8 +244,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--agp-epochs", type=int, metavar="A",
                    help="AGP epochs of each pruning stage; its fine-tuning gets the rest of the stage's epochs "
                         "(default: half each). A variant: it reuses the pretrained wide models.")
+    p.add_argument("--stage-lr", type=float, metavar="LR",
+                   help="Peak learning rate of every AGP and fine-tuning stage (default: the student recipe's).")
+    p.add_argument("--stage-warmup", type=int, metavar="STEPS",
+                   help="Warm-up steps of every AGP and fine-tuning stage (default: the student recipe's, 100: "
+                        "most of a 2-epoch stage). Both are variants: they reuse the pretrained wide models.")
     p.add_argument("--no-kd", action="store_true", help="Labels only (no teachers).")
     p.add_argument("--kd-only", action="store_true", help="KD arms only (skip the label-only arms).")
+    p.add_argument("--report-only", action="store_true",
+                   help="Train nothing: evaluate and tabulate the complete runs only (rows list their seeds).")
     p.add_argument("--ensemble-from", metavar="DIR",
                    help="Reuse DIR/ensemble_s<seed>.npz of benchmarks/kd_gains.py (same teacher recipes, 16 "
                         "epochs, same data) instead of training the teachers again.")
