@@ -57,6 +57,17 @@ class TrainResult:
     final_metrics: dict[str, Any]
 
 
+def warmup_warning(warmup_steps: int, total_steps: int) -> str | None:
+    """A warning when the linear warm-up takes more than half of a run's optimiser steps (else None): the
+    learning rate then peaks near the end and the cosine decay is squeezed into the last steps. It happens
+    to short runs that keep a long run's warm-up, e.g. a 2-epoch pruning or fine-tuning stage."""
+    if total_steps < 1 or 2 * warmup_steps <= total_steps:
+        return None
+    return (f"optim.warmup_steps={warmup_steps} is more than half of this run's {total_steps} optimiser steps: the "
+            f"learning rate peaks near the end of the run; set a shorter warm-up for short runs (prune stages: "
+            f"prune.finetune_warmup_steps)")
+
+
 def get_lr(step: int, total_steps: int, base_lr: float, warmup_steps: int, min_lr_ratio: float) -> float:
     """Linear warm-up from 0 to `base_lr` over `warmup_steps`, then cosine decay to min_lr_ratio * base_lr."""
     if warmup_steps > 0 and step < warmup_steps:
@@ -261,6 +272,9 @@ def _train(cfg: TrainConfig, data_dir: str | os.PathLike, out_dir: str | os.Path
         subset = cfg.data.train_split + (f", devices {','.join(cfg.data.devices)}" if cfg.data.devices else "")
         log.info("training %s on %d clips (%s), %d steps/epoch, %d epochs, world %d, device %s",
                  cfg.model.name, n, subset, steps_per_epoch, cfg.optim.epochs, world, device)
+        warning = warmup_warning(cfg.optim.warmup_steps, total_steps)
+        if warning:
+            log.warning(warning)
 
     bar = None
     if progress and rank == 0 and start_epoch < cfg.optim.epochs:

@@ -18,7 +18,7 @@ from edgeasc.dataset import TAUDataset
 from edgeasc.distill import TeacherLogits
 from edgeasc.errors import ConfigError, DataError
 from edgeasc.labels import SCENES
-from edgeasc.train import get_lr, train
+from edgeasc.train import get_lr, train, warmup_warning
 
 
 def same_weights(a: Path, b: Path) -> bool:
@@ -32,6 +32,15 @@ def test_lr_schedule():
     assert get_lr(10, 100, 1.0, 10, 0.0) == pytest.approx(1.0)
     assert get_lr(55, 100, 1.0, 10, 0.0) == pytest.approx(0.5)
     assert get_lr(100, 100, 1.0, 10, 0.1) == pytest.approx(0.1)
+
+
+def test_warmup_longer_than_half_the_run_is_warned():
+    """prune_gains found it: a 2-epoch stage (108 steps) with the student's 100 warm-up steps ended 10-15 points
+    below where it started (docs/pruning.md)."""
+    assert warmup_warning(100, 108) is not None and "100" in warmup_warning(100, 108)
+    assert warmup_warning(54, 108) is None  # half is fine
+    assert warmup_warning(100, 216) is None
+    assert warmup_warning(0, 0) is None
 
 
 def test_same_seed_same_weights_and_run_artifacts(tiny_data, tmp_path, fast_overrides):
