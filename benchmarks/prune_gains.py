@@ -175,14 +175,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 variant += "" if args.stage_warmup is None else f"_w{args.stage_warmup}"
                 pre_dir = out / f"{arm}_{tag}_s{seed}_pretrain"
                 pruned_dir = out / f"{arm}_{tag}_s{seed}_pruned{variant}"
-                if args.report_only and not ((pre_dir if arm == "direct" else pruned_dir) / "model.pt").is_file():
-                    log.info("%s %s seed %d: not run (--report-only)", arm, tag, seed)
-                    continue
-                pre = _train(recipe, pre_dir, data,
-                             _overrides(args, seed, lf, f"model.name={base}", f"optim.epochs={phases['pretrain']}"))
-                final = pre if arm == "direct" else _prune(
-                    pre, pruned_dir, data, recipe, _overrides(args, seed, lf), (32,) if arm == "from64" else (64, 32),
-                    phases, args.n_steps, args.importance, args.stage_lr, args.stage_warmup)
+                if args.report_only:
+                    final = (pre_dir if arm == "direct" else pruned_dir) / "model.pt"
+                    if not final.is_file():
+                        log.info("%s %s seed %d: not run (--report-only)", arm, tag, seed)
+                        continue
+                else:
+                    pre = _train(recipe, pre_dir, data, _overrides(args, seed, lf, f"model.name={base}",
+                                                                   f"optim.epochs={phases['pretrain']}"))
+                    final = pre if arm == "direct" else _prune(
+                        pre, pruned_dir, data, recipe, _overrides(args, seed, lf),
+                        (32,) if arm == "from64" else (64, 32), phases, args.n_steps, args.importance, args.stage_lr,
+                        args.stage_warmup)
                 row = _evaluate(final, data)
                 row["epochs"] = phases
                 runs.setdefault(f"{arm} {tag}", {})[seed] = row
