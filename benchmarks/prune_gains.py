@@ -20,10 +20,18 @@ when complete, so a killed benchmark resumes.
     # KD arms only, with the ensembles benchmarks/kd_gains.py already trained on the same data (16 epochs):
     .venv/bin/python benchmarks/prune_gains.py --scale small --data demo_out/data --kd-only \
         --ensemble-from runs/kd_gains_small --arms direct from64
-    # another pruning criterion, step count or AGP/fine-tuning split on the same pretrained wide models
-    # (folder *_pruned_<variant>):
+    # another pruning criterion, step count, AGP/fine-tuning split or stage schedule on the same pretrained wide
+    # models (folder *_pruned_<variant>):
     .venv/bin/python benchmarks/prune_gains.py --scale small --data demo_out/data --ensemble-from runs/kd_gains_small \
         --arms direct from64 --importance taylor --results benchmarks/results/prune_gains_small_taylor.json
+    .venv/bin/python benchmarks/prune_gains.py --scale small --data demo_out/data --no-kd --arms from64 --agp-epochs 2
+    .venv/bin/python benchmarks/prune_gains.py --scale small --data demo_out/data --ensemble-from runs/kd_gains_small \
+        --stage-lr 0.002 --stage-warmup 20 --results benchmarks/results/prune_gains_small_stage_lr0.002_w20.json
+    # one table of what has finished (e.g. seeds run in parallel with their own --results), training nothing:
+    .venv/bin/python benchmarks/prune_gains.py --scale small --data demo_out/data --seeds 0 1 --report-only
+
+Every AGP and fine-tuning stage restarts the learning-rate schedule; the default is the student recipe's
+(peak 0.004, 100 warm-up steps), which is most of a 2-epoch stage (docs/pruning.md: use --stage-warmup).
 """
 
 from __future__ import annotations
