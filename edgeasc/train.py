@@ -64,8 +64,8 @@ def warmup_warning(warmup_steps: int, total_steps: int) -> str | None:
     if total_steps < 1 or 2 * warmup_steps <= total_steps:
         return None
     return (f"optim.warmup_steps={warmup_steps} is more than half of this run's {total_steps} optimiser steps: the "
-            f"learning rate peaks near the end of the run; set a shorter warm-up for short runs (prune stages: "
-            f"prune.finetune_warmup_steps)")
+            "learning rate peaks near the end of the run; give short runs a shorter warm-up (optim.warmup_steps; "
+            "for a prune's fine-tuning, prune.finetune_warmup_steps)")
 
 
 def get_lr(step: int, total_steps: int, base_lr: float, warmup_steps: int, min_lr_ratio: float) -> float:
