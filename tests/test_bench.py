@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import importlib.util
 import json
 import sys
 import types
@@ -38,25 +37,17 @@ from edgeasc.bench import (
 )
 from edgeasc.cli import cli
 from edgeasc.errors import ConfigError, DomainError
+from conftest import load_benchmarks_module
 from test_runtime import BIAS, WEIGHTS, build_fc_int8_tflite
 
 pytest.importorskip("ai_edge_litert")
 pytest.importorskip("tflite_micro")
 
-ROOT = Path(__file__).resolve().parents[1]
 DSCNN_MACS_BY_OP = {"CONV_2D": 320_000 + 4 * 512_000, "FULLY_CONNECTED": 768, "DEPTHWISE_CONV_2D": 4 * 72_000,
                     "AVERAGE_POOL_2D": 8_000, "RESHAPE": 0, "SOFTMAX": 12}
 
 
-def _load_benchmarks_module(name: str):
-    spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
-
-
-compare_mod = _load_benchmarks_module("compare")
+compare_mod = load_benchmarks_module("compare")
 
 
 @pytest.fixture(scope="module")
@@ -359,7 +350,7 @@ def test_firmware_toolchain_is_kept_in_the_baseline_and_a_change_is_printed(tmp_
 
 
 def test_suite_records_firmware_as_skipped_without_the_arm_toolchain(tmp_path, monkeypatch):
-    run_mod = _load_benchmarks_module("run")
+    run_mod = load_benchmarks_module("run")
     monkeypatch.setenv("PATH", str(tmp_path))  # no make, arm-none-eabi-gcc or qemu-system-arm on it
     fw = run_mod.firmware_figures(tmp_path / "unused.tflite", tmp_path / "fw", seed=0)
     assert set(fw) == set(run_mod.FIRMWARE_TARGETS) == set(compare_mod.FIRMWARE_TARGETS)

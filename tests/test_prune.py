@@ -8,7 +8,7 @@ import torch
 from click.testing import CliRunner
 from torch import nn
 
-from conftest import randomize_batchnorm
+from conftest import load_benchmarks_module, randomize_batchnorm
 from edgeasc.audit import BUDGETS, Budget
 from edgeasc.checkpoint import load_model, save_checkpoint
 from edgeasc.cli import cli
@@ -355,16 +355,7 @@ def test_recipe_plans_give_the_documented_widths(recipe, start, blocks, params, 
 def test_prune_gains_epoch_split_keeps_every_arm_at_the_same_total():
     """benchmarks/prune_gains.py: every arm trains `total` epochs; --agp-epochs moves epochs between AGP and
     fine-tuning only, so a variant reuses the same pretrained wide model."""
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    path = Path(__file__).parents[1] / "benchmarks" / "prune_gains.py"
-    spec = importlib.util.spec_from_file_location("benchmarks_prune_gains", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    split = mod.epoch_split
+    split = load_benchmarks_module("prune_gains").epoch_split
     assert split("direct", 16) == {"pretrain": 16}
     assert split("from64", 16) == {"pretrain": 8, "agp": 4, "finetune": 4}
     assert split("from64", 16, 2) == {"pretrain": 8, "agp": 2, "finetune": 6}
