@@ -143,9 +143,26 @@ def _evaluate(model_path: Path, data: Path) -> dict[str, Any]:
             "params": cx.params, "macs": cx.macs, "widths": model.model_config["kwargs"]["block_channels"]}
 
 
+def _ensemble_logits(args: argparse.Namespace, out: Path, data: Path, seed: int) -> Path:
+    """The seed's stored ensemble logits: kd_gains.py's (--ensemble-from), or teachers trained here."""
+    from edgeasc.teachers import compute_teacher_logits
+
+    if args.ensemble_from:  # the same teachers, trained by kd_gains.py
+        logits_file = Path(args.ensemble_from) / f"ensemble_s{seed}.npz"
+        if not logits_file.is_file():
+            raise SystemExit(f"--ensemble-from: {logits_file} does not exist (run benchmarks/kd_gains.py "
+                             f"--seeds {seed} first)")
+        return logits_file
+    members = [_train(t, out / f"teacher_{Path(t).stem}_s{seed}", data,
+                      _overrides(args, seed, None, f"optim.epochs={args.epochs}")) for t in TEACHERS]
+    logits_file = out / f"ensemble_s{seed}.npz"
+    if not logits_file.is_file():
+        compute_teacher_logits(members, data, logits_file, progress=False)
+    return logits_file
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from edgeasc.synth import generate_dataset
-    from edgeasc.teachers import compute_teacher_logits
 
     out = Path(args.out)
     data = Path(args.data) if args.data else out / "data"
@@ -154,20 +171,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     E = args.epochs
     runs: dict[str, dict[int, dict[str, Any]]] = {}
     for seed in args.seeds:
-        logits_file = None
-        if args.report_only:  # nothing trains: the teachers' logits are not needed
-            pass
-        elif not args.no_kd and args.ensemble_from:  # the same teachers, trained by kd_gains.py
-            logits_file = Path(args.ensemble_from) / f"ensemble_s{seed}.npz"
-            if not logits_file.is_file():
-                raise SystemExit(f"--ensemble-from: {logits_file} does not exist (run benchmarks/kd_gains.py "
-                                 f"--seeds {seed} first)")
-        elif not args.no_kd:
-            members = [_train(t, out / f"teacher_{Path(t).stem}_s{seed}", data,
-                              _overrides(args, seed, None, f"optim.epochs={E}")) for t in TEACHERS]
-            logits_file = out / f"ensemble_s{seed}.npz"
-            if not logits_file.is_file():
-                compute_teacher_logits(members, data, logits_file, progress=False)
+        # --report-only trains nothing, so it needs no teachers' logits
+        logits_file = None if args.report_only or args.no_kd else _ensemble_logits(args, out, data, seed)
         for kd in ([False] if args.no_kd else [True] if args.kd_only else [False, True]):
             recipe = KD_STUDENT if kd else STUDENT
             tag = "kd" if kd else "labels"
