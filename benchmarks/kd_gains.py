@@ -12,6 +12,8 @@ Every run lives in its own folder under --out and is skipped when complete, so a
     .venv/bin/python benchmarks/kd_gains.py --scale medium --seeds 0 1 --out runs/kd_medium
     # plus the KD student with other KD settings (one extra row each; finished runs are reused):
     .venv/bin/python benchmarks/kd_gains.py --scale small --seeds 0 1 --kd-variant kd.label_weight=0.5
+    # the table of whatever has finished so far, training nothing (e.g. while the seeds run as two processes):
+    .venv/bin/python benchmarks/kd_gains.py --scale medium --seeds 0 1 --out runs/kd_medium --report-only
 
 The checks the issue asks for are evaluated and printed (they do not change the exit code: the numbers are
 the result, whatever they are): the ensemble beats its best member, and the KD student beats the
@@ -104,31 +106,48 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if not (data / "meta.csv").is_file():
         generate_dataset(data, scale=args.scale, seed=args.data_seed, progress=True)
     extra = tuple(args.set)
+
+    def model(recipe: str, run_dir: Path, seed: int, overrides: tuple[str, ...]) -> Path | None:
+        """Train (or resume) a run; with --report-only, its finished model or None."""
+        if args.report_only:
+            path = run_dir / "model.pt"  # written only when the run completes
+            if not path.is_file():
+                log.info("%s: not finished (--report-only)", run_dir.name)
+            return path if path.is_file() else None
+        return _train(recipe, run_dir, data, seed, overrides)
+
     runs: dict[str, dict[int, dict[str, Any]]] = {}
     for seed in args.seeds:
         # The label-only student first: it is also the reference for the export experiments.
-        label = _train(STUDENT, out / f"student_label_s{seed}", data, seed, extra)
-        runs.setdefault("student labels only", {})[seed] = _report(*_test_logits(label, data))
+        label = model(STUDENT, out / f"student_label_s{seed}", seed, extra)
+        if label:
+            runs.setdefault("student labels only", {})[seed] = _report(*_test_logits(label, data))
         members = []
         for name, (recipe, overrides) in TEACHERS.items():
-            path = _train(recipe, out / f"teacher_{name}_s{seed}", data, seed, (*overrides, *extra))
+            path = model(recipe, out / f"teacher_{name}_s{seed}", seed, (*overrides, *extra))
             members.append(path)
-            runs.setdefault(f"teacher {name}", {})[seed] = _report(*_test_logits(path, data))
+            if path:
+                runs.setdefault(f"teacher {name}", {})[seed] = _report(*_test_logits(path, data))
+        if not all(members):
+            continue
         # The ensemble on the test fold: the mean of its members' logits, as the stored training logits are.
         member_logits = [_test_logits(p, data) for p in members]
         clips = member_logits[0][1]
         runs.setdefault("teacher ensemble", {})[seed] = _report(np.mean([m[0] for m in member_logits], 0), clips)
         logits_file = out / f"ensemble_s{seed}.npz"
         if not logits_file.is_file():
+            if args.report_only:
+                continue
             compute_teacher_logits(members, data, logits_file, progress=False)
-        kd = _train(KD_STUDENT, out / f"student_kd_s{seed}", data, seed,
-                    (f"kd.teacher_logits={str(logits_file)!r}", *extra))
-        runs.setdefault("student KD", {})[seed] = _report(*_test_logits(kd, data))
+        kd = model(KD_STUDENT, out / f"student_kd_s{seed}", seed, (f"kd.teacher_logits={str(logits_file)!r}", *extra))
+        if kd:
+            runs.setdefault("student KD", {})[seed] = _report(*_test_logits(kd, data))
         for variant in args.kd_variant:  # the KD student again with changed KD settings (an investigation)
             tag = "_".join(v.replace("kd.", "").replace("=", "") for v in variant.split(","))
-            path = _train(KD_STUDENT, out / f"student_kd_{tag}_s{seed}", data, seed,
-                          (f"kd.teacher_logits={str(logits_file)!r}", *extra, *variant.split(",")))
-            runs.setdefault(f"student KD {tag}", {})[seed] = _report(*_test_logits(path, data))
+            path = model(KD_STUDENT, out / f"student_kd_{tag}_s{seed}", seed,
+                         (f"kd.teacher_logits={str(logits_file)!r}", *extra, *variant.split(",")))
+            if path:
+                runs.setdefault(f"student KD {tag}", {})[seed] = _report(*_test_logits(path, data))
     return summarise(runs, args)
 
 
@@ -151,11 +170,14 @@ def summarise(runs: dict[str, dict[int, dict[str, Any]]], args: argparse.Namespa
                     for s in runs["teacher ensemble"]]
         checks["ensemble_beats_best_member_every_seed"] = bool(all(per_seed))
     if "student KD" in rows and "student labels only" in rows:
-        gain = rows["student KD"]["macro_mean"] - rows["student labels only"]["macro_mean"]
-        spread = max(rows["student KD"]["macro_spread"], rows["student labels only"]["macro_spread"])
+        kd, lab = rows["student KD"], rows["student labels only"]
+        gain = kd["macro_mean"] - lab["macro_mean"]
+        # a spread needs two seeds, and the same seeds in both rows (--report-only can tabulate unfinished seeds)
+        comparable = kd["seeds"] == lab["seeds"] and len(kd["seeds"]) >= 2
+        spread = max(kd["macro_spread"], lab["macro_spread"]) if comparable else None
         checks["kd_gain_pp"] = gain
         checks["seed_spread_pp"] = spread
-        checks["kd_gain_exceeds_spread"] = bool(gain > spread)
+        checks["kd_gain_exceeds_spread"] = bool(gain > spread) if comparable else None
     return {"benchmark": "kd_gains", "scale": args.scale, "seeds": args.seeds, "teachers": TEACHERS,
             "student_recipe": STUDENT, "kd_recipe": KD_STUDENT, "overrides": list(args.set),
             "rows": rows, "checks": checks, "machine": describe_machine()}
@@ -163,11 +185,11 @@ def summarise(runs: dict[str, dict[int, dict[str, Any]]], args: argparse.Namespa
 
 def format_table(result: dict[str, Any]) -> str:
     devs = [d for d in DEVICES if all(d in r["per_device_mean"] for r in result["rows"].values())]
-    head = f"{'model':<28}{'macro':>7}{'spread':>8}" + "".join(f"{d:>7}" for d in devs)
+    head = f"{'model':<28}{'seeds':>6}{'macro':>7}{'spread':>8}" + "".join(f"{d:>7}" for d in devs)
     lines = [f"synthetic {result['scale']}, seeds {result['seeds']}: macro accuracy % on the test fold "
              "(mean over seeds; spread = max - min)", head]
     for name, r in result["rows"].items():
-        lines.append(f"{name:<28}{r['macro_mean']:>7.2f}{r['macro_spread']:>8.2f}"
+        lines.append(f"{name:<28}{len(r['seeds']):>6}{r['macro_mean']:>7.2f}{r['macro_spread']:>8.2f}"
                      + "".join(f"{r['per_device_mean'][d]:>7.2f}" for d in devs))
     for k, v in result["checks"].items():
         lines.append(f"{k}: {v:.2f}" if isinstance(v, float) else f"{k}: {v}")
@@ -187,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="Override applied to every run (e.g. optim.epochs=2 for a smoke test).")
     p.add_argument("--results", help="Result JSON (default benchmarks/results/kd_gains_<scale>.json).")
+    p.add_argument("--report-only", action="store_true",
+                   help="Train nothing: tabulate the runs under --out that have finished (rows list their seeds).")
     args = p.parse_args(argv)
     args.out = args.out or f"runs/kd_gains_{args.scale}"
     logging.basicConfig(level=logging.INFO, format="%(message)s")

@@ -175,3 +175,30 @@ def test_torchrun_two_processes_match_one(tiny_data, cache_dir, tmp_path, teache
     a, b = TeacherLogits.load(single), TeacherLogits.load(out)
     assert a.clip_ids == b.clip_ids and a.member_val_accuracy == pytest.approx(b.member_val_accuracy)
     np.testing.assert_allclose(a.logits, b.logits, rtol=1e-5, atol=1e-5)
+
+
+def test_kd_gains_checks_need_the_same_two_seeds_in_both_rows():
+    """benchmarks/kd_gains.py: the ensemble check is per seed; the KD-gain verdict needs a seed-to-seed spread."""
+    import argparse
+
+    from conftest import load_benchmarks_module
+
+    summarise = load_benchmarks_module("kd_gains").summarise
+    args = argparse.Namespace(scale="tiny", seeds=[0, 1], set=[])
+
+    def r(macro: float) -> dict:
+        return {"macro": macro, "per_device": {"a": macro}, "unseen": None}
+
+    runs = {"student labels only": {0: r(60.0), 1: r(61.0)},
+            "teacher t1": {0: r(62.0), 1: r(63.0)}, "teacher t2": {0: r(61.0), 1: r(64.0)},
+            "teacher ensemble": {0: r(63.0), 1: r(63.5)},  # beats its best member in seed 0 only
+            "student KD": {0: r(63.0), 1: r(62.5)}}
+    checks = summarise(runs, args)["checks"]
+    assert checks["ensemble_beats_best_member_every_seed"] is False
+    assert checks["kd_gain_pp"] == pytest.approx(2.25)  # 62.75 - 60.5
+    assert checks["seed_spread_pp"] == pytest.approx(1.0)  # the larger of the two rows' spreads
+    assert checks["kd_gain_exceeds_spread"] is True
+    runs["student KD"] = {0: r(64.0)}  # one seed of KD finished (--report-only): a gain, but no verdict
+    checks = summarise(runs, args)["checks"]
+    assert checks["kd_gain_pp"] == pytest.approx(3.5)
+    assert checks["seed_spread_pp"] is None and checks["kd_gain_exceeds_spread"] is None
