@@ -6,13 +6,16 @@ Real recordings arrive in every shape: stereo, 24-bit, other sample rates, short
 - the rate is converted with polyphase resampling (scipy `resample_poly`, exact ratio);
 - a short clip is zero-padded at the end, a long one cropped to its first `clip_samples` samples
   (the DCASE inference API can instead average all 1-s windows: see `split_windows`);
-- an empty, unreadable or non-finite file raises `DataError`.
+- an empty, unreadable or non-finite file raises `DataError`, and so does a truncated WAV (its data chunk
+  declares more bytes than the file holds: libsndfile would silently read the shorter clip, and the
+  zero-padding above would hide it; an interrupted copy of a dataset looks exactly like this).
 """
 
 from __future__ import annotations
 
 import math
 import os
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -37,10 +40,37 @@ def read_audio(path: str | os.PathLike, sample_rate_hz: int) -> np.ndarray:
         raise DataError(f"cannot read audio {path}: {exc}") from None
     if data.shape[0] == 0:
         raise DataError(f"audio file {path} holds no samples")
+    missing = wav_missing_bytes(path)
+    if missing:
+        raise DataError(f"audio file {path} is truncated: its WAV header declares {missing} more bytes of "
+                        "audio than the file holds")
     mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
     if not np.all(np.isfinite(mono)):
         raise DataError(f"audio file {path} holds NaN or infinite samples")
     return resample(mono, int(rate), sample_rate_hz)
+
+
+def wav_missing_bytes(path: str | os.PathLike) -> int:
+    """How many bytes of a RIFF/WAVE file's data chunk are missing from the file (0: complete or not a WAV).
+
+    Walks the chunk headers to the `data` chunk and compares its declared size with the bytes that follow.
+    A size of 0 or 0xFFFFFFFF (streamed or RF64 files, whose size lives elsewhere) is not checked.
+    """
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return 0
+        pos = 12
+        while pos + 8 <= size:
+            f.seek(pos)
+            chunk_id, chunk_size = struct.unpack("<4sI", f.read(8))
+            if chunk_id == b"data":
+                if chunk_size in (0, 0xFFFFFFFF):
+                    return 0
+                return max(0, chunk_size - (size - pos - 8))
+            pos += 8 + chunk_size + (chunk_size & 1)  # chunks are padded to an even size
+    return 0
 
 
 def resample(x: np.ndarray, rate_in_hz: int, rate_out_hz: int) -> np.ndarray:

@@ -41,6 +41,26 @@ def test_corrupt_files_name_the_file(tmp_path, content, match):
     assert "broken.wav" in str(err.value)
 
 
+@pytest.mark.parametrize("subtype", ["PCM_16", "PCM_24", "FLOAT"])
+def test_truncated_wav_is_an_error_not_a_shorter_clip(tmp_path, subtype):
+    sf.write(tmp_path / "full.wav", tone(32000, 0.5, channels=2), 32000, subtype=subtype)
+    data = (tmp_path / "full.wav").read_bytes()
+    assert read_audio(tmp_path / "full.wav", 32000).shape == (16000,)
+    (tmp_path / "cut.wav").write_bytes(data[: len(data) // 2])  # an interrupted copy
+    with pytest.raises(DataError, match=r"cut\.wav is truncated: its WAV header declares \d+ more bytes"):
+        read_audio(tmp_path / "cut.wav", 32000)
+    # trailing chunks after the data (e.g. LIST metadata) and odd-sized chunks before it are not truncation
+    (tmp_path / "tail.wav").write_bytes(data + b"LIST" + (4).to_bytes(4, "little") + b"INFO")
+    assert read_audio(tmp_path / "tail.wav", 32000).shape == (16000,)
+    i = data.index(b"data")
+    odd = data[:i] + b"junk" + (3).to_bytes(4, "little") + b"abc\x00" + data[i:]  # 3 bytes + 1 pad byte
+    (tmp_path / "odd.wav").write_bytes(odd)
+    assert read_audio(tmp_path / "odd.wav", 32000).shape == (16000,)
+    (tmp_path / "odd_cut.wav").write_bytes(odd[:-100])
+    with pytest.raises(DataError, match="declares 100 more bytes"):
+        read_audio(tmp_path / "odd_cut.wav", 32000)
+
+
 def test_missing_and_empty_files(tmp_path):
     with pytest.raises(DataError, match="not found"):
         read_audio(tmp_path / "nope.wav", 32000)
