@@ -3,7 +3,9 @@
 config -> data (cached 32 kHz waveforms) -> model -> optimiser -> resume? -> for each epoch: shuffle,
 augment (roll, DIR, masks, Freq-MixStyle), forward, loss (labels, optionally KD against stored teacher
 logits), step; validate; checkpoint. Every random draw comes from generators seeded by (seed, epoch,
-rank), so the same seed gives the same weights and a resumed run equals an uninterrupted one.
+rank), so the same seed gives the same weights and a resumed run equals an uninterrupted one, on the same
+hardware and thread count (the order of floating-point sums depends on both); on CUDA, cuDNN is set to
+deterministic kernels, but a few backward kernels use atomic adds, so GPU runs can differ in the last bits.
 
 Data parallel: launched by `torchrun --nproc_per_node N -m edgeasc.cli train ...`; each rank takes
 every N-th example of the same global batch, gradients are averaged by DistributedDataParallel (gloo on
@@ -108,6 +110,10 @@ def _pick_device(name: str, local_rank: int) -> torch.device:
     if name == "cuda":
         if not torch.cuda.is_available():
             raise ConfigError("device=cuda requested but CUDA is not available")
+        # cuDNN's autotuner picks kernels by timing, and some of its kernels are not deterministic; fixed
+        # choices make same-seed GPU runs repeat more closely (atomics in some backward kernels still vary)
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
         return torch.device(f"cuda:{local_rank}")
     return torch.device(name)
 
