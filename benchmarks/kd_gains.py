@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 from edgeasc.artifacts import write_json_atomic  # noqa: E402
 from edgeasc.bench import describe_machine  # noqa: E402
 from edgeasc.labels import DEVICES  # noqa: E402
+from edgeasc.metrics import summarise_seeds  # noqa: E402
 
 log = logging.getLogger("kd_gains")
 
@@ -154,15 +155,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def summarise(runs: dict[str, dict[int, dict[str, Any]]], args: argparse.Namespace) -> dict[str, Any]:
     rows = {}
     for name, by_seed in runs.items():
-        macros = np.array([r["macro"] for r in by_seed.values()])
-        rows[name] = {
-            "seeds": sorted(by_seed),
-            "macro_mean": float(macros.mean()),
-            "macro_spread": float(macros.max() - macros.min()),
-            "per_device_mean": {d: float(np.mean([r["per_device"][d] for r in by_seed.values()]))
-                                for d in DEVICES if all(d in r["per_device"] for r in by_seed.values())},
-            "runs": {str(s): r for s, r in by_seed.items()},
-        }
+        rows[name] = summarise_seeds(by_seed)
     teachers = [k for k in rows if k.startswith("teacher ") and k != "teacher ensemble"]
     checks = {}
     if "teacher ensemble" in rows and teachers:

@@ -44,14 +44,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from edgeasc.artifacts import write_json_atomic  # noqa: E402
 from edgeasc.bench import describe_machine  # noqa: E402
-from edgeasc.labels import DEVICES  # noqa: E402
+from edgeasc.metrics import summarise_seeds  # noqa: E402
 
 log = logging.getLogger("prune_gains")
 
@@ -210,14 +209,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def summarise(runs: dict[str, dict[int, dict[str, Any]]], args: argparse.Namespace) -> dict[str, Any]:
     rows = {}
     for name, by_seed in runs.items():
-        macros = np.array([r["macro"] for r in by_seed.values()])
         first = next(iter(by_seed.values()))
-        rows[name] = {"seeds": sorted(by_seed), "macro_mean": float(macros.mean()),
-                      "macro_spread": float(macros.max() - macros.min()), "params": first["params"],
-                      "macs": first["macs"], "epochs": first["epochs"],
-                      "per_device_mean": {d: float(np.mean([r["per_device"][d] for r in by_seed.values()]))
-                                          for d in DEVICES if all(d in r["per_device"] for r in by_seed.values())},
-                      "runs": {str(s): r for s, r in by_seed.items()}}
+        rows[name] = {**summarise_seeds(by_seed), "params": first["params"], "macs": first["macs"],
+                      "epochs": first["epochs"]}
     for name, row in rows.items():
         arm, tag = name.split()
         ref = rows.get(f"direct {tag}")

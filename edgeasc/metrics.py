@@ -102,3 +102,17 @@ def _pct(x: float) -> str:
 def _table(rows: list[list[str]]) -> list[str]:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return ["  ".join(c.rjust(w) if j else c.ljust(w) for j, (c, w) in enumerate(zip(r, widths))) for r in rows]
+
+
+def summarise_seeds(by_seed: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """One model's results over seeds (each with `macro` and `per_device` in %): seeds, mean, spread
+    (max - min), per-device means over the devices every seed reports, and the per-seed results."""
+    macros = np.array([r["macro"] for r in by_seed.values()])
+    return {
+        "seeds": sorted(by_seed),
+        "macro_mean": float(macros.mean()),
+        "macro_spread": float(macros.max() - macros.min()),
+        "per_device_mean": {d: float(np.mean([r["per_device"][d] for r in by_seed.values()]))
+                            for d in DEVICES if all(d in r["per_device"] for r in by_seed.values())},
+        "runs": {str(s): r for s, r in by_seed.items()},
+    }
