@@ -14,6 +14,10 @@ Every run lives in its own folder under --out and is skipped when complete, so a
     .venv/bin/python benchmarks/kd_gains.py --scale small --seeds 0 1 --kd-variant kd.label_weight=0.5
     # the table of whatever has finished so far, training nothing (e.g. while the seeds run as two processes):
     .venv/bin/python benchmarks/kd_gains.py --scale medium --seeds 0 1 --out runs/kd_medium --report-only
+    # every seed's KD student distils seed 0's ensemble (logits computed once), and the rows an earlier result
+    # already measured are taken from it (teachers a KD student needs are trained again and must reproduce it):
+    .venv/bin/python benchmarks/kd_gains.py --scale medium --seeds 0 1 --teacher-seed 0 \
+        --recorded benchmarks/results/kd_gains_medium_part1.json
 
 The checks the issue asks for are evaluated and printed (they do not change the exit code: the numbers are
 the result, whatever they are): the ensemble beats its best member, and the KD student beats the
@@ -23,6 +27,7 @@ label-only student by more than the seed-to-seed spread.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -117,42 +122,107 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             return path if path.is_file() else None
         return _train(recipe, run_dir, data, seed, overrides)
 
+    recorded = _load_recorded(args) if args.recorded else {}
     runs: dict[str, dict[int, dict[str, Any]]] = {}
-    for seed in args.seeds:
-        # The label-only student first: it is also the reference for the export experiments.
-        label = model(STUDENT, out / f"student_label_s{seed}", seed, extra)
-        if label:
-            runs.setdefault("student labels only", {})[seed] = _report(*_test_logits(label, data))
-        members = []
-        for name, (recipe, overrides) in TEACHERS.items():
-            path = model(recipe, out / f"teacher_{name}_s{seed}", seed, (*overrides, *extra))
-            members.append(path)
-            if path:
-                runs.setdefault(f"teacher {name}", {})[seed] = _report(*_test_logits(path, data))
+    reused: list[str] = []  # row/seed figures taken from --recorded
+    reproduced: list[dict[str, Any]] = []  # rows --recorded has and this run measured again
+
+    def measure(row: str, seed: int, recipe: str, run_dir: Path, overrides: tuple[str, ...],
+                force: bool = False) -> Path | None:
+        """One row's figures for one seed: from --recorded when it has them (unless the model is needed here,
+        `force`), else trained (or resumed) and evaluated. Returns the model when this run has it."""
+        rec = recorded.get(row, {}).get(seed)
+        if rec is not None and not force:
+            runs.setdefault(row, {})[seed] = rec
+            reused.append(f"{row}/s{seed}")
+            return None
+        path = model(recipe, run_dir, seed, overrides)
+        if path:
+            record(row, seed, _report(*_test_logits(path, data)))
+        return path
+
+    def record(row: str, seed: int, result: dict[str, Any]) -> None:
+        runs.setdefault(row, {})[seed] = result
+        rec = recorded.get(row, {}).get(seed)
+        if rec is not None:
+            reproduced.append({"row": row, "seed": seed, "recorded": rec["macro"], "measured": result["macro"]})
+
+    def teachers(seed: int, force: bool) -> Path | None:
+        """The seed's teacher and ensemble rows; with `force`, the ensemble's training logits (None until all
+        its members have finished)."""
+        members = [measure(f"teacher {name}", seed, recipe, out / f"teacher_{name}_s{seed}", (*overrides, *extra),
+                           force)
+                   for name, (recipe, overrides) in TEACHERS.items()]
         if not all(members):
-            continue
+            if "teacher ensemble" in recorded and seed in recorded["teacher ensemble"] and not force:
+                runs.setdefault("teacher ensemble", {})[seed] = recorded["teacher ensemble"][seed]
+                reused.append(f"teacher ensemble/s{seed}")
+            return None
         # The ensemble on the test fold: the mean of its members' logits, as the stored training logits are.
         member_logits = [_test_logits(p, data) for p in members]
-        clips = member_logits[0][1]
-        runs.setdefault("teacher ensemble", {})[seed] = _report(np.mean([m[0] for m in member_logits], 0), clips)
+        mean = np.mean([m[0] for m in member_logits], 0)
+        record("teacher ensemble", seed, _report(mean, member_logits[0][1]))
         logits_file = out / f"ensemble_s{seed}.npz"
-        if not logits_file.is_file():
-            if args.report_only:
-                continue
+        if not logits_file.is_file() and not args.report_only:
             compute_teacher_logits(members, data, logits_file, progress=False)
-        kd = model(KD_STUDENT, out / f"student_kd_s{seed}", seed, (f"kd.teacher_logits={str(logits_file)!r}", *extra))
-        if kd:
-            runs.setdefault("student KD", {})[seed] = _report(*_test_logits(kd, data))
+        return logits_file if logits_file.is_file() else None
+
+    def teacher_seed(seed: int) -> int:
+        return seed if args.teacher_seed is None else args.teacher_seed
+
+    def kd_rows(seed: int) -> list[tuple[str, str, tuple[str, ...]]]:
+        """(row, run folder, overrides) of the seed's KD students: the recipe's and each --kd-variant."""
+        t = teacher_seed(seed)
+        suffix = f"_s{seed}" if t == seed else f"_s{seed}_t{t}"  # KD from another seed's ensemble
+        rows = [("student KD", f"student_kd{suffix}", ())]
         for variant in args.kd_variant:  # the KD student again with changed KD settings (an investigation)
             tag = "_".join(v.replace("kd.", "").replace("=", "") for v in variant.split(","))
-            path = model(KD_STUDENT, out / f"student_kd_{tag}_s{seed}", seed,
-                         (f"kd.teacher_logits={str(logits_file)!r}", *extra, *variant.split(",")))
-            if path:
-                runs.setdefault(f"student KD {tag}", {})[seed] = _report(*_test_logits(path, data))
-    return summarise(runs, args)
+            rows.append((f"student KD {tag}", f"student_kd_{tag}{suffix}", tuple(variant.split(","))))
+        return rows
+
+    # An ensemble is trained when a KD student that --recorded does not have distils it.
+    needed = {teacher_seed(s) for s in args.seeds
+              if any(seed_missing(recorded, row, s) for row, _, _ in kd_rows(s))}
+    ensembles: dict[int, Path | None] = {}
+    for seed in args.seeds:
+        # The label-only student first: it is also the reference for the export experiments.
+        measure("student labels only", seed, STUDENT, out / f"student_label_s{seed}", extra)
+        ensembles[seed] = teachers(seed, force=seed in needed)
+    for seed in args.seeds:
+        logits_file = ensembles[teacher_seed(seed)]
+        for row, run_dir, variant in kd_rows(seed):
+            if logits_file is None and not seed_missing(recorded, row, seed):
+                measure(row, seed, KD_STUDENT, out / run_dir, ())
+            elif logits_file is not None:
+                measure(row, seed, KD_STUDENT, out / run_dir,
+                        (f"kd.teacher_logits={str(logits_file)!r}", *extra, *variant))
+    return summarise(runs, args, reused, reproduced)
 
 
-def summarise(runs: dict[str, dict[int, dict[str, Any]]], args: argparse.Namespace) -> dict[str, Any]:
+def seed_missing(recorded: dict[str, dict[int, Any]], row: str, seed: int) -> bool:
+    return seed not in recorded.get(row, {})
+
+
+def _load_recorded(args: argparse.Namespace) -> dict[str, dict[int, dict[str, Any]]]:
+    """Per-seed figures of an earlier result JSON of this benchmark, by row and seed. A KD row's seed is kept
+    only where it distilled the ensemble this run's would (--teacher-seed)."""
+    prev = json.loads(Path(args.recorded).read_text())
+    mine = {"benchmark": "kd_gains", "scale": args.scale, "student_recipe": STUDENT, "kd_recipe": KD_STUDENT,
+            "overrides": list(args.set)}
+    differs = {k: prev.get(k) for k, v in mine.items() if prev.get(k) != v}
+    if differs:
+        raise SystemExit(f"kd_gains: --recorded {args.recorded} is another experiment ({differs})")
+    rows = {row: {int(seed): r for seed, r in v["runs"].items()} for row, v in prev["rows"].items()}
+    then, now = prev.get("teacher_seed"), args.teacher_seed
+    for row, by_seed in rows.items():
+        if row.startswith("student KD"):  # kept where it distilled the ensemble this run's KD student would
+            for seed in [s for s in by_seed if (s if then is None else then) != (s if now is None else now)]:
+                del by_seed[seed]
+    return rows
+
+
+def summarise(runs: dict[str, dict[int, dict[str, Any]]], args: argparse.Namespace,
+              reused: list[str] = (), reproduced: list[dict[str, Any]] = ()) -> dict[str, Any]:
     rows = {}
     for name, by_seed in runs.items():
         rows[name] = summarise_seeds(by_seed)
@@ -171,9 +241,12 @@ def summarise(runs: dict[str, dict[int, dict[str, Any]]], args: argparse.Namespa
         checks["kd_gain_pp"] = gain
         checks["seed_spread_pp"] = spread
         checks["kd_gain_exceeds_spread"] = bool(gain > spread) if comparable else None
+    if reproduced:  # the same seed, recipe and data give the same model: a recorded figure must come out again
+        checks["recorded_rows_reproduced"] = all(abs(r["recorded"] - r["measured"]) < 1e-9 for r in reproduced)
     return {"benchmark": "kd_gains", "scale": args.scale, "seeds": args.seeds, "teachers": TEACHERS,
             "student_recipe": STUDENT, "kd_recipe": KD_STUDENT, "overrides": list(args.set),
-            "rows": rows, "checks": checks, "machine": describe_machine()}
+            "teacher_seed": args.teacher_seed, "recorded_from": args.recorded, "recorded_rows": list(reused),
+            "reproduced": list(reproduced), "rows": rows, "checks": checks, "machine": describe_machine()}
 
 
 def format_table(result: dict[str, Any]) -> str:
@@ -202,15 +275,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="Override applied to every run (e.g. optim.epochs=2 for a smoke test).")
     p.add_argument("--results", help="Result JSON (default benchmarks/results/kd_gains_<scale>.json).")
+    p.add_argument("--teacher-seed", type=int,
+                   help="KD students of every seed distil this seed's ensemble (teacher logits computed once, as "
+                        "in the seed's system); default: each seed its own ensemble.")
+    p.add_argument("--recorded", metavar="RESULT_JSON",
+                   help="Take the per-seed figures of rows and seeds this earlier result of the same experiment "
+                        "holds instead of training them (listed as recorded_rows in the new result); teachers a "
+                        "KD student needs are trained again and checked against their recorded figures.")
     p.add_argument("--report-only", action="store_true",
                    help="Train nothing: tabulate the runs under --out that have finished (rows list their seeds).")
     args = p.parse_args(argv)
+    if args.teacher_seed is not None and args.teacher_seed not in args.seeds:
+        p.error("--teacher-seed must be one of --seeds")
     args.out = args.out or f"runs/kd_gains_{args.scale}"
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     result = run(args)
     path = Path(args.results or ROOT / "benchmarks" / "results" / f"kd_gains_{args.scale}.json")
     write_json_atomic(path, result)
     print(format_table(result))
+    if result["recorded_rows"]:
+        print(f"taken from {args.recorded} (not trained again): {', '.join(result['recorded_rows'])}")
     print(f"wrote {path}")
     return 0
 

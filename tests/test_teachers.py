@@ -184,7 +184,7 @@ def test_kd_gains_checks_need_the_same_two_seeds_in_both_rows():
     from conftest import load_benchmarks_module
 
     summarise = load_benchmarks_module("kd_gains").summarise
-    args = argparse.Namespace(scale="tiny", seeds=[0, 1], set=[])
+    args = argparse.Namespace(scale="tiny", seeds=[0, 1], set=[], teacher_seed=None, recorded=None)
 
     def r(macro: float) -> dict:
         return {"macro": macro, "per_device": {"a": macro}, "unseen": None}
@@ -202,3 +202,31 @@ def test_kd_gains_checks_need_the_same_two_seeds_in_both_rows():
     checks = summarise(runs, args)["checks"]
     assert checks["kd_gain_pp"] == pytest.approx(3.5)
     assert checks["seed_spread_pp"] is None and checks["kd_gain_exceeds_spread"] is None
+
+
+def test_kd_gains_recorded_rows_keep_kd_seeds_only_where_the_teachers_match(tmp_path):
+    """benchmarks/kd_gains.py --recorded: an earlier result's per-seed figures are reused, except KD students that
+    distilled another ensemble than --teacher-seed asks for; a result of another experiment is refused."""
+    import argparse
+    import json
+
+    from conftest import load_benchmarks_module
+
+    kd_gains = load_benchmarks_module("kd_gains")
+    r = {"macro": 50.0, "per_device": {"a": 50.0}, "unseen": None}
+    prev = {"benchmark": "kd_gains", "scale": "tiny", "student_recipe": kd_gains.STUDENT,
+            "kd_recipe": kd_gains.KD_STUDENT, "overrides": [], "teacher_seed": None,
+            "rows": {"student labels only": {"runs": {"0": r, "1": r}}, "student KD": {"runs": {"0": r, "1": r}},
+                     "student KD label_weight0.5": {"runs": {"1": r}}}}
+    path = tmp_path / "prev.json"
+    path.write_text(json.dumps(prev))
+    args = argparse.Namespace(scale="tiny", set=[], teacher_seed=None, recorded=str(path))
+    rows = kd_gains._load_recorded(args)
+    assert sorted(rows["student KD"]) == [0, 1] and sorted(rows["student labels only"]) == [0, 1]
+    args.teacher_seed = 0  # now every seed distils seed 0's ensemble: seed 1's recorded KD students no longer fit
+    rows = kd_gains._load_recorded(args)
+    assert sorted(rows["student KD"]) == [0] and rows["student KD label_weight0.5"] == {}
+    assert sorted(rows["student labels only"]) == [0, 1]
+    args.set = ["optim.epochs=2"]
+    with pytest.raises(SystemExit, match="another experiment"):
+        kd_gains._load_recorded(args)
