@@ -27,7 +27,6 @@ label-only student by more than the seed-to-seed spread.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -43,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 from edgeasc.artifacts import write_json_atomic  # noqa: E402
 from edgeasc.bench import describe_machine  # noqa: E402
 from edgeasc.labels import DEVICES  # noqa: E402
-from edgeasc.metrics import summarise_seeds  # noqa: E402
+from edgeasc.metrics import load_recorded_runs, summarise_seeds  # noqa: E402
 
 log = logging.getLogger("kd_gains")
 
@@ -204,21 +203,15 @@ def seed_missing(recorded: dict[str, dict[int, Any]], row: str, seed: int) -> bo
 
 
 def _load_recorded(args: argparse.Namespace) -> dict[str, dict[int, dict[str, Any]]]:
-    """Per-seed figures of an earlier result JSON of this benchmark, by row and seed. A KD row's seed is kept
-    only where it distilled the ensemble this run's would (--teacher-seed)."""
-    prev = json.loads(Path(args.recorded).read_text())
-    mine = {"benchmark": "kd_gains", "scale": args.scale, "student_recipe": STUDENT, "kd_recipe": KD_STUDENT,
-            "overrides": list(args.set)}
-    differs = {k: prev.get(k) for k, v in mine.items() if prev.get(k) != v}
-    if differs:
-        raise SystemExit(f"kd_gains: --recorded {args.recorded} is another experiment ({differs})")
-    rows = {row: {int(seed): r for seed, r in v["runs"].items()} for row, v in prev["rows"].items()}
-    then, now = prev.get("teacher_seed"), args.teacher_seed
-    for row, by_seed in rows.items():
-        if row.startswith("student KD"):  # kept where it distilled the ensemble this run's KD student would
-            for seed in [s for s in by_seed if (s if then is None else then) != (s if now is None else now)]:
-                del by_seed[seed]
-    return rows
+    """Per-seed figures of an earlier result of this experiment, by row and seed. A KD row's seed is kept only
+    where it distilled the ensemble this run's would (--teacher-seed)."""
+    def keep(prev: dict[str, Any], row: str, seed: int) -> bool:
+        then, now = prev.get("teacher_seed"), args.teacher_seed
+        return not row.startswith("student KD") or (seed if then is None else then) == (seed if now is None else now)
+
+    expect = {"benchmark": "kd_gains", "scale": args.scale, "student_recipe": STUDENT, "kd_recipe": KD_STUDENT,
+              "overrides": list(args.set)}
+    return load_recorded_runs(args.recorded, expect, keep)
 
 
 def summarise(runs: dict[str, dict[int, dict[str, Any]]], args: argparse.Namespace,

@@ -27,6 +27,11 @@ when complete, so a killed benchmark resumes.
     .venv/bin/python benchmarks/prune_gains.py --scale small --data demo_out/data --no-kd --arms from64 --agp-epochs 2
     .venv/bin/python benchmarks/prune_gains.py --scale small --data demo_out/data --ensemble-from runs/kd_gains_small \
         --stage-lr 0.002 --stage-warmup 20 --results benchmarks/results/prune_gains_small_stage_lr0.002_w20.json
+    # a long benchmark in parts (e.g. one session each): rows an earlier result holds are taken from it; KD arms
+    # of every seed distil seed 0's ensemble (its teachers trained here, or --ensemble-from):
+    .venv/bin/python benchmarks/prune_gains.py --scale medium --no-kd --arms direct from64 --seeds 0 1 \
+        --results runs/part1.json
+    .venv/bin/python benchmarks/prune_gains.py --scale medium --seeds 0 1 --teacher-seed 0 --recorded runs/part1.json
     # one table of what has finished (e.g. seeds run in parallel with their own --results), training nothing:
     .venv/bin/python benchmarks/prune_gains.py --scale small --data demo_out/data --seeds 0 1 --report-only
 
@@ -50,7 +55,7 @@ sys.path.insert(0, str(ROOT))
 
 from edgeasc.artifacts import write_json_atomic  # noqa: E402
 from edgeasc.bench import describe_machine  # noqa: E402
-from edgeasc.metrics import summarise_seeds  # noqa: E402
+from edgeasc.metrics import load_recorded_runs, summarise_seeds  # noqa: E402
 
 log = logging.getLogger("prune_gains")
 
@@ -169,14 +174,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         generate_dataset(data, scale=args.scale, seed=args.data_seed, progress=True)
     E = args.epochs
     runs: dict[str, dict[int, dict[str, Any]]] = {}
+    recorded = _load_recorded(args) if args.recorded else {}
+    reused: list[str] = []
+    supervisions = [False] if args.no_kd else [True] if args.kd_only else [False, True]
     for seed in args.seeds:
-        # --report-only trains nothing, so it needs no teachers' logits
-        logits_file = None if args.report_only or args.no_kd else _ensemble_logits(args, out, data, seed)
-        for kd in ([False] if args.no_kd else [True] if args.kd_only else [False, True]):
+        t = seed if args.teacher_seed is None else args.teacher_seed
+        kd_todo = True in supervisions and any(seed not in recorded.get(f"{arm} kd", {}) for arm in args.arms)
+        # --report-only trains nothing, so it needs no teachers' logits; nor do KD rows --recorded holds
+        logits_file = _ensemble_logits(args, out, data, t) if kd_todo and not args.report_only else None
+        for kd in supervisions:
             recipe = KD_STUDENT if kd else STUDENT
             tag = "kd" if kd else "labels"
             lf = logits_file if kd else None
             for arm in args.arms:
+                if seed in recorded.get(f"{arm} {tag}", {}):
+                    runs.setdefault(f"{arm} {tag}", {})[seed] = recorded[f"{arm} {tag}"][seed]
+                    reused.append(f"{arm} {tag}/s{seed}")
+                    continue
                 phases = epoch_split(arm, E, args.agp_epochs)
                 base = {"direct": "sscp_mobile_b32", "from64": "sscp_mobile_b64", "from96": "sscp_mobile_b96"}[arm]
                 # a pruning variant (importance, steps, AGP epochs, stage schedule) reuses the pretrained wide
@@ -185,8 +199,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 variant += "" if args.agp_epochs is None else f"_a{args.agp_epochs}"
                 variant += "" if args.stage_lr is None else f"_lr{args.stage_lr:g}"
                 variant += "" if args.stage_warmup is None else f"_w{args.stage_warmup}"
-                pre_dir = out / f"{arm}_{tag}_s{seed}_pretrain"
-                pruned_dir = out / f"{arm}_{tag}_s{seed}_pruned{variant}"
+                who = f"s{seed}" if not kd or t == seed else f"s{seed}_t{t}"  # KD from another seed's ensemble
+                pre_dir = out / f"{arm}_{tag}_{who}_pretrain"
+                pruned_dir = out / f"{arm}_{tag}_{who}_pruned{variant}"
                 if args.report_only:
                     final = (pre_dir if arm == "direct" else pruned_dir) / "model.pt"
                     if not final.is_file():
@@ -203,10 +218,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 row["epochs"] = phases
                 runs.setdefault(f"{arm} {tag}", {})[seed] = row
                 log.info("%s %s seed %d: macro %.2f%%", arm, tag, seed, row["macro"])
-    return summarise(runs, args)
+    return summarise(runs, args, reused)
 
 
-def summarise(runs: dict[str, dict[int, dict[str, Any]]], args: argparse.Namespace) -> dict[str, Any]:
+def _load_recorded(args: argparse.Namespace) -> dict[str, dict[int, dict[str, Any]]]:
+    """Per-seed rows of an earlier result of this experiment (--recorded); its KD rows only where they distilled
+    the ensemble this run's would (--teacher-seed)."""
+    def keep(prev: dict[str, Any], row: str, seed: int) -> bool:
+        then, now = prev.get("teacher_seed"), args.teacher_seed
+        return not row.endswith(" kd") or (seed if then is None else then) == (seed if now is None else now)
+
+    expect = {"benchmark": "prune_gains", "scale": args.scale, "epochs_total": args.epochs, "student_recipe": STUDENT,
+              "kd_recipe": KD_STUDENT, "teachers": list(TEACHERS), "importance": args.importance,
+              "n_steps": args.n_steps, "agp_epochs": args.agp_epochs, "stage_lr": args.stage_lr,
+              "stage_warmup": args.stage_warmup, "overrides": list(args.set)}
+    return load_recorded_runs(args.recorded, expect, keep)
+
+
+def summarise(runs: dict[str, dict[int, dict[str, Any]]], args: argparse.Namespace,
+              reused: list[str] = ()) -> dict[str, Any]:
     rows = {}
     for name, by_seed in runs.items():
         first = next(iter(by_seed.values()))
@@ -224,7 +254,8 @@ def summarise(runs: dict[str, dict[int, dict[str, Any]]], args: argparse.Namespa
             "student_recipe": STUDENT, "kd_recipe": KD_STUDENT, "teachers": list(TEACHERS),
             "ensemble_from": args.ensemble_from, "importance": args.importance, "n_steps": args.n_steps,
             "agp_epochs": args.agp_epochs, "stage_lr": args.stage_lr, "stage_warmup": args.stage_warmup,
-            "overrides": list(args.set), "rows": rows, "machine": describe_machine()}
+            "overrides": list(args.set), "teacher_seed": args.teacher_seed, "recorded_from": args.recorded,
+            "recorded_rows": list(reused), "rows": rows, "machine": describe_machine()}
 
 
 def format_table(result: dict[str, Any]) -> str:
@@ -267,6 +298,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ensemble-from", metavar="DIR",
                    help="Reuse DIR/ensemble_s<seed>.npz of benchmarks/kd_gains.py (same teacher recipes, 16 "
                         "epochs, same data) instead of training the teachers again.")
+    p.add_argument("--teacher-seed", type=int,
+                   help="KD arms of every seed distil this seed's ensemble (default: each seed its own).")
+    p.add_argument("--recorded", metavar="RESULT_JSON",
+                   help="Take the rows and seeds this earlier result of the same experiment holds instead of "
+                        "training them (recorded_rows in the new result): a long benchmark run in parts.")
     p.add_argument("--out", help="Run folder (default runs/prune_gains_<scale>).")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="Override applied to every training run (e.g. optim.batch_size=32).")
@@ -280,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
     path = Path(args.results or ROOT / "benchmarks" / "results" / f"prune_gains_{args.scale}.json")
     write_json_atomic(path, result)
     print(format_table(result))
+    if result["recorded_rows"]:
+        print(f"taken from {args.recorded} (not trained again): {', '.join(result['recorded_rows'])}")
     print(f"wrote {path}")
     return 0
 

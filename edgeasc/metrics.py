@@ -7,7 +7,9 @@ Group accuracies are macro accuracies over the clips of the group's devices.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -116,3 +118,25 @@ def summarise_seeds(by_seed: dict[int, dict[str, Any]]) -> dict[str, Any]:
                             for d in DEVICES if all(d in r["per_device"] for r in by_seed.values())},
         "runs": {str(s): r for s, r in by_seed.items()},
     }
+
+
+def load_recorded_runs(path: str | Path, expect: dict[str, Any],
+                       keep: Callable[[dict[str, Any], str, int], bool] | None = None) -> dict[str, dict[int, Any]]:
+    """The per-seed results (`rows -> runs`, as `summarise_seeds` writes them) of an earlier benchmark result, by
+    row and seed, for a benchmark to reuse instead of training them again: a long experiment done in parts.
+
+    `expect` holds the result fields that define the experiment (benchmark, scale, recipes, overrides...); a
+    file that differs in any of them is refused, as is a missing or unreadable one (SystemExit, one line).
+    `keep(result, row, seed)` (the earlier result, one of its rows and seeds) drops what no longer fits (e.g.
+    KD students of other teachers).
+    """
+    try:
+        prev = json.loads(Path(path).read_text())
+        rows = {row: {int(seed): r for seed, r in v["runs"].items()} for row, v in prev["rows"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise SystemExit(f"recorded results {path}: not a readable benchmark result ({type(e).__name__}: {e})")
+    differs = {k: prev.get(k) for k, v in expect.items() if prev.get(k) != v}
+    if differs:
+        raise SystemExit(f"recorded results {path} are another experiment ({differs})")
+    return {row: {seed: r for seed, r in by_seed.items() if keep is None or keep(prev, row, seed)}
+            for row, by_seed in rows.items()}

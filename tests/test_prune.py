@@ -366,3 +366,38 @@ def test_prune_gains_epoch_split_keeps_every_arm_at_the_same_total():
             split("from64", 16, bad)
     with pytest.raises(SystemExit, match="too few"):
         split("from96", 4)
+
+
+def test_prune_gains_runs_in_parts_from_recorded_rows(tmp_path, tiny_data):
+    """benchmarks/prune_gains.py --recorded: rows and seeds an earlier result of the same experiment holds are
+    taken from it (no training, no teachers when every KD row is there); KD rows distilled from another seed's
+    ensemble than --teacher-seed asks for are not; another experiment's result is refused."""
+    import json
+
+    pg = load_benchmarks_module("prune_gains")
+
+    def r(macro: float, params: int) -> dict:
+        return {"macro": macro, "per_device": {"a": macro}, "params": params, "macs": 1000, "widths": [],
+                "epochs": {"pretrain": 5}}
+
+    rows = {f"{arm} {tag}": {"runs": {"0": r(base + 0.0, 100), "1": r(base + 1.0, 100)}}
+            for arm, base in (("direct", 50.0), ("from64", 52.0)) for tag in ("labels", "kd")}
+    prev = {"benchmark": "prune_gains", "scale": "tiny", "epochs_total": 5, "student_recipe": pg.STUDENT,
+            "kd_recipe": pg.KD_STUDENT, "teachers": list(pg.TEACHERS), "importance": "l1", "n_steps": 8,
+            "agp_epochs": None, "stage_lr": None, "stage_warmup": None, "overrides": [], "teacher_seed": None,
+            "rows": rows}
+    rec = tmp_path / "part1.json"
+    rec.write_text(json.dumps(prev))
+    argv = ["--scale", "tiny", "--data", str(tiny_data), "--out", str(tmp_path / "runs"), "--seeds", "0", "1",
+            "--epochs", "5", "--arms", "direct", "from64", "--recorded", str(rec)]
+    assert pg.main([*argv, "--results", str(tmp_path / "all.json")]) == 0
+    result = json.loads((tmp_path / "all.json").read_text())
+    assert len(result["recorded_rows"]) == 8 and not (tmp_path / "runs").exists()  # nothing trained
+    assert result["rows"]["from64 kd"]["gain_over_direct_pp"] == pytest.approx(2.0)
+    assert result["rows"]["from64 kd"]["gain_exceeds_spread"] is True  # +2.0 against a spread of 1.0
+    args = pg.argparse.Namespace(scale="tiny", epochs=5, importance="l1", n_steps=8, agp_epochs=None, stage_lr=None,
+                                 stage_warmup=None, set=[], recorded=str(rec), teacher_seed=0)
+    kept = pg._load_recorded(args)  # every seed now distils seed 0's ensemble: seed 1's KD rows no longer fit
+    assert sorted(kept["direct kd"]) == [0] and sorted(kept["direct labels"]) == [0, 1]
+    with pytest.raises(SystemExit, match="another experiment"):
+        pg.main([*argv, "--epochs", "6", "--results", str(tmp_path / "other.json")])

@@ -21,7 +21,6 @@ from edgeasc.dataset import TAUDataset, load_waveforms
 from edgeasc.distill import TeacherLogits
 from edgeasc.errors import CheckpointError, ConfigError, DataError
 from edgeasc.evaluate import predict_logits
-from edgeasc.labels import SCENES
 from edgeasc.metrics import macro_accuracy
 from edgeasc.models import create_model
 from edgeasc.teachers import compute_teacher_logits
@@ -229,4 +228,7 @@ def test_kd_gains_recorded_rows_keep_kd_seeds_only_where_the_teachers_match(tmp_
     assert sorted(rows["student labels only"]) == [0, 1]
     args.set = ["optim.epochs=2"]
     with pytest.raises(SystemExit, match="another experiment"):
+        kd_gains._load_recorded(args)
+    path.write_text('{"rows": ')  # a truncated file: one clear line, not a traceback
+    with pytest.raises(SystemExit, match="not a readable benchmark result"):
         kd_gains._load_recorded(args)
