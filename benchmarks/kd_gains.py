@@ -271,9 +271,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--teacher-seed", type=int,
                    help="KD students of every seed distil this seed's ensemble (teacher logits computed once, as "
                         "in the seed's system); default: each seed its own ensemble.")
-    p.add_argument("--recorded", metavar="RESULT_JSON",
-                   help="Take the per-seed figures of rows and seeds this earlier result of the same experiment "
-                        "holds instead of training them (listed as recorded_rows in the new result); teachers a "
+    p.add_argument("--recorded", metavar="RESULT_JSON", nargs="+",
+                   help="Take the per-seed figures of rows and seeds these earlier results of the same experiment "
+                        "hold instead of training them (listed as recorded_rows in the new result); teachers a "
                         "KD student needs are trained again and checked against their recorded figures.")
     p.add_argument("--report-only", action="store_true",
                    help="Train nothing: tabulate the runs under --out that have finished (rows list their seeds).")
@@ -287,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     write_json_atomic(path, result)
     print(format_table(result))
     if result["recorded_rows"]:
-        print(f"taken from {args.recorded} (not trained again): {', '.join(result['recorded_rows'])}")
+        print(f"taken from {' '.join(args.recorded)} (not trained again): {', '.join(result['recorded_rows'])}")
     print(f"wrote {path}")
     return 0
 

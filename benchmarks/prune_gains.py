@@ -27,11 +27,12 @@ when complete, so a killed benchmark resumes.
     .venv/bin/python benchmarks/prune_gains.py --scale small --data demo_out/data --no-kd --arms from64 --agp-epochs 2
     .venv/bin/python benchmarks/prune_gains.py --scale small --data demo_out/data --ensemble-from runs/kd_gains_small \
         --stage-lr 0.002 --stage-warmup 20 --results benchmarks/results/prune_gains_small_stage_lr0.002_w20.json
-    # a long benchmark in parts (e.g. one session each): rows an earlier result holds are taken from it; KD arms
+    # a long benchmark in parts (e.g. one session each): rows earlier results hold are taken from them; KD arms
     # of every seed distil seed 0's ensemble (its teachers trained here, or --ensemble-from):
-    .venv/bin/python benchmarks/prune_gains.py --scale medium --no-kd --arms direct from64 --seeds 0 1 \
-        --results runs/part1.json
-    .venv/bin/python benchmarks/prune_gains.py --scale medium --seeds 0 1 --teacher-seed 0 --recorded runs/part1.json
+    .venv/bin/python benchmarks/prune_gains.py --scale medium --no-kd --arms direct from64 --seeds 0 \
+        --results runs/part1_s0.json   # and --seeds 1 ... runs/part1_s1.json, in parallel
+    .venv/bin/python benchmarks/prune_gains.py --scale medium --seeds 0 1 --teacher-seed 0 \
+        --recorded runs/part1_s0.json runs/part1_s1.json
     # one table of what has finished (e.g. seeds run in parallel with their own --results), training nothing:
     .venv/bin/python benchmarks/prune_gains.py --scale small --data demo_out/data --seeds 0 1 --report-only
 
@@ -300,8 +301,8 @@ def main(argv: list[str] | None = None) -> int:
                         "epochs, same data) instead of training the teachers again.")
     p.add_argument("--teacher-seed", type=int,
                    help="KD arms of every seed distil this seed's ensemble (default: each seed its own).")
-    p.add_argument("--recorded", metavar="RESULT_JSON",
-                   help="Take the rows and seeds this earlier result of the same experiment holds instead of "
+    p.add_argument("--recorded", metavar="RESULT_JSON", nargs="+",
+                   help="Take the rows and seeds these earlier results of the same experiment hold instead of "
                         "training them (recorded_rows in the new result): a long benchmark run in parts.")
     p.add_argument("--out", help="Run folder (default runs/prune_gains_<scale>).")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -317,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     write_json_atomic(path, result)
     print(format_table(result))
     if result["recorded_rows"]:
-        print(f"taken from {args.recorded} (not trained again): {', '.join(result['recorded_rows'])}")
+        print(f"taken from {' '.join(args.recorded)} (not trained again): {', '.join(result['recorded_rows'])}")
     print(f"wrote {path}")
     return 0
 

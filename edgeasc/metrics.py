@@ -120,23 +120,31 @@ def summarise_seeds(by_seed: dict[int, dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def load_recorded_runs(path: str | Path, expect: dict[str, Any],
+def load_recorded_runs(paths: Sequence[str | Path], expect: dict[str, Any],
                        keep: Callable[[dict[str, Any], str, int], bool] | None = None) -> dict[str, dict[int, Any]]:
-    """The per-seed results (`rows -> runs`, as `summarise_seeds` writes them) of an earlier benchmark result, by
+    """The per-seed results (`rows -> runs`, as `summarise_seeds` writes them) of earlier benchmark results, by
     row and seed, for a benchmark to reuse instead of training them again: a long experiment done in parts.
 
     `expect` holds the result fields that define the experiment (benchmark, scale, recipes, overrides...); a
-    file that differs in any of them is refused, as is a missing or unreadable one (SystemExit, one line).
-    `keep(result, row, seed)` (the earlier result, one of its rows and seeds) drops what no longer fits (e.g.
-    KD students of other teachers).
+    file that differs in any of them is refused, as is a missing or unreadable one, or two files with different
+    figures for the same row and seed (SystemExit, one line). `keep(result, row, seed)` (an earlier result, one
+    of its rows and seeds) drops what no longer fits (e.g. KD students of other teachers).
     """
-    try:
-        prev = json.loads(Path(path).read_text())
-        rows = {row: {int(seed): r for seed, r in v["runs"].items()} for row, v in prev["rows"].items()}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-        raise SystemExit(f"recorded results {path}: not a readable benchmark result ({type(e).__name__}: {e})")
-    differs = {k: prev.get(k) for k, v in expect.items() if prev.get(k) != v}
-    if differs:
-        raise SystemExit(f"recorded results {path} are another experiment ({differs})")
-    return {row: {seed: r for seed, r in by_seed.items() if keep is None or keep(prev, row, seed)}
-            for row, by_seed in rows.items()}
+    merged: dict[str, dict[int, Any]] = {}
+    for path in paths:
+        try:
+            prev = json.loads(Path(path).read_text())
+            rows = {row: {int(seed): r for seed, r in v["runs"].items()} for row, v in prev["rows"].items()}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            raise SystemExit(f"recorded results {path}: not a readable benchmark result ({type(e).__name__}: {e})")
+        differs = {k: prev.get(k) for k, v in expect.items() if prev.get(k) != v}
+        if differs:
+            raise SystemExit(f"recorded results {path} are another experiment ({differs})")
+        for row, by_seed in rows.items():
+            for seed, r in by_seed.items():
+                if keep is not None and not keep(prev, row, seed):
+                    continue
+                if seed in merged.get(row, {}) and merged[row][seed] != r:
+                    raise SystemExit(f"recorded results {path}: {row} seed {seed} differs from an earlier file's")
+                merged.setdefault(row, {})[seed] = r
+    return merged

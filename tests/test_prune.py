@@ -396,8 +396,11 @@ def test_prune_gains_runs_in_parts_from_recorded_rows(tmp_path, tiny_data):
     assert result["rows"]["from64 kd"]["gain_over_direct_pp"] == pytest.approx(2.0)
     assert result["rows"]["from64 kd"]["gain_exceeds_spread"] is True  # +2.0 against a spread of 1.0
     args = pg.argparse.Namespace(scale="tiny", epochs=5, importance="l1", n_steps=8, agp_epochs=None, stage_lr=None,
-                                 stage_warmup=None, set=[], recorded=str(rec), teacher_seed=0)
+                                 stage_warmup=None, set=[], recorded=[str(rec)], teacher_seed=0)
     kept = pg._load_recorded(args)  # every seed now distils seed 0's ensemble: seed 1's KD rows no longer fit
     assert sorted(kept["direct kd"]) == [0] and sorted(kept["direct labels"]) == [0, 1]
     with pytest.raises(SystemExit, match="another experiment"):
         pg.main([*argv, "--epochs", "6", "--results", str(tmp_path / "other.json")])
+    (tmp_path / "part2.json").write_text(json.dumps({**prev, "rows": {"direct kd": {"runs": {"1": r(49.0, 100)}}}}))
+    with pytest.raises(SystemExit, match="direct kd seed 1 differs"):  # two parts that disagree on a run
+        pg.main([*argv, str(tmp_path / "part2.json"), "--results", str(tmp_path / "both.json")])
