@@ -30,9 +30,9 @@ when complete, so a killed benchmark resumes.
     # a long benchmark in parts (e.g. one session each): rows earlier results hold are taken from them; KD arms
     # of every seed distil seed 0's ensemble (its teachers trained here, or --ensemble-from):
     .venv/bin/python benchmarks/prune_gains.py --scale medium --no-kd --arms direct from64 --seeds 0 \
-        --results runs/part1_s0.json   # and --seeds 1 ... runs/part1_s1.json, in parallel
+        --results benchmarks/results/p1_s0.json   # and --seeds 1 ... p1_s1.json, in parallel
     .venv/bin/python benchmarks/prune_gains.py --scale medium --seeds 0 1 --teacher-seed 0 \
-        --recorded runs/part1_s0.json runs/part1_s1.json
+        --recorded benchmarks/results/p1_s0.json benchmarks/results/p1_s1.json
     # one table of what has finished (e.g. seeds run in parallel with their own --results), training nothing:
     .venv/bin/python benchmarks/prune_gains.py --scale small --data demo_out/data --seeds 0 1 --report-only
 
