@@ -91,6 +91,27 @@ def _test_logits(model_path: Path, data: Path) -> tuple[np.ndarray, list[Any]]:
     return logits, clips
 
 
+def training_fit(logits_file: Path, data: Path, temperature: float) -> dict[str, float]:
+    """How well the stored ensemble logits fit their own training clips (the KD targets): accuracy %, and the
+    mean probability of the true class at T = 1 and at the KD temperature."""
+    from edgeasc.dataset import TAUDataset
+    from edgeasc.distill import TeacherLogits
+    from edgeasc.labels import SCENES
+
+    tl = TeacherLogits.load(logits_file)
+    label = {c.clip_id: SCENES.index(c.scene) for c in TAUDataset(data).clips("split25")}
+    keep = [i for i, c in enumerate(tl.clip_ids) if c in label]
+    y = np.array([label[tl.clip_ids[i]] for i in keep])
+    z = tl.logits[keep].astype(np.float64)
+
+    def p_true(t: float) -> float:
+        e = np.exp((z - z.max(1, keepdims=True)) / t)
+        return float(np.mean((e / e.sum(1, keepdims=True))[np.arange(len(y)), y]))
+
+    return {"clips": len(y), "accuracy": 100 * float(np.mean(z.argmax(1) == y)), "p_true_t1": p_true(1.0),
+            f"p_true_t{temperature:g}": p_true(temperature)}
+
+
 def _report(logits: np.ndarray, clips: list[Any]) -> dict[str, Any]:
     from edgeasc.metrics import classification_report
 
@@ -122,6 +143,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         return _train(recipe, run_dir, data, seed, overrides)
 
     recorded = _load_recorded(args) if args.recorded else {}
+    kd_temperature = _kd_temperature(extra)
+    fit: dict[int, dict[str, float]] = {}  # the ensembles on their own training clips, by seed
     runs: dict[str, dict[int, dict[str, Any]]] = {}
     reused: list[str] = []  # row/seed figures taken from --recorded
     reproduced: list[dict[str, Any]] = []  # rows --recorded has and this run measured again
@@ -164,6 +187,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         logits_file = out / f"ensemble_s{seed}.npz"
         if not logits_file.is_file() and not args.report_only:
             compute_teacher_logits(members, data, logits_file, progress=False)
+        if logits_file.is_file():
+            fit[seed] = training_fit(logits_file, data, kd_temperature)
         return logits_file if logits_file.is_file() else None
 
     def teacher_seed(seed: int) -> int:
@@ -195,7 +220,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             elif logits_file is not None:
                 measure(row, seed, KD_STUDENT, out / run_dir,
                         (f"kd.teacher_logits={str(logits_file)!r}", *extra, *variant))
-    return summarise(runs, args, reused, reproduced)
+    result = summarise(runs, args, reused, reproduced)
+    result["ensemble_training_fit"] = fit
+    return result
+
+
+def _kd_temperature(extra: tuple[str, ...]) -> float:
+    from edgeasc.config import resolve_train_config
+
+    return resolve_train_config(ROOT / KD_STUDENT, extra).kd.temperature
 
 
 def seed_missing(recorded: dict[str, dict[int, Any]], row: str, seed: int) -> bool:
@@ -286,6 +319,10 @@ def main(argv: list[str] | None = None) -> int:
     path = Path(args.results or ROOT / "benchmarks" / "results" / f"kd_gains_{args.scale}.json")
     write_json_atomic(path, result)
     print(format_table(result))
+    for seed, f in result["ensemble_training_fit"].items():
+        p_true = ", ".join(f"{v:.2f} at T = {k[8:]}" for k, v in f.items() if k.startswith("p_true_t"))
+        print(f"ensemble seed {seed} on its {f['clips']} training clips: accuracy {f['accuracy']:.2f}%, mean "
+              f"probability of the true class {p_true}")
     if result["recorded_rows"]:
         print(f"taken from {' '.join(args.recorded)} (not trained again): {', '.join(result['recorded_rows'])}")
     print(f"wrote {path}")

@@ -232,3 +232,27 @@ def test_kd_gains_recorded_rows_keep_kd_seeds_only_where_the_teachers_match(tmp_
     path.write_text('{"rows": ')  # a truncated file: one clear line, not a traceback
     with pytest.raises(SystemExit, match="not a readable benchmark result"):
         kd_gains._load_recorded(args)
+
+
+def test_kd_gains_training_fit_of_stored_ensemble_logits(tmp_path, tiny_data):
+    """benchmarks/kd_gains.py: how well the KD targets fit their own training clips, from the stored logits."""
+    from conftest import load_benchmarks_module
+
+    from edgeasc.dataset import TAUDataset
+    from edgeasc.distill import TeacherLogits
+    from edgeasc.labels import SCENES
+
+    clips = TAUDataset(tiny_data).clips("split25")
+    y = np.array([SCENES.index(c.scene) for c in clips])
+    logits = np.zeros((len(clips), len(SCENES)), np.float32)
+    logits[np.arange(len(y)), y] = np.log(9.0)  # p(true) = 9 / (9 + 9) = 0.5 at T = 1
+    logits[0] = 0.0
+    logits[0, (y[0] + 1) % len(SCENES)] = 5.0  # one clip wrong
+    TeacherLogits(tuple(c.clip_id for c in clips), logits, tuple(SCENES), ("m",), (0.5,)).save(tmp_path / "e.npz")
+    fit = load_benchmarks_module("kd_gains").training_fit(tmp_path / "e.npz", tiny_data, 2.0)
+    n = len(clips)
+    assert fit["clips"] == n and fit["accuracy"] == pytest.approx(100 * (n - 1) / n)
+    p0 = 1 / (np.exp(5.0) + 9)  # the wrong clip's true class
+    assert fit["p_true_t1"] == pytest.approx(((n - 1) * 0.5 + p0) / n)
+    p2, p0_2 = 3 / (3 + 9), 1 / (np.exp(2.5) + 9)  # T = 2: 9 ** 0.5 = 3
+    assert fit["p_true_t2"] == pytest.approx(((n - 1) * p2 + p0_2) / n)
