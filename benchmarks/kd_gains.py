@@ -151,10 +151,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     def measure(row: str, seed: int, recipe: str, run_dir: Path, overrides: tuple[str, ...],
                 force: bool = False) -> Path | None:
-        """One row's figures for one seed: from --recorded when it has them (unless the model is needed here,
-        `force`), else trained (or resumed) and evaluated. Returns the model when this run has it."""
+        """One row's figures for one seed: a finished run under --out is evaluated; else --recorded's figures
+        are taken when it has them (unless the model is needed here, `force`); else the run is trained (or
+        resumed) and evaluated. Returns the model when this run has it."""
         rec = recorded.get(row, {}).get(seed)
-        if rec is not None and not force:
+        if rec is not None and not force and not (run_dir / "model.pt").is_file():
             runs.setdefault(row, {})[seed] = rec
             reused.append(f"{row}/s{seed}")
             return None
@@ -176,7 +177,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                            force)
                    for name, (recipe, overrides) in TEACHERS.items()]
         if not all(members):
-            if "teacher ensemble" in recorded and seed in recorded["teacher ensemble"] and not force:
+            if seed in recorded.get("teacher ensemble", {}) and not force:
                 runs.setdefault("teacher ensemble", {})[seed] = recorded["teacher ensemble"][seed]
                 reused.append(f"teacher ensemble/s{seed}")
             return None
@@ -306,8 +307,9 @@ def main(argv: list[str] | None = None) -> int:
                         "in the seed's system); default: each seed its own ensemble.")
     p.add_argument("--recorded", metavar="RESULT_JSON", nargs="+",
                    help="Take the per-seed figures of rows and seeds these earlier results of the same experiment "
-                        "hold instead of training them (listed as recorded_rows in the new result); teachers a "
-                        "KD student needs are trained again and checked against their recorded figures.")
+                        "hold, where no finished run under --out has them, instead of training them (listed as "
+                        "recorded_rows in the new result); teachers a KD student needs are trained again. Rows "
+                        "measured again are compared with their recorded figures (`reproduced`).")
     p.add_argument("--report-only", action="store_true",
                    help="Train nothing: tabulate the runs under --out that have finished (rows list their seeds).")
     args = p.parse_args(argv)

@@ -181,17 +181,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for seed in args.seeds:
         t = seed if args.teacher_seed is None else args.teacher_seed
         kd_todo = True in supervisions and any(seed not in recorded.get(f"{arm} kd", {}) for arm in args.arms)
-        # --report-only trains nothing, so it needs no teachers' logits; nor do KD rows --recorded holds
+        # --report-only trains nothing, so it needs no teachers' logits; nor do KD rows --recorded holds (nor
+        # finished ones, but the ensemble of a finished KD arm is there anyway)
         logits_file = _ensemble_logits(args, out, data, t) if kd_todo and not args.report_only else None
         for kd in supervisions:
             recipe = KD_STUDENT if kd else STUDENT
             tag = "kd" if kd else "labels"
             lf = logits_file if kd else None
             for arm in args.arms:
-                if seed in recorded.get(f"{arm} {tag}", {}):
-                    runs.setdefault(f"{arm} {tag}", {})[seed] = recorded[f"{arm} {tag}"][seed]
-                    reused.append(f"{arm} {tag}/s{seed}")
-                    continue
                 phases = epoch_split(arm, E, args.agp_epochs)
                 base = {"direct": "sscp_mobile_b32", "from64": "sscp_mobile_b64", "from96": "sscp_mobile_b96"}[arm]
                 # a pruning variant (importance, steps, AGP epochs, stage schedule) reuses the pretrained wide
@@ -203,12 +200,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 who = f"s{seed}" if not kd or t == seed else f"s{seed}_t{t}"  # KD from another seed's ensemble
                 pre_dir = out / f"{arm}_{tag}_{who}_pretrain"
                 pruned_dir = out / f"{arm}_{tag}_{who}_pruned{variant}"
-                if args.report_only:
-                    final = (pre_dir if arm == "direct" else pruned_dir) / "model.pt"
-                    if not final.is_file():
+                final = (pre_dir if arm == "direct" else pruned_dir) / "model.pt"  # written when the arm completes
+                if not final.is_file():  # a finished run here wins over --recorded
+                    if seed in recorded.get(f"{arm} {tag}", {}):
+                        runs.setdefault(f"{arm} {tag}", {})[seed] = recorded[f"{arm} {tag}"][seed]
+                        reused.append(f"{arm} {tag}/s{seed}")
+                        continue
+                    if args.report_only:
                         log.info("%s %s seed %d: not run (--report-only)", arm, tag, seed)
                         continue
-                else:
                     pre = _train(recipe, pre_dir, data, _overrides(args, seed, lf, f"model.name={base}",
                                                                    f"optim.epochs={phases['pretrain']}"))
                     final = pre if arm == "direct" else _prune(
@@ -302,8 +302,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--teacher-seed", type=int,
                    help="KD arms of every seed distil this seed's ensemble (default: each seed its own).")
     p.add_argument("--recorded", metavar="RESULT_JSON", nargs="+",
-                   help="Take the rows and seeds these earlier results of the same experiment hold instead of "
-                        "training them (recorded_rows in the new result): a long benchmark run in parts.")
+                   help="Take the rows and seeds these earlier results of the same experiment hold, where no "
+                        "finished run under --out has them, instead of training them (recorded_rows in the new "
+                        "result): a long benchmark run in parts.")
     p.add_argument("--out", help="Run folder (default runs/prune_gains_<scale>).")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="Override applied to every training run (e.g. optim.batch_size=32).")
