@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 from edgeasc.artifacts import write_json_atomic  # noqa: E402
 from edgeasc.bench import describe_machine  # noqa: E402
 from edgeasc.labels import DEVICES  # noqa: E402
-from edgeasc.metrics import load_recorded_runs, summarise_seeds  # noqa: E402
+from edgeasc.metrics import cpu_models, load_recorded_runs, machines_note, summarise_seeds  # noqa: E402
 
 log = logging.getLogger("kd_gains")
 
@@ -143,6 +143,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         return _train(recipe, run_dir, data, seed, overrides)
 
     recorded = _load_recorded(args) if args.recorded else {}
+    cpu = describe_machine()["cpu_model"]
     kd_temperature = _kd_temperature(extra)
     fit: dict[int, dict[str, float]] = {}  # the ensembles on their own training clips, by seed
     runs: dict[str, dict[int, dict[str, Any]]] = {}
@@ -165,10 +166,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         return path
 
     def record(row: str, seed: int, result: dict[str, Any]) -> None:
-        runs.setdefault(row, {})[seed] = result
+        runs.setdefault(row, {})[seed] = {**result, "cpu_model": cpu}
         rec = recorded.get(row, {}).get(seed)
         if rec is not None:
-            reproduced.append({"row": row, "seed": seed, "recorded": rec["macro"], "measured": result["macro"]})
+            reproduced.append({"row": row, "seed": seed, "recorded": rec["macro"], "measured": result["macro"],
+                               "recorded_cpu_model": rec.get("cpu_model"), "cpu_model": cpu})
 
     def teachers(seed: int, force: bool) -> Path | None:
         """The seed's teacher and ensemble rows; with `force`, the ensemble's training logits (None until all
@@ -268,12 +270,13 @@ def summarise(runs: dict[str, dict[int, dict[str, Any]]], args: argparse.Namespa
         checks["kd_gain_pp"] = gain
         checks["seed_spread_pp"] = spread
         checks["kd_gain_exceeds_spread"] = bool(gain > spread) if comparable else None
-    if reproduced:  # the same seed, recipe and data give the same model: a recorded figure must come out again
+    if reproduced:  # the same seed, recipe, data and CPU model give the same model: the same figure again
         checks["recorded_rows_reproduced"] = all(abs(r["recorded"] - r["measured"]) < 1e-9 for r in reproduced)
     return {"benchmark": "kd_gains", "scale": args.scale, "seeds": args.seeds, "teachers": TEACHERS,
             "student_recipe": STUDENT, "kd_recipe": KD_STUDENT, "overrides": list(args.set),
             "teacher_seed": args.teacher_seed, "recorded_from": args.recorded, "recorded_rows": list(reused),
-            "reproduced": list(reproduced), "rows": rows, "checks": checks, "machine": describe_machine()}
+            "reproduced": list(reproduced), "cpu_models": cpu_models(runs),
+            "rows": rows, "checks": checks, "machine": describe_machine()}
 
 
 def format_table(result: dict[str, Any]) -> str:
@@ -325,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
         p_true = ", ".join(f"{v:.2f} at T = {k[8:]}" for k, v in f.items() if k.startswith("p_true_t"))
         print(f"ensemble seed {seed} on its {f['clips']} training clips: accuracy {f['accuracy']:.2f}%, mean "
               f"probability of the true class {p_true}")
+    if machines_note(result["cpu_models"]):
+        print(machines_note(result["cpu_models"]))
     if result["recorded_rows"]:
         print(f"taken from {' '.join(args.recorded)} (not trained again): {', '.join(result['recorded_rows'])}")
     print(f"wrote {path}")

@@ -56,7 +56,7 @@ sys.path.insert(0, str(ROOT))
 
 from edgeasc.artifacts import write_json_atomic  # noqa: E402
 from edgeasc.bench import describe_machine  # noqa: E402
-from edgeasc.metrics import load_recorded_runs, summarise_seeds  # noqa: E402
+from edgeasc.metrics import cpu_models, load_recorded_runs, machines_note, summarise_seeds  # noqa: E402
 
 log = logging.getLogger("prune_gains")
 
@@ -176,6 +176,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     E = args.epochs
     runs: dict[str, dict[int, dict[str, Any]]] = {}
     recorded = _load_recorded(args) if args.recorded else {}
+    cpu = describe_machine()["cpu_model"]
     reused: list[str] = []
     supervisions = [False] if args.no_kd else [True] if args.kd_only else [False, True]
     for seed in args.seeds:
@@ -217,6 +218,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         args.stage_warmup)
                 row = _evaluate(final, data)
                 row["epochs"] = phases
+                row["cpu_model"] = cpu
                 runs.setdefault(f"{arm} {tag}", {})[seed] = row
                 log.info("%s %s seed %d: macro %.2f%%", arm, tag, seed, row["macro"])
     return summarise(runs, args, reused)
@@ -256,7 +258,7 @@ def summarise(runs: dict[str, dict[int, dict[str, Any]]], args: argparse.Namespa
             "ensemble_from": args.ensemble_from, "importance": args.importance, "n_steps": args.n_steps,
             "agp_epochs": args.agp_epochs, "stage_lr": args.stage_lr, "stage_warmup": args.stage_warmup,
             "overrides": list(args.set), "teacher_seed": args.teacher_seed, "recorded_from": args.recorded,
-            "recorded_rows": list(reused), "rows": rows, "machine": describe_machine()}
+            "recorded_rows": list(reused), "cpu_models": cpu_models(runs), "rows": rows, "machine": describe_machine()}
 
 
 def format_table(result: dict[str, Any]) -> str:
@@ -318,6 +320,8 @@ def main(argv: list[str] | None = None) -> int:
     path = Path(args.results or ROOT / "benchmarks" / "results" / f"prune_gains_{args.scale}.json")
     write_json_atomic(path, result)
     print(format_table(result))
+    if machines_note(result["cpu_models"]):
+        print(machines_note(result["cpu_models"]))
     if result["recorded_rows"]:
         print(f"taken from {' '.join(args.recorded)} (not trained again): {', '.join(result['recorded_rows'])}")
     print(f"wrote {path}")

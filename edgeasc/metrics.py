@@ -128,7 +128,8 @@ def load_recorded_runs(paths: Sequence[str | Path], expect: dict[str, Any],
     `expect` holds the result fields that define the experiment (benchmark, scale, recipes, overrides...); a
     file that differs in any of them is refused, as is a missing or unreadable one, or two files with different
     figures for the same row and seed (SystemExit, one line). `keep(result, row, seed)` (an earlier result, one
-    of its rows and seeds) drops what no longer fits (e.g. KD students of other teachers).
+    of its rows and seeds) drops what no longer fits (e.g. KD students of other teachers). Each result gets
+    the `cpu_model` of the machine its file names, unless it has its own.
     """
     merged: dict[str, dict[int, Any]] = {}
     for path in paths:
@@ -140,11 +141,27 @@ def load_recorded_runs(paths: Sequence[str | Path], expect: dict[str, Any],
         differs = {k: prev.get(k) for k, v in expect.items() if prev.get(k) != v}
         if differs:
             raise SystemExit(f"recorded results {path} are another experiment ({differs})")
+        cpu = (prev.get("machine") or {}).get("cpu_model")
         for row, by_seed in rows.items():
             for seed, r in by_seed.items():
                 if keep is not None and not keep(prev, row, seed):
                     continue
+                r.setdefault("cpu_model", cpu)  # where it ran: the same seed trains another model on another CPU
                 if seed in merged.get(row, {}) and merged[row][seed] != r:
                     raise SystemExit(f"recorded results {path}: {row} seed {seed} differs from an earlier file's")
                 merged.setdefault(row, {})[seed] = r
     return merged
+
+
+def cpu_models(runs: dict[str, dict[int, dict[str, Any]]]) -> list[str]:
+    """The CPU models a benchmark's per-seed results (`cpu_model`, as `load_recorded_runs` sets it) come from:
+    more than one means part of the differences between rows is the machine's, not the method's."""
+    return sorted({r.get("cpu_model") or "unknown" for by_seed in runs.values() for r in by_seed.values()})
+
+
+def machines_note(models: list[str]) -> str:
+    """One line for a benchmark table whose rows come from several CPU models (`cpu_models`); empty if one."""
+    if len(models) < 2:
+        return ""
+    return (f"rows from {len(models)} CPU models ({', '.join(models)}; per run in the result): the same seed "
+            "trains a different model on another CPU")

@@ -30,3 +30,35 @@ def test_report_per_device_group_class():
     assert list(rep["per_device"]) == ["a", "b", "s4", "s5"]
     table = format_report(rep)
     assert "macro" in table and "s4" in table and "unseen" in table
+
+
+def test_recorded_runs_merge_parts_and_name_their_machines(tmp_path):
+    """A benchmark done in parts: results merge by row and seed, each run keeps the CPU it ran on, another
+    experiment's file and two parts that disagree are refused with one line."""
+    import json
+
+    from edgeasc.metrics import cpu_models, load_recorded_runs, machines_note
+
+    def part(name: str, cpu: str, runs: dict, **fields) -> str:
+        path = tmp_path / name
+        path.write_text(json.dumps({"benchmark": "b", "scale": "medium", **fields, "machine": {"cpu_model": cpu},
+                                    "rows": {row: {"runs": by_seed} for row, by_seed in runs.items()}}))
+        return str(path)
+
+    r = {"macro": 70.0, "per_device": {"a": 70.0}}
+    a = part("a.json", "Intel", {"direct": {"0": r}})
+    b = part("b.json", "AMD", {"direct": {"1": {**r, "macro": 71.0}}, "kd": {"0": r}})
+    runs = load_recorded_runs([a, b], {"benchmark": "b", "scale": "medium"})
+    assert sorted(runs["direct"]) == [0, 1] and runs["direct"][1]["macro"] == 71.0
+    assert runs["direct"][0]["cpu_model"] == "Intel" and runs["kd"][0]["cpu_model"] == "AMD"
+    assert cpu_models(runs) == ["AMD", "Intel"] and "2 CPU models" in machines_note(cpu_models(runs))
+    assert machines_note(["AMD"]) == ""
+    runs = load_recorded_runs([a, b], {"benchmark": "b"}, keep=lambda prev, row, seed: row != "kd")
+    assert "kd" not in runs
+    with pytest.raises(SystemExit, match="another experiment"):
+        load_recorded_runs([a], {"benchmark": "b", "scale": "small"})
+    c = part("c.json", "AMD", {"direct": {"0": {**r, "macro": 69.0}}})
+    with pytest.raises(SystemExit, match="direct seed 0 differs"):
+        load_recorded_runs([a, c], {"benchmark": "b"})
+    with pytest.raises(SystemExit, match="not a readable benchmark result"):
+        load_recorded_runs([tmp_path / "missing.json"], {"benchmark": "b"})
