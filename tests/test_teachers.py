@@ -201,6 +201,12 @@ def test_kd_gains_checks_need_the_same_two_seeds_in_both_rows():
     checks = summarise(runs, args)["checks"]
     assert checks["kd_gain_pp"] == pytest.approx(3.5)
     assert checks["seed_spread_pp"] is None and checks["kd_gain_exceeds_spread"] is None
+    # rows trained again: checked against their recorded figures on the same CPU model only
+    again = [{"row": "teacher t1", "seed": 0, "recorded": 62.0, "measured": 61.0, "recorded_cpu_model": "Intel",
+              "cpu_model": "AMD"}]
+    assert summarise(runs, args, [], again)["checks"]["recorded_rows_reproduced"] is None
+    again.append({**again[0], "recorded_cpu_model": "AMD"})
+    assert summarise(runs, args, [], again)["checks"]["recorded_rows_reproduced"] is False
 
 
 def test_kd_gains_recorded_rows_keep_kd_seeds_only_where_the_teachers_match(tmp_path):
