@@ -134,9 +134,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     extra = tuple(args.set)
 
     def model(recipe: str, run_dir: Path, seed: int, overrides: tuple[str, ...]) -> Path | None:
-        """Train (or resume) a run; with --report-only, its finished model or None."""
-        if args.report_only:
-            path = run_dir / "model.pt"  # written only when the run completes
+        """Train (or resume) a run; a finished one's model as it is (no run lock: several benchmark processes
+        share finished runs); with --report-only, the finished model or None."""
+        path = run_dir / "model.pt"  # written only when the run completes
+        if path.is_file() or args.report_only:
             if not path.is_file():
                 log.info("%s: not finished (--report-only)", run_dir.name)
             return path if path.is_file() else None
