@@ -42,7 +42,8 @@ sys.path.insert(0, str(ROOT))
 from edgeasc.artifacts import write_json_atomic  # noqa: E402
 from edgeasc.bench import describe_machine  # noqa: E402
 from edgeasc.labels import DEVICES  # noqa: E402
-from edgeasc.metrics import cpu_models, load_recorded_runs, machines_note, summarise_seeds  # noqa: E402
+from edgeasc.metrics import (  # noqa: E402
+    cpu_models, distilled_same_ensemble, load_recorded_runs, provenance_lines, summarise_seeds)
 
 log = logging.getLogger("kd_gains")
 
@@ -137,10 +138,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         """Train (or resume) a run; a finished one's model as it is (no run lock: several benchmark processes
         share finished runs); with --report-only, the finished model or None."""
         path = run_dir / "model.pt"  # written only when the run completes
-        if path.is_file() or args.report_only:
-            if not path.is_file():
-                log.info("%s: not finished (--report-only)", run_dir.name)
-            return path if path.is_file() else None
+        if path.is_file():
+            return path
+        if args.report_only:
+            log.info("%s: not finished (--report-only)", run_dir.name)
+            return None
         return _train(recipe, run_dir, data, seed, overrides)
 
     recorded = _load_recorded(args) if args.recorded else {}
@@ -156,15 +158,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         """One row's figures for one seed: a finished run under --out is evaluated; else --recorded's figures
         are taken when it has them (unless the model is needed here, `force`); else the run is trained (or
         resumed) and evaluated. Returns the model when this run has it."""
-        rec = recorded.get(row, {}).get(seed)
-        if rec is not None and not force and not (run_dir / "model.pt").is_file():
-            runs.setdefault(row, {})[seed] = rec
-            reused.append(f"{row}/s{seed}")
+        if not force and not (run_dir / "model.pt").is_file() and reuse(row, seed):
             return None
         path = model(recipe, run_dir, seed, overrides)
         if path:
             record(row, seed, _report(*_test_logits(path, data)))
         return path
+
+    def reuse(row: str, seed: int) -> bool:
+        """Take the row's figures for the seed from --recorded, if it has them."""
+        if seed not in recorded.get(row, {}):
+            return False
+        runs.setdefault(row, {})[seed] = recorded[row][seed]
+        reused.append(f"{row}/s{seed}")
+        return True
 
     def record(row: str, seed: int, result: dict[str, Any]) -> None:
         runs.setdefault(row, {})[seed] = {**result, "cpu_model": cpu}
@@ -180,9 +187,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                            force)
                    for name, (recipe, overrides) in TEACHERS.items()]
         if not all(members):
-            if seed in recorded.get("teacher ensemble", {}) and not force:
-                runs.setdefault("teacher ensemble", {})[seed] = recorded["teacher ensemble"][seed]
-                reused.append(f"teacher ensemble/s{seed}")
+            if not force:
+                reuse("teacher ensemble", seed)
             return None
         # The ensemble on the test fold: the mean of its members' logits, as the stored training logits are.
         member_logits = [_test_logits(p, data) for p in members]
@@ -243,8 +249,7 @@ def _load_recorded(args: argparse.Namespace) -> dict[str, dict[int, dict[str, An
     """Per-seed figures of an earlier result of this experiment, by row and seed. A KD row's seed is kept only
     where it distilled the ensemble this run's would (--teacher-seed)."""
     def keep(prev: dict[str, Any], row: str, seed: int) -> bool:
-        then, now = prev.get("teacher_seed"), args.teacher_seed
-        return not row.startswith("student KD") or (seed if then is None else then) == (seed if now is None else now)
+        return not row.startswith("student KD") or distilled_same_ensemble(prev, args.teacher_seed, seed)
 
     expect = {"benchmark": "kd_gains", "scale": args.scale, "student_recipe": STUDENT, "kd_recipe": KD_STUDENT,
               "overrides": list(args.set)}
@@ -333,10 +338,8 @@ def main(argv: list[str] | None = None) -> int:
         p_true = ", ".join(f"{v:.2f} at T = {k[8:]}" for k, v in f.items() if k.startswith("p_true_t"))
         print(f"ensemble seed {seed} on its {f['clips']} training clips: accuracy {f['accuracy']:.2f}%, mean "
               f"probability of the true class {p_true}")
-    if machines_note(result["cpu_models"]):
-        print(machines_note(result["cpu_models"]))
-    if result["recorded_rows"]:
-        print(f"taken from {' '.join(args.recorded)} (not trained again): {', '.join(result['recorded_rows'])}")
+    for line in provenance_lines(result):
+        print(line)
     print(f"wrote {path}")
     return 0
 

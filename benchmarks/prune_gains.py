@@ -56,7 +56,8 @@ sys.path.insert(0, str(ROOT))
 
 from edgeasc.artifacts import write_json_atomic  # noqa: E402
 from edgeasc.bench import describe_machine  # noqa: E402
-from edgeasc.metrics import cpu_models, load_recorded_runs, machines_note, summarise_seeds  # noqa: E402
+from edgeasc.metrics import (  # noqa: E402
+    cpu_models, distilled_same_ensemble, load_recorded_runs, provenance_lines, summarise_seeds)
 
 log = logging.getLogger("prune_gains")
 
@@ -228,8 +229,7 @@ def _load_recorded(args: argparse.Namespace) -> dict[str, dict[int, dict[str, An
     """Per-seed rows of an earlier result of this experiment (--recorded); its KD rows only where they distilled
     the ensemble this run's would (--teacher-seed)."""
     def keep(prev: dict[str, Any], row: str, seed: int) -> bool:
-        then, now = prev.get("teacher_seed"), args.teacher_seed
-        return not row.endswith(" kd") or (seed if then is None else then) == (seed if now is None else now)
+        return not row.endswith(" kd") or distilled_same_ensemble(prev, args.teacher_seed, seed)
 
     expect = {"benchmark": "prune_gains", "scale": args.scale, "epochs_total": args.epochs, "student_recipe": STUDENT,
               "kd_recipe": KD_STUDENT, "teachers": list(TEACHERS), "importance": args.importance,
@@ -320,10 +320,8 @@ def main(argv: list[str] | None = None) -> int:
     path = Path(args.results or ROOT / "benchmarks" / "results" / f"prune_gains_{args.scale}.json")
     write_json_atomic(path, result)
     print(format_table(result))
-    if machines_note(result["cpu_models"]):
-        print(machines_note(result["cpu_models"]))
-    if result["recorded_rows"]:
-        print(f"taken from {' '.join(args.recorded)} (not trained again): {', '.join(result['recorded_rows'])}")
+    for line in provenance_lines(result):
+        print(line)
     print(f"wrote {path}")
     return 0
 

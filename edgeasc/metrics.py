@@ -153,6 +153,13 @@ def load_recorded_runs(paths: Sequence[str | Path], expect: dict[str, Any],
     return merged
 
 
+def distilled_same_ensemble(prev: dict[str, Any], teacher_seed: int | None, seed: int) -> bool:
+    """Whether a recorded KD run of `seed` (in the earlier result `prev`) distilled the ensemble a run with
+    `--teacher-seed teacher_seed` would: that of the teacher seed, or of the run's own seed when none is set."""
+    then = prev.get("teacher_seed")
+    return (seed if then is None else then) == (seed if teacher_seed is None else teacher_seed)
+
+
 def cpu_models(runs: dict[str, dict[int, dict[str, Any]]]) -> list[str]:
     """The CPU models a benchmark's per-seed results (`cpu_model`, as `load_recorded_runs` sets it) come from:
     more than one means part of the differences between rows is the machine's, not the method's."""
@@ -165,3 +172,13 @@ def machines_note(models: list[str]) -> str:
         return ""
     return (f"rows from {len(models)} CPU models ({', '.join(models)}; per run in the result): the same seed "
             "trains a different model on another CPU")
+
+
+def provenance_lines(result: dict[str, Any]) -> list[str]:
+    """What a benchmark prints under its table about where its rows come from: several CPU models, and the
+    rows taken from `--recorded` results."""
+    lines = [machines_note(result["cpu_models"])] if machines_note(result["cpu_models"]) else []
+    if result["recorded_rows"]:
+        lines.append(f"taken from {' '.join(result['recorded_from'])} (not trained again): "
+                     + ", ".join(result["recorded_rows"]))
+    return lines

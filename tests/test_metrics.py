@@ -37,7 +37,7 @@ def test_recorded_runs_merge_parts_and_name_their_machines(tmp_path):
     experiment's file and two parts that disagree are refused with one line."""
     import json
 
-    from edgeasc.metrics import cpu_models, load_recorded_runs, machines_note
+    from edgeasc.metrics import cpu_models, load_recorded_runs, machines_note, provenance_lines
 
     def part(name: str, cpu: str, runs: dict, **fields) -> str:
         path = tmp_path / name
@@ -53,6 +53,9 @@ def test_recorded_runs_merge_parts_and_name_their_machines(tmp_path):
     assert runs["direct"][0]["cpu_model"] == "Intel" and runs["kd"][0]["cpu_model"] == "AMD"
     assert cpu_models(runs) == ["AMD", "Intel"] and "2 CPU models" in machines_note(cpu_models(runs))
     assert machines_note(["AMD"]) == ""
+    lines = provenance_lines({"cpu_models": cpu_models(runs), "recorded_from": [a, b], "recorded_rows": ["kd/s0"]})
+    assert len(lines) == 2 and lines[1].startswith(f"taken from {a} {b} (not trained again): kd/s0")
+    assert provenance_lines({"cpu_models": ["AMD"], "recorded_from": None, "recorded_rows": []}) == []
     runs = load_recorded_runs([a, b], {"benchmark": "b"}, keep=lambda prev, row, seed: row != "kd")
     assert "kd" not in runs
     with pytest.raises(SystemExit, match="another experiment"):
