@@ -177,7 +177,8 @@ def machines_note(models: list[str]) -> str:
 def provenance_lines(result: dict[str, Any]) -> list[str]:
     """What a benchmark prints under its table about where its rows come from: several CPU models, and the
     rows taken from `--recorded` results."""
-    lines = [machines_note(result["cpu_models"])] if machines_note(result["cpu_models"]) else []
+    note = machines_note(result["cpu_models"])
+    lines = [note] if note else []
     if result["recorded_rows"]:
         lines.append(f"taken from {' '.join(result['recorded_from'])} (not trained again): "
                      + ", ".join(result["recorded_rows"]))
