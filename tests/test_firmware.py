@@ -201,7 +201,10 @@ def keras_model(tmp_path_factory):
     import tensorflow as tf
     import tf_keras as keras
 
-    tf.random.set_seed(0)
+    # tf_keras draws unseeded initialisers from its own seed generator, which tf.random.set_seed leaves alone:
+    # with it the weights depended on which tests ran before in the process, and 5 in 40 such weight draws give
+    # under 250 distinct outputs on the 300 inputs below (all 40 tried stayed bit-exact). This one gives 300.
+    keras.utils.set_random_seed(0)
     x_in = keras.Input((20, 13, 3), batch_size=1)
     a = keras.layers.Conv2D(8, (3, 3), strides=(2, 1), padding="same", activation="relu")(x_in)
     b = keras.layers.Conv2D(8, (1, 3), dilation_rate=(1, 2), padding="same", activation=tf.nn.relu6)(a)
