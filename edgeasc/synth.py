@@ -83,6 +83,11 @@ class Difficulty:
         event_jitter_db: level spread of single events (footsteps, chirps...) around their segment level.
         device_strength: scales every device colouring in dB (microphone response, EQ, band limit, gain),
             the noise floor above device a's and the soft clipping; 0 makes all devices equal to a.
+        output_gain_db: recording gain applied to every device's output just before the 16-bit WAV is
+            written: a pure level shift of the files (the task is unchanged; `log(mel + 1e-5)` moves by
+            `output_gain_db * ln(10) / 10` until quiet bins reach the log floor). The default files have a
+            log-mel mean near +0.5; real TAU22 recordings sit near -6, which `REAL_LEVEL_GAIN_DB` matches
+            (docs/synthetic_data.md, "Recording level").
     """
 
     overlap: float = 0.05
@@ -93,6 +98,7 @@ class Difficulty:
     snr_limits_db: tuple[float, float] = (-45.0, 15.0)
     event_jitter_db: float = 4.0
     device_strength: float = 1.0
+    output_gain_db: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.overlap <= 1.0:
@@ -102,12 +108,18 @@ class Difficulty:
         for name in ("spread", "city_shift", "event_jitter_db", "device_strength"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not -60.0 <= self.output_gain_db <= 0.0:
+            raise ValueError(f"output_gain_db must be in [-60, 0] (a gain above 0 dB would clip), got {self.output_gain_db}")
         low, high = self.snr_limits_db
         if not low < high:
             raise ValueError(f"snr_limits_db must be (low, high) with low < high, got {self.snr_limits_db}")
 
 
 DEFAULT_DIFFICULTY = Difficulty()
+
+REAL_LEVEL_GAIN_DB = -28.0
+"""`Difficulty.output_gain_db` that puts the synthetic log-mel mean where real TAU22 recordings have it:
+-5.9 against about -6 (measured on `small`, split25; docs/synthetic_data.md, "Recording level")."""
 
 
 @dataclass(frozen=True)
@@ -894,6 +906,8 @@ def _render_job(job: tuple[SegmentPlan, int, str, Difficulty]) -> int:
     for device in plan.devices:
         device_rng = _seed_rng(seed, 3, plan.index, DEVICES.index(device))
         y = render_device(clean, device, device_rng, difficulty, clean_spectrum)
+        if difficulty.output_gain_db:
+            y = y * np.float32(_db(difficulty.output_gain_db))
         for sub, name in enumerate(plan.filenames(device)):
             _write_wav(Path(root) / name, y[sub * PIECE_SAMPLES : (sub + 1) * PIECE_SAMPLES])
             written += 1
