@@ -19,11 +19,13 @@ from torch import nn
 from edgeasc.config import FrontendConfig
 
 
-def hz_to_mel_htk(f: torch.Tensor | float) -> torch.Tensor:
-    return 2595.0 * torch.log10(1.0 + torch.as_tensor(f, dtype=torch.float64) / 700.0)
+def hz_to_mel_htk(f: float) -> float:
+    """HTK mel of `f` Hz, in Python floats as torchaudio's `_hz_to_mel` computes it."""
+    return 2595.0 * math.log10(1.0 + f / 700.0)
 
 
 def mel_to_hz_htk(m: torch.Tensor) -> torch.Tensor:
+    """Inverse of `hz_to_mel_htk`, elementwise in the tensor's dtype (float32, as torchaudio)."""
     return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
 
 
@@ -32,20 +34,20 @@ def mel_filterbank(
 ) -> torch.Tensor:
     """Triangular HTK mel filters, unnormalised: (n_freqs, n_mels), float32.
 
-    Same formula as torchaudio.functional.melscale_fbanks(norm=None, mel_scale="htk"): n_mels + 2
+    torchaudio.functional.melscale_fbanks(norm=None, mel_scale="htk"), operation for operation and in
+    float32 as it computes them, so that a filterbank stored in a torchaudio checkpoint
+    (`mel.1.mel_scale.fb`) is reproduced bit for bit (tests/test_features.py pins torchaudio's bytes): n_mels + 2
     points equally spaced in mel between f_min and f_max; filter m rises linearly from point m to m + 1
-    and falls to zero at m + 2, evaluated at the STFT bin centre frequencies linspace(0, sr / 2, n_freqs).
+    and falls to zero at m + 2, evaluated at the STFT bin centre frequencies linspace(0, sr // 2, n_freqs).
     """
-    all_freqs = torch.linspace(0, sample_rate_hz // 2, n_freqs, dtype=torch.float64)
-    m_pts = torch.linspace(float(hz_to_mel_htk(f_min_hz)), float(hz_to_mel_htk(f_max_hz)), n_mels + 2,
-                           dtype=torch.float64)
+    all_freqs = torch.linspace(0, sample_rate_hz // 2, n_freqs, dtype=torch.float32)
+    m_pts = torch.linspace(hz_to_mel_htk(f_min_hz), hz_to_mel_htk(f_max_hz), n_mels + 2, dtype=torch.float32)
     f_pts = mel_to_hz_htk(m_pts)
     f_diff = f_pts[1:] - f_pts[:-1]
     slopes = f_pts.unsqueeze(0) - all_freqs.unsqueeze(1)  # (n_freqs, n_mels + 2)
-    down = -slopes[:, :-2] / f_diff[:-1]
+    down = (-1.0 * slopes[:, :-2]) / f_diff[:-1]
     up = slopes[:, 2:] / f_diff[1:]
-    fb = torch.clamp(torch.minimum(down, up), min=0.0)
-    return fb.to(torch.float32)
+    return torch.max(torch.zeros(1), torch.min(down, up))
 
 
 class LogMel(nn.Module):

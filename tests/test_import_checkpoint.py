@@ -10,7 +10,10 @@ from torch import nn
 
 from conftest import randomize_batchnorm
 from edgeasc.checkpoint import load_model
+from edgeasc.config import FrontendConfig
 from edgeasc.errors import CheckpointError, ConfigError
+from edgeasc.evaluate import frontend_of
+from edgeasc.features import mel_filterbank
 from edgeasc.models import create_model
 from edgeasc.models.import_ckpt import import_checkpoint, infer_family, infer_widths
 
@@ -27,12 +30,13 @@ def _random_model(name: str, **kwargs) -> nn.Module:
     return randomize_batchnorm(model)
 
 
-def _lightning_ckpt(model: nn.Module, prefix: str = "model.") -> dict:
-    """The shape of a Lightning checkpoint of CPJKU's PLModule (network under `model.`, frontend under `mel.`)."""
+def _lightning_ckpt(model: nn.Module, prefix: str = "model.", sample_rate_hz: int = 32_000) -> dict:
+    """The shape of a Lightning checkpoint of CPJKU's PLModule (network under `model.`, frontend under `mel.`,
+    with the mel filterbank of a `sample_rate_hz` frontend)."""
     state = {prefix + k: v.clone() for k, v in model.state_dict().items()}
     state["mel.0.kernel"] = torch.randn(1, 1, 40)
     state["mel.1.spectrogram.window"] = torch.hann_window(3072)
-    state["mel.1.mel_scale.fb"] = torch.rand(2049, 256)
+    state["mel.1.mel_scale.fb"] = mel_filterbank(2049, 0.0, sample_rate_hz / 2, 256, sample_rate_hz)
     state["mel_augment.0.dummy"] = torch.zeros(1)
     return {
         "epoch": 149,
@@ -68,6 +72,30 @@ def test_import_cpjku_baseline_checkpoint_with_pruned_widths(tmp_path):
     assert extra["source"] == str(src)
     assert extra["source_epoch"] == 149 and extra["dropped_keys"] == 4
     assert not any(k.startswith("mel") for k in imported.state_dict())
+    assert frontend_of(torch.load(dst, weights_only=True)) == FrontendConfig()  # the stored filterbank's
+
+
+def test_import_ties_the_frontend_to_the_stored_filterbank(tmp_path):
+    model = _random_model("test_cpmobile", strides={"b3": (1, 2), "b4": (2, 1)})
+    src = tmp_path / "at44k.ckpt"
+    torch.save(_lightning_ckpt(model, sample_rate_hz=44_100), src)
+    ckpt = torch.load(import_checkpoint(src, tmp_path / "44k.pt"), weights_only=True)
+    fe = frontend_of(ckpt)
+    assert fe.sample_rate_hz == 44_100 and fe.n_frames == 89
+    assert "44.1 kHz" in ckpt["extra"]["frontend_match"]
+
+    bad = _lightning_ckpt(model)
+    bad["state_dict"]["mel.1.mel_scale.fb"] = torch.rand(2049, 256)  # no frontend edgeasc knows
+    torch.save(bad, src)
+    with pytest.raises(CheckpointError, match="matches none of edgeasc's frontends") as e:
+        import_checkpoint(src, tmp_path / "bad.pt")
+    _one_line(e)
+    assert not (tmp_path / "bad.pt").exists()
+
+    plain = {k[len("model."):]: v for k, v in bad["state_dict"].items() if k.startswith("model.")}
+    torch.save(plain, src)  # a bare state_dict: no filterbank, the DCASE 2025 frontend is assumed
+    ckpt = torch.load(import_checkpoint(src, tmp_path / "plain.pt"), weights_only=True)
+    assert frontend_of(ckpt) == FrontendConfig() and "assumed" in ckpt["extra"]["frontend_match"]
 
 
 def test_import_seed_sscp_checkpoint(tmp_path):

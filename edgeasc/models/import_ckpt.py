@@ -5,7 +5,9 @@ module prefix (`model.` in CPJKU/dcase2024_task1_baseline and EOPhoeny/dcase2025
 non-network entries (`mel.*` resampler and mel filterbank, `mel_augment.*`, teacher weights). The network's
 widths are read from the weight shapes, so pruned checkpoints (any widths) import without their masks; the
 model is rebuilt with `create_model(family, stem_channels=..., block_channels=...)`, loaded strictly and
-written with `save_checkpoint(stage="import")`.
+written with `save_checkpoint(stage="import")`. The stored mel filterbank (`mel.1.mel_scale.fb`) picks the
+frontend the checkpoint carries (`match_frontend`): a network trained on 44.1 kHz features is not run on the
+32 kHz ones, and a filterbank that matches no frontend is refused.
 
 Strides are not visible in weights: the baseline's (b3 (1, 2), b4 (2, 1)) are assumed unless given.
 """
@@ -24,7 +26,9 @@ from typing import Any
 import torch
 
 from edgeasc.checkpoint import save_checkpoint
+from edgeasc.config import FrontendConfig, to_dict
 from edgeasc.errors import CheckpointError, ConfigError
+from edgeasc.features import mel_filterbank
 from edgeasc.models.cpmobile import BASELINE_STRIDES
 from edgeasc.models.layers import Size2
 from edgeasc.models.registry import create_model
@@ -162,6 +166,49 @@ def infer_widths(state: Mapping[str, torch.Tensor], family: str) -> dict[str, An
     }
 
 
+FILTERBANK_SUFFIX = "mel_scale.fb"
+"""torchaudio's MelScale buffer (`mel.1.mel_scale.fb` in the CPJKU baselines and the seed's checkpoints)."""
+
+CANDIDATE_FRONTENDS: dict[str, FrontendConfig] = {
+    "dcase2025 (32 kHz)": FrontendConfig(),
+    "44.1 kHz": FrontendConfig(sample_rate_hz=44_100),
+}
+"""Frontends a stored filterbank is compared with: the DCASE 2024/2025 baseline's (32 kHz), and the same
+STFT on 44.1 kHz audio (89 frames per clip), as CPJKU's earlier systems computed it."""
+
+
+def match_frontend(state: Mapping[str, Any], path: Path) -> tuple[FrontendConfig, str]:
+    """The frontend whose mel filterbank equals the one stored in `state` (float32, as torchaudio builds it).
+
+    Returns:
+        (frontend, how): `how` names the candidate, or says that no filterbank was stored (then the DCASE
+        2025 frontend is assumed, as for a plain state_dict).
+
+    Raises:
+        CheckpointError: a filterbank is stored but matches no candidate.
+    """
+    keys = [k for k in state if isinstance(k, str) and k.endswith(FILTERBANK_SUFFIX)]
+    if not keys:
+        log.info("%s stores no mel filterbank; assuming the DCASE 2025 frontend (32 kHz)", path)
+        return FrontendConfig(), "none stored: DCASE 2025 frontend assumed"
+    stored = state[keys[0]]
+    if not isinstance(stored, torch.Tensor):
+        raise CheckpointError(f"{path}: {keys[0]} is a {type(stored).__name__}, not a tensor")
+    stored = stored.detach().float().cpu()
+    for name, fe in CANDIDATE_FRONTENDS.items():
+        f_max = fe.f_max_hz if fe.f_max_hz is not None else fe.sample_rate_hz / 2
+        fb = mel_filterbank(fe.n_fft // 2 + 1, fe.f_min_hz, f_max, fe.n_mels, fe.sample_rate_hz)
+        if fb.shape == stored.shape and torch.allclose(fb, stored, rtol=0, atol=1e-4):
+            exact = bool(torch.equal(fb, stored))
+            log.info("%s: stored filterbank matches the %s frontend%s", path, name, "" if exact else " (within 1e-4)")
+            return fe, f"{keys[0]} = {name}" + ("" if exact else " (within 1e-4)")
+    raise CheckpointError(
+        f"{path}: the stored mel filterbank {keys[0]} {tuple(stored.shape)} matches none of edgeasc's frontends "
+        f"({', '.join(CANDIDATE_FRONTENDS)}: (2049, 256) HTK filters); importing it would run the network on "
+        "features it was not trained on"
+    )
+
+
 def import_checkpoint(
     src_path: str | os.PathLike,
     dst_path: str | os.PathLike,
@@ -217,12 +264,15 @@ def import_checkpoint(
         detail = " ".join(line.strip() for line in str(exc).splitlines()[:2])
         raise CheckpointError(f"{src}: weights do not fit the rebuilt {family}: {detail}") from None
 
+    frontend, how = match_frontend(state, src)
     if dropped:
         groups = Counter(k.split(".", 1)[0] for k in dropped)
         log.info("left out %d non-network entries of %s: %s", len(dropped), src, dict(groups))
-    extra: dict[str, Any] = {"source": str(src), "family": family, "dropped_keys": len(dropped)}
+    extra: dict[str, Any] = {"source": str(src), "family": family, "dropped_keys": len(dropped),
+                             "frontend_match": how}
     if isinstance(obj, Mapping):
         for key in ("epoch", "global_step"):
             if isinstance(obj.get(key), int):
                 extra[f"source_{key}"] = obj[key]
-    return save_checkpoint(dst_path, model.eval(), stage="import", extra=extra)
+    return save_checkpoint(dst_path, model.eval(), stage="import", extra=extra,
+                           config={"frontend": to_dict(frontend)})
