@@ -5,7 +5,10 @@ TensorFlow, and a converter crash (onnx2tf has died with SIGFPE on a badly shape
 this process, not the CLI. The parent (`edgeasc.export.convert_onnx_to_tflite`) reads the exit status.
 
 JOB.json: {"conversions": [{"onnx": path, "out_dir": path, "calibration_npy": path | null,
-                            "input_name": str, "log": path (optional: this conversion's output)}, ...]}
+                            "input_name": str, "log": path (optional: this conversion's output),
+                            "signature_float": path (optional), "mixed": {...} (optional)}, ...]}
+A conversion with "mixed" ({"float", "out", "int16_scopes", "int16_input"}) only runs `quantize_mixed` on a
+float TFLite written earlier with "signature_float" (`--int16-layers`).
 For each conversion onnx2tf writes `{stem}_float32.tflite` (and the SavedModel it converted from); with
 calibration data this module then writes `{stem}_full_integer_quant.tflite` (int8 weights per channel, int8
 activations, int8 input and output) from that SavedModel, with exactly the converter settings onnx2tf's own
@@ -23,13 +26,16 @@ import os
 import sys
 import traceback
 from pathlib import Path
+from typing import Any
 
 
-def convert_one(onnx_path: str, out_dir: str, calibration_npy: str | None, input_name: str) -> None:
+def convert_one(onnx_path: str, out_dir: str, calibration_npy: str | None, input_name: str,
+                signature_float_path: str | None = None) -> None:
     """Run onnx2tf on one model, then quantise its SavedModel to full integer when calibration is given.
 
     The calibration array is float32 NHWC `(N, n_mels, frames, 1)` of already normalised features; each clip
-    is one calibration sample (batch 1, as onnx2tf feeds them)."""
+    is one calibration sample (batch 1, as onnx2tf feeds them). `signature_float_path`: also write the
+    SavedModel as a float32 TFLite with its signature there (for `quantize_mixed`)."""
     import onnx2tf
 
     onnx2tf.convert(
@@ -41,6 +47,8 @@ def convert_one(onnx_path: str, out_dir: str, calibration_npy: str | None, input
     if calibration_npy:
         quantize_full_integer(out_dir, Path(out_dir) / f"{Path(onnx_path).stem}_full_integer_quant.tflite",
                               calibration_npy, input_name)
+    if signature_float_path:
+        signature_float(out_dir, Path(signature_float_path))
 
 
 def quantize_full_integer(saved_model_dir: str, out_path: Path, calibration_npy: str, input_name: str) -> None:
@@ -63,6 +71,53 @@ def quantize_full_integer(saved_model_dir: str, out_path: Path, calibration_npy:
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
     out_path.write_bytes(converter.convert())  # the parent moves it into place atomically
+
+
+def signature_float(saved_model_dir: str, out_path: Path) -> None:
+    """A float32 TFLite of the SavedModel with its serving signature (ai-edge-quantizer calibrates through
+    signatures; onnx2tf's own float32 file has none). Same graph and tensor names as what it quantises."""
+    import tensorflow as tf
+
+    out_path.write_bytes(tf.lite.TFLiteConverter.from_saved_model(saved_model_dir).convert())
+
+
+def _op_config(bits: int) -> Any:
+    from ai_edge_quantizer import qtyping
+
+    return qtyping.OpQuantizationConfig(
+        activation_tensor_config=qtyping.TensorQuantizationConfig(
+            num_bits=bits, symmetric=bits == 16, granularity=qtyping.QuantGranularity.TENSORWISE),
+        weight_tensor_config=qtyping.TensorQuantizationConfig(
+            num_bits=8, symmetric=True, granularity=qtyping.QuantGranularity.CHANNELWISE),
+        compute_precision=qtyping.ComputePrecision.INTEGER, explicit_dequantize=False)
+
+
+def quantize_mixed(float_tflite: str, out_path: Path, calibration_npy: str, int16_scopes: list[str],
+                   int16_input: bool) -> None:
+    """Int8 TFLite with TFLite's 16x8 scheme (int16 activations, int8 weights) in the ops whose output tensor
+    names are `int16_scopes`, by ai-edge-quantizer per-op recipes (min/max calibration on the same clips);
+    `int16_input`: the model input is int16 too."""
+    import re
+
+    import numpy as np
+    from ai_edge_litert import interpreter as litert
+    from ai_edge_quantizer import qtyping, quantizer
+
+    q = quantizer.Quantizer(float_tflite)
+    q.update_quantization_recipe(regex=".*", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
+                                 op_config=_op_config(8))
+    for scope in int16_scopes:
+        q.update_quantization_recipe(regex="^" + re.escape(scope) + ";$",
+                                     operation_name=qtyping.TFLOperationName.ALL_SUPPORTED, op_config=_op_config(16))
+    signatures = litert.Interpreter(model_path=float_tflite).get_signature_list()
+    key = next(iter(signatures))
+    (input_name,) = signatures[key]["inputs"]
+    if int16_input:
+        q.update_quantization_recipe(regex=".*", operation_name=qtyping.TFLOperationName.INPUT,
+                                     op_config=_op_config(16))
+    calib = np.load(calibration_npy)
+    result = q.calibrate({key: [{input_name: calib[i : i + 1]} for i in range(len(calib))]})
+    out_path.write_bytes(q.quantize(result).quantized_model)
 
 
 @contextlib.contextmanager
@@ -102,7 +157,13 @@ def main(argv: list[str]) -> int:
             if conv.get("log"):
                 print(start, flush=True)
             try:
-                convert_one(conv["onnx"], conv["out_dir"], conv.get("calibration_npy"), conv["input_name"])
+                if conv.get("mixed"):
+                    mixed = conv["mixed"]
+                    quantize_mixed(mixed["float"], Path(mixed["out"]), conv["calibration_npy"], mixed["int16_scopes"],
+                                   mixed["int16_input"])
+                else:
+                    convert_one(conv["onnx"], conv["out_dir"], conv.get("calibration_npy"), conv["input_name"],
+                                conv.get("signature_float"))
             except BaseException:
                 traceback.print_exc()  # into this conversion's log, where the parent looks for the error
                 raise

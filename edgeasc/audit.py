@@ -235,6 +235,10 @@ _ONNX_WEIGHTED = {"Conv": 1, "ConvTranspose": 1, "Gemm": 1, "MatMul": 1, "QLinea
 """ONNX ops whose cost the DCASE rule charges, with the input slot holding the weights."""
 _ONNX_INT_BIAS_SLOTS = {"QLinearConv": 8}
 
+_ONNX_STRUCTURAL_SLOTS: dict[str, set[int]] = {"Pad": {1, 2, 3}}
+"""Constant inputs that describe the operation, not parameters: Pad's pads, constant value and axes (the
+normalised-input stem pads with the raw log-mel's zero, a float scalar; torch holds it as a Python float)."""
+
 
 def _one_line(text: str, limit: int = 300) -> str:
     """First line of an error text (messages from libraries can span many lines), clipped."""
@@ -672,7 +676,7 @@ def audit_onnx(path: str | os.PathLike) -> AuditReport:
         op = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}:{node.op_type}"
         params = pbytes = 0
         for slot, name in enumerate(node.input):
-            if not name or name not in consts or name in seen:
+            if not name or name not in consts or name in seen or slot in _ONNX_STRUCTURAL_SLOTS.get(node.op_type, ()):
                 continue
             cshape, dtype, width = consts[name]
             is_int = dtype in ("int32", "int64", "uint32", "uint64", "bool", "string", "int16", "uint16")

@@ -642,14 +642,14 @@ def dataset_inputs(
     path: Path, data_dir: str | os.PathLike, n: int, seed: int, split: str = "test"
 ) -> tuple[list[list[np.ndarray]], dict[str, Any]]:
     """`n` seeded, class-balanced clips of `split` as model inputs: log-mel with the model's frontend
-    (its edgeasc metadata; the DCASE baseline frontend for a foreign model), quantised with the input
-    tensor's own scale and zero point (`edgeasc.runtime`)."""
+    (its edgeasc metadata; the DCASE baseline frontend for a foreign model), normalised and quantised as
+    the model states (`TFLiteModel.prepare`)."""
     from edgeasc.audio import load_clip
     from edgeasc.config import FrontendConfig, from_dict
     from edgeasc.dataset import TAUDataset
     from edgeasc.errors import DataError
     from edgeasc.export import select_calibration_clips
-    from edgeasc.runtime import TFLiteModel, feature_batches, quantize
+    from edgeasc.runtime import TFLiteModel, feature_batches
 
     model = TFLiteModel(path)
     meta = model.metadata()
@@ -666,12 +666,7 @@ def dataset_inputs(
     waves = np.stack([load_clip(ds.root / c.filename, frontend.sample_rate_hz, frontend.clip_samples)
                       for c in chosen])
     feats = np.concatenate([x for _, x in feature_batches(waves, frontend, batch_size=64)])
-    x = model.to_input_layout(feats)
-    if model.input.quantized:
-        x = quantize(x, model.input.scale, model.input.zero_point, model.input.dtype)
-    else:
-        x = x.astype(model.input.dtype)
-    sets = [[xi[None]] for xi in x]
+    sets = [[xi[None]] for xi in model.prepare(feats)]
     return sets, {"kind": "dataset", "data_dir": str(data_dir), "split": split, "seed": seed, "n": len(sets),
                   "clips": [c.clip_id for c in chosen]}
 

@@ -70,17 +70,26 @@ def cli(quiet: bool) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace a complete dataset in OUT_DIR.")
 @click.option("--if-missing", is_flag=True, help="Do nothing when OUT_DIR already holds a complete dataset.")
-def synth(out_dir: Path, scale: str, seed: int, overwrite: bool, if_missing: bool) -> None:
+@click.option("--gain-db", type=float, default=0.0, show_default=True,
+              help="Recording gain of every file, in dB (<= 0): -28 gives real TAU22 log-mel levels "
+                   "(mean about -6; docs/synthetic_data.md).")
+def synth(out_dir: Path, scale: str, seed: int, overwrite: bool, if_missing: bool, gain_db: float) -> None:
     """Write a synthetic acoustic-scene dataset in the TAU Urban Acoustic Scenes 2022 Mobile layout.
 
     Example: edgeasc synth data/synth --scale small
     """
-    from edgeasc.synth import generate_dataset
+    from edgeasc.errors import ConfigError
+    from edgeasc.synth import Difficulty, generate_dataset
 
     if if_missing and (out_dir / "meta.csv").is_file():
         click.echo(f"{out_dir} already holds a dataset (meta.csv present); skipping generation")
         return
-    summary = generate_dataset(out_dir, scale=scale, seed=seed, progress=True, overwrite=overwrite)
+    try:
+        difficulty = Difficulty(output_gain_db=gain_db)
+    except ValueError as exc:
+        raise ConfigError(f"--gain-db: {exc}") from None
+    summary = generate_dataset(out_dir, scale=scale, seed=seed, progress=True, overwrite=overwrite,
+                               difficulty=difficulty)
     click.echo(summary.describe() if hasattr(summary, "describe") else str(summary))
     click.echo(f"next: edgeasc train --data {out_dir} --out runs/student")
 
@@ -173,11 +182,27 @@ def evaluate(model_path: Path, data_dir: Path, split: str, out_dir: Path | None,
 @click.option("--eval-split", default="test", show_default=True, help="Split for the parity report.")
 @click.option("--eval-clips", type=int, help="Measure parity on a class-balanced subset of this size.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--input-norm/--no-input-norm", default=True, show_default=True,
+              help="With --int8: the exported graph takes the log-mel normalised by the calibration clips' mean "
+                   "and std, folded exactly into the first convolutions (docs/export.md).")
+@click.option("--weight-rounding", type=click.Choice(["adaptive", "nearest"]), default="adaptive", show_default=True,
+              help="With --int8: round each convolution's int8 weights to cancel their error on the calibration "
+                   "inputs (adaptive), or to the nearest step (the TFLite converter's rounding).")
+@click.option("--int16-layers", metavar="NAMES|auto",
+              help="With --int8: keep these activations (comma-separated names from the sensitivity table) at int16 "
+                   "with int8 weights (TFLite 16x8), or 'auto': the costliest until the simulated agreement "
+                   "reaches 99.5%. The firmware stub runs int8 only.")
+@click.option("--sensitivity", is_flag=True,
+              help="With --int8: also print and report the int8 sensitivity table (one tensor quantised at a "
+                   "time, torch simulation): what to read when int8 loses accuracy.")
+@click.option("--sensitivity-clips", type=int, default=1000, show_default=True,
+              help="Clips of the evaluation split the sensitivity table is measured on.")
 @_cache_dir_option
 @click.option("--json", "as_json", is_flag=True, help="Print export_report.json.")
 def export_cmd(checkpoint: Path, data_dir: Path, out_dir: Path | None, int8: bool, calib_clips: int,
-               calib_split: str | None, eval_split: str, eval_clips: int | None, seed: int, cache_dir: Path | None,
-               as_json: bool) -> None:
+               calib_split: str | None, eval_split: str, eval_clips: int | None, seed: int, input_norm: bool,
+               weight_rounding: str, int16_layers: str | None, sensitivity: bool, sensitivity_clips: int,
+               cache_dir: Path | None, as_json: bool) -> None:
     """Export a checkpoint to ONNX and TFLite (float32; int8 with --int8) and measure parity with torch.
 
     A device bundle (`edgeasc finetune`) exports every member into OUT/<member>/, audits each against the
@@ -186,7 +211,9 @@ def export_cmd(checkpoint: Path, data_dir: Path, out_dir: Path | None, int8: boo
     Example: edgeasc export runs/student/model.pt --int8 --data data/synth --out runs/student/export
     """
     from edgeasc.bundle import is_bundle
+    from edgeasc.errors import ConfigError
     from edgeasc.export import export_checkpoint, format_export_report
+    from edgeasc.sensitivity import format_sensitivity
 
     if is_bundle(checkpoint):
         from edgeasc.finetune import export_bundle, format_export_manifest
@@ -199,13 +226,24 @@ def export_cmd(checkpoint: Path, data_dir: Path, out_dir: Path | None, int8: boo
             click.echo(f"manifest: {manifest['path']}")
             click.echo(f"next: edgeasc audit {Path(manifest['path']).parent / manifest['general']['tflite']}")
         return
+    if sensitivity and not int8:
+        raise ConfigError("--sensitivity needs --int8 (it measures the int8 model's rounding)")
     result = export_checkpoint(checkpoint, data_dir, out_dir, int8=int8, calib_clips=calib_clips,
                                calib_split=calib_split, eval_split=eval_split, eval_clips=eval_clips, seed=seed,
-                               cache_dir=cache_dir, progress=not as_json)
+                               cache_dir=cache_dir, progress=not as_json, input_norm=input_norm,
+                               sensitivity_clips=sensitivity_clips if sensitivity else None,
+                               weight_rounding=weight_rounding, int16_layers=int16_layers)
     if as_json:
         click.echo(json.dumps(result.report, indent=2))
         return
     click.echo(format_export_report(result.report))
+    if result.report.get("int16"):
+        i16 = result.report["int16"]
+        click.echo(f"int16 layers ({len(i16['layers'])}): {', '.join(i16['layers']) or 'none'}; simulated agreement "
+                   f"{100 * i16['simulated_agreement']:.2f}% on {i16['held_out_clips']} held-out training clips")
+    if "sensitivity" in result.report:
+        click.echo("")
+        click.echo(format_sensitivity(result.report["sensitivity"]))
     click.echo("")
     for key in ("onnx", "tflite_float32", "tflite_int8", "calibration_ids", "report"):
         if key in result.artifacts:

@@ -27,3 +27,9 @@ class DomainError(EdgeAscError):
     """The input was fine but the result fails a check (for example a model over budget)."""
 
     exit_code = 1
+
+
+class ExportError(EdgeAscError):
+    """The conversion failed or its result misses a parity target (the input was fine): exit code 1."""
+
+    exit_code = 1

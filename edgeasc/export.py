@@ -36,7 +36,8 @@ from typing import Any
 import numpy as np
 
 from edgeasc.artifacts import write_atomic, write_bytes_atomic, write_json_atomic, write_text_atomic
-from edgeasc.errors import EdgeAscError
+from edgeasc.errors import EdgeAscError, ExportError
+from edgeasc.runtime import InputNormalization
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +45,6 @@ ONNX_OPSET = 17
 INPUT_NAME = "logmel"
 OUTPUT_NAME = "logits"
 METADATA_SCHEMA = "edgeasc-model-metadata/1"
-
-
-class ExportError(EdgeAscError):
-    """The conversion failed or its result misses a parity target (the input was fine): exit code 1."""
-
-    exit_code = 1
 
 
 class MissingDependencyError(EdgeAscError):
@@ -96,9 +91,17 @@ model (an untrained one has near-tied logits) and are reported, with a warning w
 
 RUNTIMES: tuple[str, ...] = ("torch", "onnxruntime", "tflite_float32", "tflite_int8")
 
+WEIGHT_ROUNDINGS: tuple[str, ...] = ("adaptive", "nearest")
+"""How the int8 weights are rounded: against the calibration inputs (`edgeasc.quant.round_weights`), or to
+the nearest step as the TFLite converter does."""
+
 CALIBRATION_IDS_FILE = "calibration_clips.txt"
 REPORT_FILE = "export_report.json"
 LOG_FILE = "convert.log"
+INT16_LOG_FILE = "convert_int16.log"
+SIGNATURE_FLOAT = "float_signature.tflite"  # in the work folder: what ai-edge-quantizer quantises
+INT16_TARGET = 0.995
+"""`--int16-layers auto` adds int16 layers until the simulated agreement on held-out training clips reaches this."""
 
 
 @dataclass
@@ -165,14 +168,26 @@ def fold_batchnorm(model: Any) -> Any:
     return work
 
 
+def exported_network(model: Any, input_norm: Any = None) -> Any:
+    """The float network the export converts: BatchNorm folded (`fold_batchnorm`), then the input
+    normalisation folded into the first convolutions when given (`edgeasc.quant.fold_input_normalization`)."""
+    folded = fold_batchnorm(model)
+    if input_norm is None:
+        return folded
+    from edgeasc.quant import fold_input_normalization
+
+    return fold_input_normalization(folded, input_norm)
+
+
 def export_onnx(
     model: Any,
     path: str | os.PathLike,
     input_size: tuple[int, ...] = (1, 1, 256, 65),
     metadata: dict[str, Any] | None = None,
     opset: int = ONNX_OPSET,
+    input_norm: Any = None,
 ) -> Path:
-    """Fold BatchNorm, export to ONNX with a fixed batch-1 input and write it atomically.
+    """Fold BatchNorm (and the input normalisation), export to ONNX with a fixed batch-1 input, write atomically.
 
     Args:
         model: the network (unchanged; a folded copy is exported).
@@ -180,6 +195,8 @@ def export_onnx(
         input_size: `(1, C, n_mels, frames)`.
         metadata: written to `metadata_props` (non-string values as JSON).
         opset: ONNX opset (>= 17).
+        input_norm: an `edgeasc.runtime.InputNormalization`: the graph then takes `input_norm.apply(x)`
+            (`edgeasc.quant.fold_input_normalization`).
 
     Returns:
         The path written.
@@ -191,7 +208,7 @@ def export_onnx(
 
     if opset < 17:
         raise ValueError(f"opset must be >= 17, got {opset}")
-    folded = fold_batchnorm(model)
+    folded = exported_network(model, input_norm)
     path = Path(path)
     with tempfile.TemporaryDirectory(prefix="edgeasc_onnx_") as tmp:
         tmp_file = Path(tmp) / "model.onnx"
@@ -206,12 +223,50 @@ def export_onnx(
         entry = proto.metadata_props.add()
         entry.key = key
         entry.value = value if isinstance(value, str) else json.dumps(value)
+    fold_constant_subgraphs(proto)
     explicit_pool_padding(proto)
     onnx.checker.check_model(proto)
     bn_nodes = [n.name for n in proto.graph.node if n.op_type == "BatchNormalization"]
     if bn_nodes:
         log.warning("ONNX graph keeps %d BatchNormalization nodes: %s", len(bn_nodes), ", ".join(bn_nodes[:3]))
     return write_atomic(path, lambda p: onnx.save(proto, str(p)))
+
+
+_FOLDABLE_OPS = frozenset({"Constant", "ConstantOfShape", "Concat", "Reshape", "Slice", "Transpose", "Cast",
+                           "Unsqueeze", "Squeeze", "Gather", "Neg", "Add", "Sub", "Mul", "Div"})
+
+
+def fold_constant_subgraphs(proto: Any) -> int:
+    """Replace every node whose inputs are all constants (and that computes shapes or pads: `_FOLDABLE_OPS`)
+    by initializers holding its outputs; returns the number of nodes folded.
+
+    The TorchScript exporter writes `F.pad`'s pads as a chain of Constant, ConstantOfShape, Concat, Reshape,
+    Slice, Transpose and Cast. onnx2tf cannot transpose such computed pads from NCHW to NHWC (it padded the
+    batch axis of the normalised-input stem); as one int64 initializer it converts them as it does the
+    pooling pads.
+    """
+    from onnx import numpy_helper
+    from onnx.reference import ReferenceEvaluator
+
+    graph = proto.graph
+    known = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    kept, folded = [], 0
+    for node in graph.node:
+        if node.op_type in _FOLDABLE_OPS and all(i in known for i in node.input if i):
+            values = ReferenceEvaluator(node).run(None, {i: known[i] for i in node.input if i})
+            for name, value in zip(node.output, values):
+                known[name] = np.asarray(value)
+            folded += 1
+        else:
+            kept.append(node)
+    initial = {init.name for init in graph.initializer}
+    used = {i for node in kept for i in node.input} | {o.name for o in graph.output}
+    for name in sorted(used - initial):
+        if name in known:
+            graph.initializer.append(numpy_helper.from_array(known[name], name))
+    del graph.node[:]
+    graph.node.extend(kept)
+    return folded
 
 
 def explicit_pool_padding(proto: Any) -> int:
@@ -387,9 +442,10 @@ def _last_error_line(log_path: Path) -> str:
     return (errors[0] if errors else lines[-1] if lines else "no output")[:300]
 
 
-def check_deployable(path: str | os.PathLike, int8: bool) -> None:
+def check_deployable(path: str | os.PathLike, int8: bool, int16: bool = False) -> None:
     """Check a converted model only uses builtin operators (onnx2tf allows TensorFlow "Flex" ops, which no
-    microcontroller runs) and, for int8, that every activation and the I/O are int8 (full-integer).
+    microcontroller runs) and, for int8, that every activation and the I/O are int8 (full-integer; int16 too
+    where `int16` layers were asked for).
 
     Raises:
         ExportError: what was found instead.
@@ -403,10 +459,85 @@ def check_deployable(path: str | os.PathLike, int8: bool) -> None:
         raise ExportError(f"{Path(path).name} contains non-builtin operators {', '.join(custom)}; "
                           "a microcontroller runtime cannot run them")
     if int8:
-        other = {d: n for d, n in details["activation_dtypes"].items() if d != "int8"}
+        allowed = ("int8", "int16") if int16 else ("int8",)
+        other = {d: n for d, n in details["activation_dtypes"].items() if d not in allowed}
         if other:
             raise ExportError(f"{Path(path).name} is not full-integer: activation tensors of type "
                               + ", ".join(f"{d} ({n})" for d, n in other.items()))
+
+
+def _schema() -> Any:
+    try:
+        from ai_edge_litert import schema_py_generated as schema
+    except ImportError:
+        from tensorflow.lite.python import schema_py_generated as schema
+    return schema
+
+
+def rewrite_int8_weights(buf: bytes, layers: dict[str, tuple[Any, Any]]) -> tuple[bytes, dict[str, Any]]:
+    """`buf` (a full-integer .tflite) with the int8 weights of the given convolutions replaced.
+
+    Each torch convolution is found by its weights: the converter's int8 values times its per-channel scales
+    lie within half a step of the folded float weights (OHWI, or 1HWC for a depthwise DEPTHWISE_CONV_2D).
+    The new integers are rounded on the file's own scales, so biases, scales and zero points stay valid.
+
+    Args:
+        buf: the .tflite bytes.
+        layers: module path -> (folded float `nn.Conv2d`, `rounder(weight, scale) -> int weights (O, I/g, kh, kw)`).
+
+    Returns:
+        (new bytes, {"layers": rewritten, "weights_changed": count, "unmatched": [paths],
+        "rounded": {path: (int weights in torch layout, scales)}}).
+    """
+    import flatbuffers
+
+    schema = _schema()
+    model = schema.ModelT.InitFromPackedBuf(bytearray(buf), 0)
+    sg = model.subgraphs[0]
+    codes = {getattr(schema.BuiltinOperator, k): k for k in ("CONV_2D", "DEPTHWISE_CONV_2D")}
+    candidates = []
+    for op in sg.operators:
+        oc = model.operatorCodes[op.opcodeIndex]
+        if max(oc.builtinCode, oc.deprecatedBuiltinCode) not in codes or len(op.inputs) < 2:
+            continue
+        t = sg.tensors[op.inputs[1]]
+        data = model.buffers[t.buffer].data
+        if t.type == schema.TensorType.INT8 and data is not None and t.quantization is not None:
+            q = np.frombuffer(np.asarray(data, dtype=np.uint8).tobytes(), dtype=np.int8).reshape(t.shape)
+            candidates.append((t, q, np.asarray(t.quantization.scale, dtype=np.float64),
+                               int(t.quantization.quantizedDimension)))
+    changed, rewritten, unmatched, rounded = 0, [], [], {}
+    for path, (conv, rounder) in layers.items():
+        w = conv.weight.detach().double().numpy()
+        layouts = [((0, 2, 3, 1), 0), ((1, 2, 3, 0), 3)]  # OHWI (CONV_2D), 1HWC (DEPTHWISE_CONV_2D)
+        hit = None
+        for t, q, scale, axis in candidates:
+            for perm, want_axis in layouts:
+                wf = w.transpose(perm)
+                if wf.shape != q.shape or axis != want_axis or len(scale) != wf.shape[axis]:
+                    continue
+                shape = [1] * wf.ndim
+                shape[axis] = -1
+                if np.all(np.abs(q * scale.reshape(shape) - wf) <= 0.5001 * scale.reshape(shape) + 1e-12):
+                    hit = (t, q, scale, perm)
+                    break
+            if hit:
+                break
+        if hit is None:
+            unmatched.append(path)
+            continue
+        t, q, scale, perm = hit
+        ints = np.clip(np.asarray(rounder(conv.weight, scale), dtype=np.int64), -127, 127)
+        new = ints.transpose(perm)
+        changed += int(np.sum(new != q))
+        rounded[path] = (ints, scale)
+        model.buffers[t.buffer].data = np.clip(new, -127, 127).astype(np.int8).view(np.uint8).reshape(-1)
+        candidates = [c for c in candidates if c[0] is not t]
+        rewritten.append(path)
+    builder = flatbuffers.Builder(len(buf) + 1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output()), {"layers": rewritten, "weights_changed": changed, "unmatched": unmatched,
+                                     "rounded": rounded}
 
 
 def embed_tflite_metadata(buf: bytes, metadata: dict[str, Any], name: str = "edgeasc") -> bytes:
@@ -416,11 +547,7 @@ def embed_tflite_metadata(buf: bytes, metadata: dict[str, Any], name: str = "edg
     """
     import flatbuffers
 
-    try:
-        from ai_edge_litert import schema_py_generated as schema
-    except ImportError:
-        from tensorflow.lite.python import schema_py_generated as schema
-
+    schema = _schema()
     model = schema.ModelT.InitFromPackedBuf(bytearray(buf), 0)
     data = np.frombuffer(json.dumps(metadata, sort_keys=True).encode("utf-8"), dtype=np.uint8)
     entry_buffer = schema.BufferT()
@@ -539,6 +666,11 @@ def export_checkpoint(
     cache_dir: str | os.PathLike | None = None,
     progress: bool = False,
     workers: int | None = None,
+    input_norm: bool = True,
+    sensitivity_clips: int | None = None,
+    weight_rounding: str = "adaptive",
+    int16_layers: str | tuple[str, ...] | None = None,
+    int16_target: float = INT16_TARGET,
 ) -> ExportResult:
     """Export a checkpoint to ONNX and TFLite (float32, and int8 with `int8=True`), and measure parity.
 
@@ -555,6 +687,18 @@ def export_checkpoint(
         cache_dir: waveform cache (default: the dataset's).
         progress: progress bars.
         workers: interpreter threads for the TFLite evaluation (default: up to 4).
+        input_norm: with `int8`, export the graph on the normalised log-mel (`InputNormalization` of the
+            calibration features, folded into the first convolutions; all three artifacts take it). False:
+            the raw log-mel, as before (worse int8 on real recordings: docs/export.md).
+        sensitivity_clips: with `int8`, also measure the int8 sensitivity table (`edgeasc.sensitivity`: one
+            tensor quantised at a time, in a torch simulation) on this many clips of `eval_split`; written to
+            the report's `sensitivity`.
+        weight_rounding: with `int8`, `adaptive` (default) rounds each convolution's int8 weights to cancel
+            their error on the calibration inputs (`edgeasc.quant.round_weights`); `nearest` keeps the
+            converter's rounding.
+        int16_layers: with `int8`, keep these activations (`QuantPoint` names of the sensitivity table) at
+            int16 with int8 weights (TFLite's 16x8 scheme, through ai-edge-quantizer), or `"auto"`: the
+            costliest ones until the simulated agreement on held-out training clips reaches `int16_target`.
 
     Returns:
         The artifacts and the parity report.
@@ -565,7 +709,9 @@ def export_checkpoint(
     """
     return export_checkpoints([(checkpoint, out_dir)], data_dir, int8=int8, calib_clips=calib_clips,
                               calib_split=calib_split, eval_split=eval_split, eval_clips=eval_clips, seed=seed,
-                              cache_dir=cache_dir, progress=progress, workers=workers)[0]
+                              cache_dir=cache_dir, progress=progress, workers=workers, input_norm=input_norm,
+                              sensitivity_clips=sensitivity_clips, weight_rounding=weight_rounding,
+                              int16_layers=int16_layers, int16_target=int16_target)[0]
 
 
 @dataclass
@@ -582,6 +728,34 @@ class _Prepared:
     calib_npy: Path | None
     calib_info: dict[str, Any] | None
     result: ExportResult
+    norm: Any  # InputNormalization | None
+    calib_features: np.ndarray | None  # in the exported graph's input domain
+    weight_rounding: str = "adaptive"
+    rounded: dict[str, Any] = field(default_factory=dict)  # conv path -> its int8 weights (as floats), adaptive
+    rounding_info: dict[str, Any] | None = None
+    int16_request: Any = None  # "auto", a tuple of layer names, or None
+    int16: dict[str, Any] | None = None  # the plan carried out (report and metadata)
+    input_cov: dict[str, Any] = field(default_factory=dict)  # conv path -> E[patch patch^T] on the calibration clips
+    _sim: Any = None
+
+    def simulator(self) -> Any:
+        """The int8 simulation of the exported network on the calibration features (built once)."""
+        if self._sim is None:
+            import torch
+
+            from edgeasc.sensitivity import Int8Simulator
+
+            from edgeasc.quant import round_weights
+
+            sim = Int8Simulator(exported_network(self.model, self.norm), torch.from_numpy(self.calib_features))
+            if self.weight_rounding == "adaptive":  # simulate the weights the file will hold
+                self.input_cov = sim.input_covariances(torch.from_numpy(self.calib_features))
+                for path, c in self.input_cov.items():
+                    conv = sim.modules[path]
+                    q, scale = round_weights(conv.weight, c, conv.groups)
+                    sim.set_weights(path, torch.from_numpy(q * scale.reshape(-1, 1, 1, 1)))
+            self._sim = sim
+        return self._sim
 
 
 def export_checkpoints(
@@ -596,6 +770,11 @@ def export_checkpoints(
     cache_dir: str | os.PathLike | None = None,
     progress: bool = False,
     workers: int | None = None,
+    input_norm: bool = True,
+    sensitivity_clips: int | None = None,
+    weight_rounding: str = "adaptive",
+    int16_layers: str | tuple[str, ...] | None = None,
+    int16_target: float = INT16_TARGET,
 ) -> list[ExportResult]:
     """`export_checkpoint` for several `(checkpoint, out_dir)` pairs, converted side by side.
 
@@ -612,6 +791,18 @@ def export_checkpoints(
         raise ConfigError(f"--calib-clips must be >= 1, got {calib_clips}")
     if eval_clips is not None and eval_clips < 1:
         raise ConfigError(f"--eval-clips must be >= 1, got {eval_clips}")
+    if int16_layers is not None and not int8:
+        raise ConfigError("--int16-layers needs --int8")
+    if isinstance(int16_layers, str) and int16_layers != "auto":
+        int16_layers = tuple(n.strip() for n in int16_layers.split(",") if n.strip())
+    if int16_layers is not None and not int16_layers:
+        raise ConfigError("--int16-layers needs 'auto' or a comma-separated list of layer names")
+    if not 0 < int16_target <= 1:
+        raise ConfigError(f"the int16 agreement target must be in (0, 1], got {int16_target}")
+    if weight_rounding not in WEIGHT_ROUNDINGS:
+        raise ConfigError(f"weight rounding {weight_rounding!r} is not one of {', '.join(WEIGHT_ROUNDINGS)}")
+    if sensitivity_clips is not None and sensitivity_clips < 1:
+        raise ConfigError(f"--sensitivity-clips must be >= 1, got {sensitivity_clips}")
     check_dependencies(int8=int8)
     from edgeasc.dataset import TAUDataset
 
@@ -620,20 +811,25 @@ def export_checkpoints(
         prepared = []
         for checkpoint, out_dir in items:
             prep = _prepare_export(Path(checkpoint), out_dir, ds, int8, calib_clips, calib_split, seed, cache_dir,
-                                   progress)
+                                   progress, input_norm)
+            prep.weight_rounding = weight_rounding
             stack.callback(shutil.rmtree, prep.work, ignore_errors=True)
             prepared.append(prep)
         log.info("converting %d model(s) to TFLite with onnx2tf in child processes", len(prepared))
         convert_onnx_to_tflite(
             [{"onnx": str(p.result.artifacts["onnx"]), "out_dir": str(p.work / "tf"), "input_name": INPUT_NAME,
-              "calibration_npy": str(p.calib_npy) if p.calib_npy else None, "log": str(p.out / LOG_FILE)}
+              "calibration_npy": str(p.calib_npy) if p.calib_npy else None, "log": str(p.out / LOG_FILE),
+              "signature_float": str(p.work / SIGNATURE_FLOAT) if int16_layers else None}
              for p in prepared],
         )
+        if int16_layers and int8:
+            _convert_int16(prepared, ds, int16_layers, int16_target, seed, cache_dir, progress)
         for p in prepared:
             _finish_tflite(p, int8)
     failures = []
     for p in prepared:
-        failures += _finish_report(p, ds, eval_split, eval_clips, seed, cache_dir, progress, workers)
+        failures += _finish_report(p, ds, eval_split, eval_clips, seed, cache_dir, progress, workers,
+                                   sensitivity_clips)
     if failures:
         c, out = failures[0]
         raise ExportError(f"{c['runtime']} agrees with torch on {100 * c['value']:.2f}% of clips (target "
@@ -642,8 +838,9 @@ def export_checkpoints(
 
 
 def _prepare_export(checkpoint: Path, out_dir: str | os.PathLike | None, ds: Any, int8: bool, calib_clips: int,
-                    calib_split: str | None, seed: int, cache_dir: Any, progress: bool) -> _Prepared:
-    """Load, check, write the ONNX file and the calibration features of one model."""
+                    calib_split: str | None, seed: int, cache_dir: Any, progress: bool,
+                    input_norm: bool) -> _Prepared:
+    """Load, check, write the calibration features and the ONNX file of one model."""
     import torch
 
     from edgeasc import __version__
@@ -681,24 +878,35 @@ def _prepare_export(checkpoint: Path, out_dir: str | os.PathLike | None, ds: Any
         "edgeasc_version": __version__,
     }
 
-    # 1. ONNX
-    onnx_meta = {**base_meta, "input": {"name": INPUT_NAME, "shape": list(input_size), "layout": "NCHW",
-                                        "dtype": "float32", "description": "log-mel (1, 1, n_mels, frames)"},
-                 "output": {"name": OUTPUT_NAME, "shape": [1, len(SCENES)], "dtype": "float32",
-                            "description": "scene logits in label order"}}
-    onnx_path = export_onnx(model, out / "model.onnx", input_size, onnx_meta)
-    result.artifacts["onnx"] = onnx_path
-    log.info("wrote %s", onnx_path)
-
-    # 2. Calibration features: a class-balanced, seeded subset of the training split.
+    # 1. Calibration features (int8): a class-balanced, seeded subset of the training split; the input
+    # normalisation is computed on them.
     work = Path(tempfile.mkdtemp(prefix=".convert_", dir=out)).resolve()  # the caller removes it
     try:
-        calib_npy, calib_info = _calibration(work, out, ds, frontend, int8, calib_clips, calib_split, seed,
-                                             cache_dir, progress, result)
+        feats, calib_info = _calibration(out, ds, frontend, int8, calib_clips, calib_split, seed, cache_dir,
+                                         progress, result)
+        norm = InputNormalization.of(feats) if feats is not None and input_norm else None
+        base_meta["input_normalization"] = norm.to_dict() if norm else None
+        calib_npy = None
+        if feats is not None:
+            feats = norm.apply(feats) if norm else feats  # the exported graph's input domain
+            calib_npy = work / "calibration.npy"
+            np.save(calib_npy, np.ascontiguousarray(feats.transpose(0, 2, 3, 1)))  # NCHW -> NHWC, as onnx2tf reads it
+
+        # 2. ONNX
+        described = "normalised log-mel u = (x - mean) / std (input_normalization)" if norm else "log-mel"
+        onnx_meta = {**base_meta,
+                     "input": {"name": INPUT_NAME, "shape": list(input_size), "layout": "NCHW", "dtype": "float32",
+                               "description": f"{described} (1, 1, n_mels, frames)"},
+                     "output": {"name": OUTPUT_NAME, "shape": [1, len(SCENES)], "dtype": "float32",
+                                "description": "scene logits in label order"}}
+        onnx_path = export_onnx(model, out / "model.onnx", input_size, onnx_meta, input_norm=norm)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    return _Prepared(checkpoint, out, work, model, name, frontend, base_meta, calib_npy, calib_info, result)
+    result.artifacts["onnx"] = onnx_path
+    log.info("wrote %s", onnx_path)
+    return _Prepared(checkpoint, out, work, model, name, frontend, base_meta, calib_npy, calib_info, result, norm,
+                     feats)
 
 
 def calibration_features(waves: np.ndarray, frontend: Any) -> np.ndarray:
@@ -720,33 +928,33 @@ def calibration_features(waves: np.ndarray, frontend: Any) -> np.ndarray:
         torch.set_num_threads(threads)
 
 
-def _calibration(work: Path, out: Path, ds: Any, frontend: Any, int8: bool, calib_clips: int, calib_split: str,
-                 seed: int, cache_dir: Any, progress: bool, result: ExportResult) -> tuple[Path | None, Any]:
-    """The calibration features (`work/calibration.npy`, NHWC) and their description; the clip ids beside
-    the model."""
+def _calibration(out: Path, ds: Any, frontend: Any, int8: bool, calib_clips: int, calib_split: str, seed: int,
+                 cache_dir: Any, progress: bool, result: ExportResult) -> tuple[np.ndarray | None, Any]:
+    """The calibration features `(N, 1, n_mels, frames)` (raw log-mel) and their description; the clip ids
+    beside the model. `(None, None)` without int8."""
     from edgeasc.dataset import load_waveforms
     from edgeasc.errors import DataError
     from edgeasc.labels import SCENES
 
-    calib_npy = calib_info = None
-    if int8:
-        train_clips = ds.clips(calib_split)
-        if not train_clips:
-            raise DataError(f"split {calib_split!r} of {ds.root} is empty; nothing to calibrate on")
-        chosen = select_calibration_clips(train_clips, calib_clips, seed)
-        if len(chosen) < calib_clips:
-            log.warning("split %s has %d clips; calibrating on all of them (asked for %d)",
-                        calib_split, len(chosen), calib_clips)
-        waves = load_waveforms(ds.root, chosen, frontend.sample_rate_hz, frontend.clip_samples, cache_dir, progress)
-        feats = calibration_features(waves, frontend)
-        calib_npy = work / "calibration.npy"
-        np.save(calib_npy, np.ascontiguousarray(feats.transpose(0, 2, 3, 1)))  # NCHW -> NHWC, as onnx2tf reads it
-        ids_path = write_text_atomic(out / CALIBRATION_IDS_FILE, "".join(f"{c.clip_id}\n" for c in chosen))
-        result.artifacts["calibration_ids"] = ids_path
-        per_class = {s: sum(c.scene == s for c in chosen) for s in SCENES}
-        calib_info = {"split": calib_split, "n_clips": len(chosen), "seed": seed, "per_class": per_class,
-                      "ids_file": ids_path.name, "feature_range": [float(feats.min()), float(feats.max())]}
-    return calib_npy, calib_info
+    if not int8:
+        return None, None
+    train_clips = ds.clips(calib_split)
+    if not train_clips:
+        raise DataError(f"split {calib_split!r} of {ds.root} is empty; nothing to calibrate on")
+    chosen = select_calibration_clips(train_clips, calib_clips, seed)
+    if len(chosen) < calib_clips:
+        log.warning("split %s has %d clips; calibrating on all of them (asked for %d)",
+                    calib_split, len(chosen), calib_clips)
+    waves = load_waveforms(ds.root, chosen, frontend.sample_rate_hz, frontend.clip_samples, cache_dir, progress)
+    feats = calibration_features(waves, frontend)
+    ids_path = write_text_atomic(out / CALIBRATION_IDS_FILE, "".join(f"{c.clip_id}\n" for c in chosen))
+    result.artifacts["calibration_ids"] = ids_path
+    per_class = {s: sum(c.scene == s for c in chosen) for s in SCENES}
+    calib_info = {"split": calib_split, "n_clips": len(chosen), "seed": seed, "per_class": per_class,
+                  "ids_file": ids_path.name, "feature_range": [float(feats.min()), float(feats.max())],
+                  "feature_mean": float(feats.mean(dtype=np.float64)),
+                  "feature_std": float(feats.std(dtype=np.float64))}
+    return feats, calib_info
 
 
 def _finish_tflite(p: _Prepared, int8: bool) -> None:
@@ -764,16 +972,24 @@ def _finish_tflite(p: _Prepared, int8: bool) -> None:
             raise ExportError(f"onnx2tf did not write {src.name}; see {out / LOG_FILE}")
         fmt = next(f for f in EXPORT_FORMATS if f.key == key)
         dst = out / fmt.filename
-        write_bytes_atomic(dst, src.read_bytes())
-        check_deployable(dst, int8=key == "tflite_int8")
+        data = src.read_bytes()
+        if key == "tflite_int8" and p.weight_rounding == "adaptive":
+            data = _round_weights_adaptively(p, data)
+        write_bytes_atomic(dst, data)
+        check_deployable(dst, int8=key == "tflite_int8", int16=p.int16 is not None)
         probe = TFLiteModel(dst)
         meta = {**p.base_meta,
                 "format": key,
-                "quantization": "full-integer int8, per-channel weights" if key == "tflite_int8" else "none",
+                "quantization": ("none" if key != "tflite_int8" else "full-integer int8, per-channel weights"
+                                 + (f"; int16 activations (16x8) in {len(p.int16['layers'])} layer(s)" if p.int16 else "")),
+                "int16": p.int16 if key == "tflite_int8" else None,
+                "weight_rounding": p.weight_rounding if key == "tflite_int8" else None,
                 "input": {**probe.input.to_dict(), "layout": "NHWC" if probe.input.shape[-1] == 1 else "NCHW",
-                          "description": "log-mel (1, n_mels, frames, 1): mel-major, frames fastest; "
-                                         "q = clip(round(x / scale) + zero_point, -128, 127)"
-                          if probe.input.quantized else "log-mel (1, n_mels, frames, 1), float32"},
+                          "description": ("normalised log-mel u = (x - mean) / std (input_normalization)"
+                                          if p.norm else "log-mel x")
+                                         + (" (1, n_mels, frames, 1): mel-major, frames fastest; "
+                                            f"q = round(u / scale) + zero_point, saturated to {probe.input.dtype}"
+                                            if probe.input.quantized else " (1, n_mels, frames, 1), float32")},
                 "output": {**probe.output.to_dict(), "labels": list(SCENES),
                            "description": "scene logits in label order"
                            + ("; real = (q - zero_point) * scale" if probe.output.quantized else "")},
@@ -784,17 +1000,112 @@ def _finish_tflite(p: _Prepared, int8: bool) -> None:
         log.info("wrote %s", dst)
 
 
+def _convert_int16(prepared: list[_Prepared], ds: Any, request: Any, target: float, seed: int, cache_dir: Any,
+                   progress: bool) -> None:
+    """Plan each model's int16 layers (named, or `auto`: `edgeasc.sensitivity.choose_int16_layers` on held-out
+    training clips) and convert it again with ai-edge-quantizer's per-op recipes (`_convert_tflite.quantize_mixed`);
+    the result replaces the full-integer int8 file before `_finish_tflite`."""
+    import difflib
+
+    import torch
+
+    from edgeasc.dataset import load_waveforms
+    from edgeasc.errors import ConfigError
+    from edgeasc.firmware import read_graph
+    from edgeasc.sensitivity import choose_int16_layers, plan_int16, tflite_tensors
+
+    jobs = []
+    for p in prepared:
+        graph = read_graph(p.work / SIGNATURE_FLOAT)
+        sim = p.simulator()
+        tensors = tflite_tensors(sim, graph)
+        missing = [q.name for q in sim.points if q.kind != "weights" and q.name not in tensors]
+        if missing:
+            raise ExportError(f"{p.name}: {len(missing)} activation tensors ({', '.join(missing[:3])}) were not found "
+                              "in the converted graph; --int16-layers cannot place them")
+        # held-out training clips (not the calibration ones, never the test split) to choose and check on
+        split = p.calib_info["split"]
+        used = set((p.out / CALIBRATION_IDS_FILE).read_text(encoding="utf-8").split())
+        rest = [c for c in ds.clips(split) if c.clip_id not in used]
+        clips = select_calibration_clips(rest, 500, seed + 2) if rest else []
+        if not clips:
+            raise ExportError(f"split {split!r} has no clips beside the calibration ones to choose int16 layers on")
+        waves = load_waveforms(ds.root, clips, p.frontend.sample_rate_hz, p.frontend.clip_samples, cache_dir, progress)
+        x = calibration_features(waves, p.frontend)
+        x = torch.from_numpy(p.norm.apply(x) if p.norm is not None else x)
+        if request == "auto":
+            plan, achieved, steps = choose_int16_layers(sim, x, tensors, graph, target)
+        else:
+            known = [q.name for q in sim.points if q.kind != "weights"]
+            for name in request:
+                if name not in known:
+                    close = difflib.get_close_matches(name, known, n=1)
+                    raise ConfigError(f"--int16-layers: {name!r} is not an activation of {p.name}"
+                                      + (f"; did you mean {close[0]!r}?" if close else "")
+                                      + " (the sensitivity table names them: --sensitivity)")
+            plan = plan_int16(list(request), tensors, graph)
+            with torch.no_grad():
+                ref = sim.run(x, set()).argmax(1)
+                achieved = float((sim.run(x, "all", set(plan.int16_points)).argmax(1) == ref).float().mean())
+            steps = []
+        p.int16 = {"request": request if request == "auto" else list(request), "layers": list(plan.layers),
+                   "int16_points": list(plan.int16_points), "tflite_ops": len(plan.ops),
+                   "int16_input": plan.int16_input, "simulated_agreement": achieved, "target": target,
+                   "held_out_clips": len(clips), "steps": steps}
+        log.info("%s: int16 layers %s (simulated agreement %.4f on %d held-out training clips)", p.name,
+                 ", ".join(plan.layers) or "none", achieved, len(clips))
+        jobs.append({"onnx": str(p.work / SIGNATURE_FLOAT), "out_dir": str(p.work / "tf"), "input_name": INPUT_NAME,
+                     "calibration_npy": str(p.calib_npy), "log": str(p.out / INT16_LOG_FILE),
+                     "mixed": {"float": str(p.work / SIGNATURE_FLOAT),
+                               "out": str(p.work / "tf" / "model_full_integer_quant.tflite"),
+                               "int16_scopes": list(plan.scopes), "int16_input": plan.int16_input}})
+    convert_onnx_to_tflite(jobs)
+
+
+def _round_weights_adaptively(p: _Prepared, buf: bytes) -> bytes:
+    """The converted int8 file with every convolution's weights rounded against its calibration inputs
+    (`edgeasc.quant.round_weights`) instead of to the nearest step; the rounded weights are kept on `p` for
+    the sensitivity table."""
+    import torch
+
+    from edgeasc.quant import round_weights
+
+    sim = p.simulator()
+    layers = {}
+    for path, c in p.input_cov.items():
+        conv = sim.modules[path]
+        layers[path] = (conv, lambda w, scale, c=c, g=conv.groups: round_weights(w, c, g, scale)[0])
+    buf, info = rewrite_int8_weights(buf, layers)
+    if info["unmatched"]:
+        raise ExportError(f"data-aware weight rounding found no int8 weights for {', '.join(info['unmatched'][:3])} "
+                          f"in the converted model; export with --weight-rounding nearest")
+    p.rounded = {path: torch.from_numpy(q * scale.reshape(-1, 1, 1, 1)) for path, (q, scale) in info["rounded"].items()}
+    for path, weight in p.rounded.items():  # on the file's own scales
+        sim.set_weights(path, weight)
+    p.rounding_info = {"layers": len(info["layers"]), "weights_changed": info["weights_changed"]}
+    log.info("data-aware rounding changed %d int8 weights in %d layers", info["weights_changed"], len(info["layers"]))
+    return buf
+
+
 def _finish_report(p: _Prepared, ds: Any, eval_split: str, eval_clips: int | None, seed: int, cache_dir: Any,
-                   progress: bool, workers: int | None) -> list[tuple[dict[str, Any], Path]]:
-    """4. Parity on the evaluation split; returns the float runtimes' missed targets."""
+                   progress: bool, workers: int | None,
+                   sensitivity_clips: int | None) -> list[tuple[dict[str, Any], Path]]:
+    """4. Parity on the evaluation split (and the sensitivity table); returns the float runtimes' missed
+    targets."""
     from edgeasc import __version__
 
     result, out = p.result, p.out
     report = measure_parity(p.model, result.artifacts, ds, eval_split, p.frontend, eval_clips, seed, cache_dir,
-                            progress, workers)
+                            progress, workers, p.norm)
     report = {"model_name": p.name, "checkpoint": str(p.checkpoint), "edgeasc_version": __version__,
               "artifacts": {k: {"path": str(f), "bytes": f.stat().st_size} for k, f in result.artifacts.items()},
-              "calibration": p.calib_info, **report}
+              "calibration": p.calib_info, "input_normalization": p.norm.to_dict() if p.norm else None,
+              "weight_rounding": {"method": p.weight_rounding, **(p.rounding_info or {})} if p.calib_info else None,
+              "int16": p.int16,
+              **report}
+    if sensitivity_clips and p.calib_features is not None:
+        report["sensitivity"] = measure_sensitivity(p, ds, eval_split, sensitivity_clips, seed, cache_dir, progress)
+        report["sensitivity"]["tflite_int8_agreement"] = report["results"]["tflite_int8"]["agreement"]
     result.report = report
     result.artifacts["report"] = write_json_atomic(out / REPORT_FILE, report)
     report["artifacts"]["report"] = {"path": str(out / REPORT_FILE), "bytes": (out / REPORT_FILE).stat().st_size}
@@ -803,6 +1114,27 @@ def _finish_report(p: _Prepared, ds: Any, eval_split: str, eval_clips: int | Non
         log.warning("parity target missed: %s %s = %.4f (target %s)", c["runtime"], c["metric"], c["value"],
                     c["target"])
     return [(c, out) for c in failed if c["runtime"] != "tflite_int8"]
+
+
+def measure_sensitivity(p: _Prepared, ds: Any, split: str, n_clips: int, seed: int, cache_dir: Any,
+                        progress: bool) -> dict[str, Any]:
+    """The int8 sensitivity table (`edgeasc.sensitivity`) of the exported network on a seeded, class-balanced
+    subset of `split` (`n_clips`), with the calibration ranges of the export."""
+    import torch
+
+    from edgeasc.dataset import load_waveforms
+    from edgeasc.sensitivity import sensitivity_table
+
+    clips = _eval_subset(ds.clips(split), n_clips, seed)
+    waves = load_waveforms(ds.root, clips, p.frontend.sample_rate_hz, p.frontend.clip_samples, cache_dir, progress)
+    x = calibration_features(waves, p.frontend)
+    if p.norm is not None:
+        x = p.norm.apply(x)
+    sim = p.simulator()  # with the integers the file holds
+    bits16 = set(p.int16["int16_points"]) if p.int16 else set()
+    table = sensitivity_table(sim, torch.from_numpy(x), np.array([c.label for c in clips]), bits16)
+    table["split"] = split
+    return table
 
 
 def measure_parity(
@@ -816,8 +1148,12 @@ def measure_parity(
     cache_dir: str | os.PathLike | None = None,
     progress: bool = False,
     workers: int | None = None,
+    input_norm: InputNormalization | None = None,
 ) -> dict[str, Any]:
-    """Logits of torch and of every exported artifact on `split`; see `parity_summary`."""
+    """Logits of torch and of every exported artifact on `split`; see `parity_summary`.
+
+    Torch runs the checkpoint on the raw log-mel; ONNX Runtime gets `input_norm.apply(x)` when the graph was
+    exported normalised; the TFLite files apply their own metadata (`TFLiteModel.prepare`)."""
     import onnxruntime as ort
     import torch
 
@@ -842,7 +1178,8 @@ def measure_parity(
             parts["torch"].append(model(torch.from_numpy(x)).numpy())
         timing["torch"] += time.perf_counter() - t
         t = time.perf_counter()
-        parts["onnxruntime"].append(np.concatenate([sess.run([OUTPUT_NAME], {INPUT_NAME: xi[None]})[0] for xi in x]))
+        xo = input_norm.apply(x) if input_norm is not None else x
+        parts["onnxruntime"].append(np.concatenate([sess.run([OUTPUT_NAME], {INPUT_NAME: xi[None]})[0] for xi in xo]))
         timing["onnxruntime"] += time.perf_counter() - t
         for k, m in tfl.items():
             t = time.perf_counter()

@@ -952,6 +952,8 @@ def generate_firmware(tflite_path: str | os.PathLike, out_dir: str | os.PathLike
     Raises:
         FirmwareError: an unsupported operator, tensor type or option (nothing is written then).
     """
+    from edgeasc.runtime import InputNormalization, read_tflite_metadata
+
     tflite_path, out_dir = Path(tflite_path), Path(out_dir)
     graph = read_graph(tflite_path)
     check_supported(graph, tflite_path)
@@ -990,6 +992,7 @@ def generate_firmware(tflite_path: str | os.PathLike, out_dir: str | os.PathLike
                             op.outputs[0], plan.offsets.get(op.outputs[0], -1)))
     inp, out = graph.tensors[graph.inputs[0]], graph.tensors[graph.outputs[0]]
     frontend = _frontend_of(tflite_path)
+    norm = InputNormalization.from_metadata(read_tflite_metadata(tflite_path))
     model_name = _c_ident(tflite_path.stem)
     names = ",\n    ".join(f'"{x.index}:{x.op}"' for x in layers)
     layer_macs = ", ".join(str(x.macs) for x in layers)
@@ -1006,6 +1009,9 @@ def generate_firmware(tflite_path: str | os.PathLike, out_dir: str | os.PathLike
 #define FW_MACS {sum(macs)}u
 #define FW_INPUT_SCALE {_c_float(inp.scale)}
 #define FW_INPUT_ZERO_POINT {inp.zero_point}
+/* input normalisation before quantising: u = (x - FW_INPUT_MEAN) / FW_INPUT_STD in float32 (0 and 1: raw log-mel) */
+#define FW_INPUT_MEAN {_c_float(norm.mean if norm else 0.0)}
+#define FW_INPUT_STD {_c_float(norm.std if norm else 1.0)}
 #define FW_OUTPUT_SCALE {_c_float(out.scale)}
 #define FW_OUTPUT_ZERO_POINT {out.zero_point}
 
@@ -1343,7 +1349,7 @@ def evaluation_inputs(tflite_path: str | os.PathLike, data_dir: str | os.PathLik
     """Waveforms `(N, samples)`, Python log-mel `(N, n_mels, frames)` and the quantised model inputs
     `(N, n_mels * frames)` of the first `n_clips` clips of `split`."""
     from edgeasc.dataset import TAUDataset, load_waveforms
-    from edgeasc.runtime import feature_batches, quantize
+    from edgeasc.runtime import InputNormalization, feature_batches, quantize, read_tflite_metadata
 
     frontend = _frontend_of(Path(tflite_path))
     graph = read_graph(tflite_path)
@@ -1355,7 +1361,8 @@ def evaluation_inputs(tflite_path: str | os.PathLike, data_dir: str | os.PathLik
     waves = np.asarray(load_waveforms(ds.root, clips, frontend.sample_rate_hz, frontend.clip_samples, cache_dir,
                                       False), dtype=np.float32)
     feats = np.concatenate([x for _, x in feature_batches(waves, frontend, 64)])[:, 0]
-    q = quantize(feats, inp.scale, inp.zero_point).reshape(len(feats), -1)
+    norm = InputNormalization.from_metadata(read_tflite_metadata(tflite_path))
+    q = quantize(feats if norm is None else norm.apply(feats), inp.scale, inp.zero_point).reshape(len(feats), -1)
     return {"waves": waves, "features": feats, "inputs": q}
 
 

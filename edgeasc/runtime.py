@@ -74,6 +74,59 @@ class TensorInfo:
                 "zero_point": self.zero_point}
 
 
+@dataclass(frozen=True)
+class InputNormalization:
+    """The affine map the exported graph's input has been through: `u = (x - mean) / std` of the log-mel x.
+
+    A log-mel `log(mel + 1e-5)` sits far from zero (real TAU22 recordings: mean about -6). An int8 first
+    convolution multiplies that offset by its rounded weights: each output channel gets a constant error of
+    `mean * sum(rounding errors)`, which a 61k-parameter model trained on real data turns into 24% flipped
+    clips (docs/export.md, "Int8 on a real trained model"). Normalised, the offset lives in the first
+    layer's int32 bias, exactly. Stored, as float32 values, in every artifact's metadata; `edgeasc.runtime`,
+    `edgeasc bench` and the firmware's C frontend apply it before quantising (`TFLiteModel.prepare`).
+
+    Attributes:
+        mean: the calibration features' mean (float32 value).
+        std: their standard deviation (float32 value).
+    """
+
+    mean: float
+    std: float
+
+    def __post_init__(self) -> None:
+        if not (np.isfinite(self.mean) and np.isfinite(self.std) and self.std > 0):
+            raise ValueError(f"input normalisation needs a finite mean and a positive std, got {self.mean}, {self.std}")
+
+    @classmethod
+    def of(cls, features: np.ndarray) -> InputNormalization:
+        """Mean and standard deviation of `features` (accumulated in float64, stored as float32 values)."""
+        x = np.asarray(features, dtype=np.float64)
+        return cls(float(np.float32(x.mean())), float(np.float32(max(x.std(), 1e-6))))
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        """`(x - mean) / std` in float32, as the C frontend computes it."""
+        return ((np.asarray(x, dtype=np.float32) - np.float32(self.mean)) / np.float32(self.std)).astype(np.float32)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mean": self.mean, "std": self.std, "formula": "u = (x - mean) / std in float32, then quantise"}
+
+    @classmethod
+    def from_metadata(cls, meta: dict[str, Any] | None) -> InputNormalization | None:
+        """The normalisation an edgeasc metadata dict states (None: the model takes the raw log-mel).
+
+        Raises:
+            ModelFileError: the entry is malformed.
+        """
+        entry = (meta or {}).get("input_normalization")
+        if entry is None:
+            return None
+        try:
+            return cls(float(entry["mean"]), float(entry["std"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelFileError(f"malformed input_normalization in the model's metadata: {exc}") from None
+
+
+
 def quantize(x: np.ndarray, scale: float, zero_point: int, dtype: str | np.dtype = "int8") -> np.ndarray:
     """Real values -> integers of `dtype` with the tensor's (scale, zero_point), saturating."""
     info = np.iinfo(np.dtype(dtype))
@@ -168,6 +221,7 @@ class TFLiteModel:
     Attributes:
         backend: which interpreter provider runs it.
         input, output: `TensorInfo` of the model's input and output.
+        normalization: the `InputNormalization` its metadata states (None: raw log-mel input).
     """
 
     def __init__(self, path: str | os.PathLike, *, reference_kernels: bool = True, backend: str | None = None) -> None:
@@ -182,6 +236,7 @@ class TFLiteModel:
         self._in_index, self._out_index = ins[0]["index"], outs[0]["index"]
         self._local = threading.local()
         self._local.interp = interp
+        self.normalization = InputNormalization.from_metadata(self.metadata())
 
     def _interp(self) -> Any:
         # One interpreter per thread: an interpreter is not safe to share, and invoke() releases the GIL.
@@ -204,33 +259,45 @@ class TFLiteModel:
             f"{shape} (NCHW or NHWC expected)"
         )
 
-    def run_one(self, x: np.ndarray) -> np.ndarray:
-        """One example in the model's layout without batch dim -> real-valued output (float32)."""
-        interp = self._interp()
+    def prepare(self, features: np.ndarray) -> np.ndarray:
+        """Log-mel features `(N, C, F, T)` (or already in the model's layout) -> the interpreter's input bytes:
+        the model's input normalisation (`InputNormalization`, from its metadata), its layout, then its
+        quantisation (`quantize`) or dtype. The one implementation every edgeasc path feeds models with."""
+        x = np.asarray(features, dtype=np.float32)
+        if self.normalization is not None:
+            x = self.normalization.apply(x)
+        x = self.to_input_layout(x)
         if self.input.quantized:
-            x = quantize(x, self.input.scale, self.input.zero_point, self.input.dtype)
-        else:
-            x = np.asarray(x, dtype=self.input.dtype)
-        interp.set_tensor(self._in_index, x[None])
+            return quantize(x, self.input.scale, self.input.zero_point, self.input.dtype)
+        return x.astype(self.input.dtype)
+
+    def invoke(self, q: np.ndarray) -> np.ndarray:
+        """One prepared example (no batch dim) -> real-valued output (float32)."""
+        interp = self._interp()
+        interp.set_tensor(self._in_index, np.asarray(q)[None])
         interp.invoke()
         y = interp.get_tensor(self._out_index)[0]
         if self.output.quantized:
             return dequantize(y, self.output.scale, self.output.zero_point)
         return np.asarray(y, dtype=np.float32)
 
+    def run_one(self, x: np.ndarray) -> np.ndarray:
+        """One log-mel example without batch dim (either layout) -> real-valued output (float32)."""
+        return self.invoke(self.prepare(np.asarray(x)[None])[0])
+
     def predict(self, features: np.ndarray, workers: int = 1) -> np.ndarray:
         """Real-valued outputs `(N, n_out)` for features `(N, C, F, T)`, one interpreter call per clip.
 
         Args:
-            features: float32 log-mel features.
+            features: float32 log-mel features (raw: the model's normalisation is applied here).
             workers: threads, each with its own interpreter (the reference kernels are single-threaded).
         """
-        x = self.to_input_layout(np.asarray(features, dtype=np.float32))
+        x = self.prepare(features)
         if workers <= 1 or len(x) < 2:
-            out = [self.run_one(xi).reshape(-1) for xi in x]
+            out = [self.invoke(xi).reshape(-1) for xi in x]
         else:
             with ThreadPoolExecutor(max_workers=workers) as pool:
-                out = list(pool.map(lambda xi: self.run_one(xi).reshape(-1), x))
+                out = list(pool.map(lambda xi: self.invoke(xi).reshape(-1), x))
         if not out:
             return np.zeros((0, int(np.prod(self.output.shape[1:]))), dtype=np.float32)
         return np.stack(out)

@@ -203,14 +203,16 @@ def test_every_artifact_loads_and_runs(tiny_export):
     """ORT and TFLite float32 match torch closely; int8 stays within a few output quantisation steps."""
     import onnxruntime as ort
 
-    from edgeasc.runtime import TFLiteModel
+    from edgeasc.runtime import InputNormalization, TFLiteModel
 
     out, model = tiny_export["out"], tiny_export["model"]
     x = np.random.default_rng(0).normal(-4.0, 3.0, (6, 1, 256, 65)).astype(np.float32)
     with torch.no_grad():
         ref = model(torch.from_numpy(x)).numpy()
     sess = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
-    onnx_out = np.concatenate([sess.run(None, {"logmel": xi[None]})[0] for xi in x])
+    norm = InputNormalization.from_metadata(json.loads((out / "model_int8.json").read_text()))
+    assert norm is not None  # --int8 exports the graph on the normalised log-mel
+    onnx_out = np.concatenate([sess.run(None, {"logmel": xi[None]})[0] for xi in norm.apply(x)])
     np.testing.assert_allclose(onnx_out, ref, rtol=1e-4, atol=1e-4)
     f32 = TFLiteModel(out / "model_float32.tflite")
     assert f32.input.shape == (1, 256, 65, 1) and f32.input.dtype == "float32"

@@ -96,3 +96,50 @@ def test_fake_quant_refuses_pruning_hook(tiny_data, tmp_path, fast_overrides):
     cfg = resolve_train_config(None, fast_overrides + ("optim.epochs=1", "quant.weight_fake_quant=true"))
     with pytest.raises(ConfigError, match="pruning"):
         train(cfg, tiny_data, tmp_path / "r", progress=False, step_hook=lambda *a: None)
+
+
+# --------------------------------------------------------------------------------------------------
+# Input normalisation folded into the first convolutions
+# --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["cpmobile_baseline", "sscp_mobile_s1", "test_sscp_mobile"])
+def test_folded_input_normalization_is_exact_borders_included(name):
+    from edgeasc.export import fold_batchnorm
+    from edgeasc.quant import NormalizedInputConv, fold_input_normalization
+    from edgeasc.runtime import InputNormalization
+
+    torch.manual_seed(0)
+    model = fold_batchnorm(randomize_batchnorm(create_model(name)))
+    x = torch.randn(3, 1, 256, 65) * 2.2 - 6.0  # real-recording log-mel levels: mean -6
+    x[:, :, :, 0] = -11.5  # the borders hold the extremes, so zero padding of u would show there
+    x[:, :, 0, :] = 8.0
+    norm = InputNormalization.of(x.numpy())
+    folded = fold_input_normalization(model, norm)
+    u = torch.from_numpy(norm.apply(x.numpy()))
+    with torch.no_grad():
+        want, got = model(x), folded(u)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+    convs = [m for m in folded.modules() if isinstance(m, NormalizedInputConv)]
+    assert len(convs) == (2 if "sscp" in name else 1)
+    # the explicit border constant is what makes it exact: zero-padding u instead changes the logits
+    for m in convs:
+        m.pad_value = 0.0
+    with torch.no_grad():
+        assert (folded(u) - want).abs().max() > 1e-4  # 10x the tolerance above
+
+
+def test_input_normalization_statistics_and_metadata():
+    import numpy as np
+
+    from edgeasc.runtime import InputNormalization, ModelFileError
+
+    x = np.array([[-8.0, -6.0], [-4.0, -6.0]], dtype=np.float32)
+    norm = InputNormalization.of(x)
+    assert norm.mean == -6.0 and norm.std == pytest.approx(np.sqrt(2.0), rel=1e-6)
+    np.testing.assert_array_equal(norm.apply(x), ((x + 6.0) / np.float32(norm.std)).astype(np.float32))
+    assert InputNormalization.from_metadata({"input_normalization": norm.to_dict()}) == norm
+    assert InputNormalization.from_metadata({"input_normalization": None}) is None
+    assert InputNormalization.from_metadata(None) is None
+    with pytest.raises(ModelFileError, match="malformed input_normalization"):
+        InputNormalization.from_metadata({"input_normalization": {"mean": 1.0}})
+    with pytest.raises(ValueError, match="positive std"):
+        InputNormalization(0.0, 0.0)

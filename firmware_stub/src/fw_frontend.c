@@ -93,9 +93,10 @@ void fw_logmel(const float *wave, float *logmel) {
     }
 }
 
-void fw_quantize(const float *x, int8_t *q, int32_t n, float scale, int32_t zero_point) {
+void fw_quantize(const float *x, int8_t *q, int32_t n, float mean, float std, float scale, int32_t zero_point) {
     for (int32_t i = 0; i < n; ++i) {
-        const double v = (double)x[i] / (double)scale;
+        const float u = (x[i] - mean) / std; /* float32, as edgeasc.runtime.InputNormalization.apply */
+        const double v = (double)u / (double)scale;
         double r = floor(fabs(v) + 0.5);
         r = (v < 0 ? -r : r) + zero_point;
         q[i] = (int8_t)(r < -128 ? -128 : (r > 127 ? 127 : r));

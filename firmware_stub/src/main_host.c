@@ -92,7 +92,7 @@ int main(int argc, char **argv) {
         FILE *f_q = open_out(run ? argv[3] : argv[4]);
         for (long k = 0; k < size / clip_bytes; ++k) {
             fw_logmel(waves + k * FW_CLIP_SAMPLES, logmel);
-            fw_quantize(logmel, q, FW_N_MELS * FW_N_FRAMES, FW_INPUT_SCALE, FW_INPUT_ZERO_POINT);
+            fw_quantize(logmel, q, FW_N_MELS * FW_N_FRAMES, FW_INPUT_MEAN, FW_INPUT_STD, FW_INPUT_SCALE, FW_INPUT_ZERO_POINT);
             if (run) {
                 th_load_tensor(q, sizeof q);
                 th_infer();
