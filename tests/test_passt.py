@@ -162,15 +162,19 @@ def test_a_tiny_passt_learns_tones():
     y = torch.arange(8) % 4
     t = torch.arange(32_000) / 32_000
     wave = torch.sin(2 * math.pi * (500.0 * (y + 1)).unsqueeze(1) * t) + 0.1 * torch.randn(8, 32_000, generator=g)
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    losses = []
+    # lr 1e-2 made the trajectory chaotic (its last loss changed with the thread count); at 3e-3 it is smooth,
+    # and the judged loss is the trained model's in eval mode, not one noisy training step.
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    first = None
     for _ in range(40):
         loss = torch.nn.functional.cross_entropy(model(wave, generator=g), y)
+        first = loss.item() if first is None else first
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(loss.item())
-    assert losses[-1] < 0.6 * losses[0]
+    with torch.no_grad():
+        trained = torch.nn.functional.cross_entropy(model.eval()(wave), y).item()
+    assert trained < 0.6 * first
 
 
 def test_config_round_trip_rebuilds_the_same_model():
