@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 DEMO_DIR ?= demo_out
 DEMO_SCALE ?= small
 
-.PHONY: setup demo test test-fast bench bench-ci clean
+.PHONY: setup demo test test-fast bench bench-ci bench-ptq clean
 
 setup: $(STAMP)
 
@@ -41,6 +41,13 @@ bench: setup
 bench-ci: setup
 	$(PY) benchmarks/run.py --profile ci
 	$(PY) benchmarks/compare.py benchmarks/results/ci.json
+
+# Post-training quantisation on models trained at real-recording log-mel levels (docs/export.md): two trainings
+# of 30 epochs on `medium` (about 2.5 hours on 2 cores; finished runs in benchmarks/.work/ptq are reused), then
+# three exports of each and the gate on agreement and accuracy drop.
+bench-ptq: setup
+	$(PY) benchmarks/run.py --profile ptq
+	$(PY) benchmarks/compare.py benchmarks/results/ptq.json
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache

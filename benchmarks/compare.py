@@ -149,6 +149,8 @@ def compare(result: dict[str, Any], baseline: dict[str, Any]) -> Comparison:
     profile = result.get("profile")
     if baseline.get("profile") != profile:
         raise CompareError(f"result profile {profile!r} differs from the baseline's {baseline.get('profile')!r}")
+    if profile == "ptq":
+        return compare_ptq(result, baseline)
     if profile not in ACCURACY_TOLERANCE_PP:
         raise CompareError(f"unknown profile {profile!r}; expected one of {sorted(ACCURACY_TOLERANCE_PP)}")
     cur, base = result.get("figures"), baseline.get("figures")
@@ -206,6 +208,45 @@ def compare(result: dict[str, Any], baseline: dict[str, Any]) -> Comparison:
         worse = (then / now) if t.higher_is_better else (now / then)
         verdict = "WARNING" if worse > TIMING_WARN_FACTOR else ("improved" if worse < 1 / TIMING_WARN_FACTOR else "ok")
         out.timings.append(Row(t.key, then, now, rule, verdict))
+    return out
+
+
+PTQ_MODELS = ("cpmobile_baseline", "sscp_mobile_s1")
+PTQ_GATED_VARIANTS = ("default", "int16_auto")
+PTQ_AGREEMENT_TOLERANCE_PP = 0.5
+"""Largest allowed drop of a PTQ export's int8 agreement (percentage points; 8,100 test clips: 1 clip = 0.012 pp).
+Training and export are deterministic on one machine; the tolerance absorbs another CPU's float rounding."""
+PTQ_DROP_TOLERANCE_PP = 0.3
+"""Largest allowed rise of a PTQ export's macro-accuracy drop (percentage points)."""
+
+
+def compare_ptq(result: dict[str, Any], baseline: dict[str, Any]) -> Comparison:
+    """Gates of the PTQ benchmark (benchmarks/run.py --profile ptq): per model, the default and int16 exports'
+    agreement and accuracy drop, and the default int8 file's size, MACs, budget and bit-exactness."""
+    cur, base = result.get("figures"), baseline.get("figures")
+    if not isinstance(cur, dict) or not isinstance(base, dict):
+        raise CompareError("result and baseline must both hold a 'figures' object")
+    out = Comparison("ptq")
+
+    def max_drop(b: float, c: float) -> str:
+        return "REGRESSION" if 100.0 * (b - c) > PTQ_AGREEMENT_TOLERANCE_PP + 1e-9 else ("improved" if c > b else "ok")
+
+    def max_rise(b: float, c: float) -> str:
+        return "REGRESSION" if c - b > PTQ_DROP_TOLERANCE_PP + 1e-9 else ("improved" if c < b else "ok")
+
+    for model in PTQ_MODELS:
+        for variant in PTQ_GATED_VARIANTS:
+            key = f"ptq.{model}.{variant}"
+            out.gated.append(_gate(f"{key}.int8_agreement", base, cur, f"drop <= {PTQ_AGREEMENT_TOLERANCE_PP:g} pp",
+                                   max_drop))
+            out.gated.append(_gate(f"{key}.accuracy_drop_pp", base, cur, f"rise <= {PTQ_DROP_TOLERANCE_PP:g} pp",
+                                   max_rise))
+        for k in ("param_bytes", "macs_dcase"):
+            out.gated.append(_gate(f"ptq.{model}.default.{k}", base, cur, "no increase",
+                                   lambda b, c: "REGRESSION" if c > b else ("improved" if c < b else "ok")))
+        for k in ("within_budget", "bit_exact"):
+            out.gated.append(_gate(f"ptq.{model}.default.{k}", base, cur, "must be true",
+                                   lambda b, c: "ok" if c is True else "REGRESSION"))
     return out
 
 

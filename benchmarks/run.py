@@ -84,6 +84,38 @@ PROFILES: dict[str, Profile] = {
 }
 
 
+@dataclass(frozen=True)
+class PTQProfile:
+    """The post-training-quantisation benchmark (`--profile ptq`, docs/export.md "Int8 on a real trained model").
+
+    Two networks trained without QAT on synthetic data at real-recording levels (`edgeasc synth --gain-db
+    -28`: log-mel mean about -6, as TAU22), then exported three ways each: plain PTQ (raw log-mel input,
+    nearest rounding: the reproduction), the default export, and `--int16-layers auto`.
+
+    Attributes:
+        scale, gain_db: the synthetic dataset.
+        recipe, overrides: the training (the DCASE baseline recipe; epochs and warm-up scaled to the data).
+        models: the networks trained and exported.
+        sensitivity_clips: clips of the test fold each sensitivity table is measured on.
+    """
+
+    scale: str = "medium"
+    gain_db: float = -28.0
+    recipe: str = "recipes/baseline_tau22.toml"
+    overrides: tuple[str, ...] = ("optim.epochs=30", "optim.warmup_steps=120", "eval_every=10", "device='cpu'")
+    models: tuple[str, ...] = ("cpmobile_baseline", "sscp_mobile_s1")
+    sensitivity_clips: int = 1000
+
+
+PTQ = PTQProfile()
+PTQ_VARIANTS: dict[str, dict[str, Any]] = {
+    "plain": {"input_norm": False, "weight_rounding": "nearest"},  # what edgeasc did before: the reproduction
+    "default": {},
+    "int16_auto": {"int16_layers": "auto"},
+}
+"""Export settings per variant (`export_checkpoint` keyword arguments)."""
+
+
 def _median_after_first(rates: list[float]) -> float:
     """Steady-state rate: the median over epochs after the first (allocation and warm-up)."""
     return statistics.median(rates[1:] if len(rates) > 1 else rates)
@@ -274,6 +306,129 @@ def flatten(stages: dict[str, Any]) -> dict[str, Any]:
     return f
 
 
+def _train_ptq_models(data: Path, runs: Path, threads: int, seed: int) -> dict[str, Path]:
+    """Train (or resume, or reuse when finished) each PTQ model: `edgeasc train --resume` in one child process
+    per model, side by side when there are cores for it (each one thread); children die with this process."""
+    import subprocess
+
+    from edgeasc.config import resolve_train_config, to_dict
+
+    cmds = {}
+    for model in PTQ.models:
+        if (runs / model / "model.pt").is_file():  # finished: reused only when it is this benchmark's run
+            want = to_dict(resolve_train_config(HERE.parent / PTQ.recipe,
+                                                (f"model.name={model!r}", f"seed={seed}", *PTQ.overrides)))
+            have = json.loads((runs / model / "config.json").read_text(encoding="utf-8"))
+            if have != json.loads(json.dumps(want)):
+                raise RuntimeError(f"{runs / model} holds a run with another config; move it away to retrain")
+            continue
+        cmds[model] = [sys.executable, "-m", "edgeasc.cli", "train", "--data", str(data), "--out", str(runs / model),
+                       "--recipe", str(HERE.parent / PTQ.recipe), "--set", f"model.name={model!r}",
+                       "--set", f"seed={seed}", *[a for o in PTQ.overrides for a in ("--set", o)], "--resume",
+                       "--no-progress"]
+    parallel = max(1, min(len(cmds), (os.cpu_count() or 1) // threads))
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    pending, procs = list(cmds.items()), []
+    try:
+        while pending or procs:
+            while pending and len(procs) < parallel:
+                model, cmd = pending.pop(0)
+                log_f = open(runs / f"{model}.log", "a", encoding="utf-8")
+                log.info("training %s (log: %s)", model, log_f.name)
+                procs.append((model, subprocess.Popen(cmd, stdout=log_f, stderr=subprocess.STDOUT, env=env), log_f))
+            model, proc, log_f = procs[0]
+            code = proc.wait()
+            log_f.close()
+            procs.pop(0)
+            if code != 0:
+                raise RuntimeError(f"training {model} failed (exit {code}); see {runs / (model + '.log')}")
+    finally:
+        for _, proc, log_f in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            log_f.close()
+    return {model: runs / model / "model.pt" for model in PTQ.models}
+
+
+def run_ptq(name: str, work: Path, threads: int, seed: int) -> Path:
+    """The PTQ benchmark: train, export each model three ways, audit and bench the default int8 file."""
+    from edgeasc.artifacts import write_json_atomic
+    from edgeasc.audit import audit_model
+    from edgeasc.bench import bench_model, describe_machine
+    from edgeasc.export import export_checkpoint
+    from edgeasc.synth import Difficulty, generate_dataset
+
+    t_all = time.perf_counter()
+    work = work / "ptq"
+    data, runs = work / "data", work / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    with Stage(f"synth {PTQ.scale} at {PTQ.gain_db:+g} dB"):
+        if not (data / "meta.csv").is_file():
+            generate_dataset(data, scale=PTQ.scale, seed=seed, progress=False, overwrite=True,
+                             difficulty=Difficulty(output_gain_db=PTQ.gain_db))
+    with Stage(f"train {', '.join(PTQ.models)}"):
+        checkpoints = _train_ptq_models(data, runs, threads, seed)
+    stages: dict[str, Any] = {}
+    figures: dict[str, Any] = {}
+    for model, ckpt in checkpoints.items():
+        stages[model] = {}
+        for variant, options in PTQ_VARIANTS.items():
+            with Stage(f"export {model} ({variant})") as st:
+                sens = PTQ.sensitivity_clips if variant != "int16_auto" else None
+                result = export_checkpoint(ckpt, data, runs / model / f"export_{variant}", int8=True, seed=seed,
+                                           sensitivity_clips=sens, **options)
+            rep = result.report
+            r8, rt = rep["results"]["tflite_int8"], rep["results"]["torch"]
+            entry = {"wall_s": st.seconds, "report": str(result.artifacts["report"]),
+                     "torch_macro": rt["macro_accuracy"], "int8_macro": r8["macro_accuracy"],
+                     "int8_agreement": r8["agreement"], "accuracy_drop_pp": r8["accuracy_drop_pp"],
+                     "max_abs_logit_error": r8["max_abs_logit_error"], "eval_clips": rep["eval"]["n_clips"],
+                     "calibration": rep["calibration"], "int16": rep.get("int16")}
+            if "sensitivity" in rep:
+                sens_rep = rep["sensitivity"]
+                entry["sensitivity"] = {k: sens_rep[k] for k in ("n_clips", "all", "weights_only", "activations_only")}
+                entry["sensitivity"]["worst"] = sens_rep["rows"][:10]
+            if variant == "default":
+                int8 = result.artifacts["tflite_int8"]
+                audit = audit_model(int8)
+                bench = bench_model(int8, runs=20, warmup=3, seed=seed, data_dir=data)
+                entry["audit"] = {"param_bytes": audit.param_bytes, "macs_dcase": audit.macs_dcase,
+                                  "within_budget": not audit.violations}
+                entry["bit_exact"] = bench.numerics.bit_exact
+                figures[f"ptq.{model}.default.param_bytes"] = audit.param_bytes
+                figures[f"ptq.{model}.default.macs_dcase"] = audit.macs_dcase
+                figures[f"ptq.{model}.default.within_budget"] = not audit.violations
+                figures[f"ptq.{model}.default.bit_exact"] = bench.numerics.bit_exact
+            stages[model][variant] = entry
+            for k in ("torch_macro", "int8_macro", "int8_agreement", "accuracy_drop_pp"):
+                figures[f"ptq.{model}.{variant}.{k}"] = entry[k]
+        cal = stages[model]["default"]["calibration"]
+        figures[f"ptq.{model}.logmel_mean"] = cal["feature_mean"]
+    result = {
+        "schema": SCHEMA, "name": name, "profile": "ptq", "profile_settings": asdict(PTQ), "seed": seed,
+        "torch_threads": threads, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "wall_s": time.perf_counter() - t_all, "machine": describe_machine(), "figures": figures, "stages": stages,
+    }
+    path = write_json_atomic(HERE / "results" / f"{name}.json", result)
+    log.info("wrote %s (%.0f s)", path, result["wall_s"])
+    print(format_ptq(result))
+    return path
+
+
+def format_ptq(result: dict[str, Any]) -> str:
+    """The PTQ table: per model and variant, accuracies, agreement and drop."""
+    rows = [("model", "export", "torch macro %", "int8 macro %", "agreement %", "drop pp", "int16 layers")]
+    for model, variants in result["stages"].items():
+        for variant, e in variants.items():
+            rows.append((model, variant, f"{100 * e['torch_macro']:.2f}", f"{100 * e['int8_macro']:.2f}",
+                         f"{100 * e['int8_agreement']:.2f}", f"{e['accuracy_drop_pp']:+.2f}",
+                         str(len(e["int16"]["layers"])) if e.get("int16") else "-"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
+    return "\n".join(["PTQ benchmark (SYNTHETIC, real-recording log-mel levels)", *lines])
+
+
 def run(profile: str, name: str, work: Path, threads: int, seed: int, dcase_workers: int) -> Path:
     import torch
 
@@ -356,7 +511,8 @@ def run(profile: str, name: str, work: Path, threads: int, seed: int, dcase_work
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--profile", choices=sorted(PROFILES), default="ci")
+    parser.add_argument("--profile", choices=sorted([*PROFILES, "ptq"]), default="ci",
+                        help="ci, full, or ptq: the post-training-quantisation benchmark (hours; docs/export.md)")
     parser.add_argument("--name", help="result name: benchmarks/results/NAME.json (default: the profile)")
     parser.add_argument("--work", type=Path, default=HERE / ".work",
                         help="data, caches and runs (the synthetic data is kept between runs)")
@@ -371,7 +527,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("edgeasc").setLevel(logging.WARNING)
     sys.path.insert(0, str(HERE.parent))  # run from a checkout without installing
-    run(args.profile, args.name or args.profile, args.work, args.threads, args.seed, args.dcase_workers)
+    if args.profile == "ptq":
+        run_ptq(args.name or "ptq", args.work, args.threads, args.seed)
+    else:
+        run(args.profile, args.name or args.profile, args.work, args.threads, args.seed, args.dcase_workers)
     return 0
 
 

@@ -294,6 +294,10 @@ def check_supported(graph: Graph, path: str | os.PathLike = "model") -> None:
     Raises:
         FirmwareError: names every unsupported operator (with its first index) and what is supported.
     """
+    int16 = [t.name for t in graph.tensors if t.data is None and t.dtype == "INT16"]
+    if int16:
+        raise FirmwareError(f"{Path(path).name}: {len(int16)} int16 activation tensors (an --int16-layers export, "
+                            "TFLite 16x8); the firmware runs int8 kernels only: export without --int16-layers")
     bad: dict[str, int] = {}
     for op in graph.ops:
         if op.name not in SUPPORTED_OPS:

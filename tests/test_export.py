@@ -369,3 +369,75 @@ def test_student_audited_as_checkpoint_onnx_and_tflite(student_export):
     assert ck.macs == on.macs  # a checkpoint's deployed rule is its exported ONNX graph
     assert tf.param_bytes_by_dtype["int32"] == 4 * dc["batchnorm_channels"]  # one int32 bias per folded channel
     assert tf.within_budget and ck.within_budget
+
+
+# --------------------------------------------------------------------------------------------------
+# Slow: the input normalisation in the converted graph, and int16 layers
+# --------------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_normalised_input_graph_pads_with_the_raw_zero(tiny_export):
+    """The first convolutions read the normalised input through PADV2 with the quantised raw zero, and the
+    metadata's normalisation is what the runtime applies."""
+    from edgeasc.firmware import read_graph
+    from edgeasc.runtime import InputNormalization, TFLiteModel, quantize
+
+    out = tiny_export["out"]
+    path = out / "model_int8.tflite"
+    meta = json.loads((out / "model_int8.json").read_text())
+    norm = InputNormalization.from_metadata(meta)
+    assert meta["input_normalization"]["mean"] == norm.mean and meta["weight_rounding"] == "adaptive"
+    calib = json.loads((out / "export_report.json").read_text())["calibration"]
+    assert norm.mean == pytest.approx(calib["feature_mean"], rel=1e-6)
+    graph = read_graph(path)
+    m = TFLiteModel(path)
+    pads = [op for op in graph.ops if op.name == "PADV2" and op.inputs[0] == graph.inputs[0]]
+    assert len(pads) == 2  # both stem branches of SSCP-Mobile
+    raw_zero = quantize(norm.apply(np.zeros(1, np.float32)), m.input.scale, m.input.zero_point)[0]
+    for op in pads:
+        assert int(np.asarray(graph.tensors[op.inputs[2]].data).reshape(-1)[0]) == int(raw_zero)
+    x = np.random.default_rng(3).normal(-6.0, 2.0, (2, 1, 256, 65)).astype(np.float32)
+    want = quantize(norm.apply(x).transpose(0, 2, 3, 1), m.input.scale, m.input.zero_point)
+    np.testing.assert_array_equal(m.prepare(x), want)
+
+
+@pytest.mark.slow
+def test_int16_layers_export_bench_and_firmware_refusal(tmp_path, tiny_data, cache_dir):
+    from edgeasc.errors import ConfigError
+    from edgeasc.export import export_checkpoint
+    from edgeasc.firmware import FirmwareError, generate_firmware
+    from edgeasc.runtime import TFLiteModel
+
+    ckpt = save_checkpoint(tmp_path / "model.pt", randomized("test_sscp_mobile"), stage="test",
+                           config=to_dict(TrainConfig()))
+    with pytest.raises(ConfigError, match="did you mean 'in_c.0.0'"):
+        export_checkpoint(ckpt, tiny_data, tmp_path / "bad", calib_clips=40, eval_clips=30, cache_dir=cache_dir,
+                          int16_layers="in_c.0.O")
+    result = export_checkpoint(ckpt, tiny_data, tmp_path / "out", calib_clips=40, eval_clips=30, cache_dir=cache_dir,
+                               int16_layers="input,in_c.0.0,in_c2.0.0")
+    rep = result.report
+    assert rep["int16"]["layers"] == ["input", "in_c.0.0", "in_c2.0.0"] and rep["int16"]["int16_input"]
+    assert {"input", "in_c.0.0", "in_c2.0.0"} <= set(rep["int16"]["int16_points"])
+    m = TFLiteModel(result.artifacts["tflite_int8"])
+    assert m.input.dtype == "int16" and m.input.zero_point == 0 and m.output.dtype == "int8"
+    assert rep["results"]["tflite_int8"]["max_abs_logit_error"] < 1.0
+    meta = json.loads((tmp_path / "out" / "model_int8.json").read_text())
+    assert "int16 activations" in meta["quantization"] and meta["int16"]["layers"] == rep["int16"]["layers"]
+    from edgeasc.audit import audit_model
+    from edgeasc.bench import bench_model
+
+    audit = audit_model(result.artifacts["tflite_int8"])
+    assert audit.param_bytes_by_dtype.get("int64", 0) > 0  # 16x8 convolutions keep int64 biases, 8 bytes each
+    assert bench_model(result.artifacts["tflite_int8"], runs=2, warmup=1, seed=0, data_dir=tiny_data).numerics.bit_exact
+    with pytest.raises(FirmwareError, match="int16 activation tensors"):
+        generate_firmware(result.artifacts["tflite_int8"], tmp_path / "fw")
+    assert not (tmp_path / "fw" / "model.c").exists()
+    # auto: costliest activations first until the simulated logit error is down by 90% of what int16 can remove
+    auto = export_checkpoint(ckpt, tiny_data, tmp_path / "auto", calib_clips=40, eval_clips=30, cache_dir=cache_dir,
+                             int16_layers="auto").report["int16"]
+    first, last = auto["steps"][0], auto["steps"][-1]
+    assert auto["request"] == "auto" and first["layer"] is None
+    assert [s["layer"] for s in auto["steps"][1:]] == auto["layers"]
+    assert first["all_int16_logit_mse"] < first["logit_mse"]
+    assert (last["agreement"] >= auto["target"] and last["logit_mse"] <= first["goal_logit_mse"]) \
+        or len(auto["layers"]) == 24
+    assert auto["simulated_agreement"] == last["agreement"]
