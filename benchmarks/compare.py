@@ -227,6 +227,11 @@ def compare_ptq(result: dict[str, Any], baseline: dict[str, Any]) -> Comparison:
     if not isinstance(cur, dict) or not isinstance(base, dict):
         raise CompareError("result and baseline must both hold a 'figures' object")
     out = Comparison("ptq")
+    models = [m for m in PTQ_MODELS if f"ptq.{m}.default.int8_agreement" in base]
+    missing = [m for m in models if f"ptq.{m}.default.int8_agreement" not in cur]
+    if missing:
+        raise CompareError(f"the baseline gates {', '.join(missing)}, which this result does not hold "
+                           "(run benchmarks/run.py --profile ptq with every baseline model)")
 
     def max_drop(b: float, c: float) -> str:
         return "REGRESSION" if 100.0 * (b - c) > PTQ_AGREEMENT_TOLERANCE_PP + 1e-9 else ("improved" if c > b else "ok")
@@ -234,7 +239,7 @@ def compare_ptq(result: dict[str, Any], baseline: dict[str, Any]) -> Comparison:
     def max_rise(b: float, c: float) -> str:
         return "REGRESSION" if c - b > PTQ_DROP_TOLERANCE_PP + 1e-9 else ("improved" if c < b else "ok")
 
-    for model in PTQ_MODELS:
+    for model in models:
         for variant in PTQ_GATED_VARIANTS:
             key = f"ptq.{model}.{variant}"
             out.gated.append(_gate(f"{key}.int8_agreement", base, cur, f"drop <= {PTQ_AGREEMENT_TOLERANCE_PP:g} pp",

@@ -104,7 +104,7 @@ class PTQProfile:
     recipe: str = "recipes/baseline_tau22.toml"
     overrides: tuple[str, ...] = ("optim.epochs=30", "optim.warmup_steps=120", "eval_every=10", "device='cpu'")
     models: tuple[str, ...] = ("cpmobile_baseline", "sscp_mobile_s1")
-    sensitivity_clips: int = 1000
+    sensitivity_clips: int = 500
 
 
 PTQ = PTQProfile()
@@ -306,7 +306,7 @@ def flatten(stages: dict[str, Any]) -> dict[str, Any]:
     return f
 
 
-def _train_ptq_models(data: Path, runs: Path, threads: int, seed: int) -> dict[str, Path]:
+def _train_ptq_models(data: Path, runs: Path, models: tuple[str, ...], threads: int, seed: int) -> dict[str, Path]:
     """Train (or resume, or reuse when finished) each PTQ model: `edgeasc train --resume` in one child process
     per model, side by side when there are cores for it (each one thread); children die with this process."""
     import subprocess
@@ -314,7 +314,7 @@ def _train_ptq_models(data: Path, runs: Path, threads: int, seed: int) -> dict[s
     from edgeasc.config import resolve_train_config, to_dict
 
     cmds = {}
-    for model in PTQ.models:
+    for model in models:
         if (runs / model / "model.pt").is_file():  # finished: reused only when it is this benchmark's run
             want = to_dict(resolve_train_config(HERE.parent / PTQ.recipe,
                                                 (f"model.name={model!r}", f"seed={seed}", *PTQ.overrides)))
@@ -348,11 +348,11 @@ def _train_ptq_models(data: Path, runs: Path, threads: int, seed: int) -> dict[s
                 proc.kill()
                 proc.wait()
             log_f.close()
-    return {model: runs / model / "model.pt" for model in PTQ.models}
+    return {model: runs / model / "model.pt" for model in models}
 
 
-def run_ptq(name: str, work: Path, threads: int, seed: int) -> Path:
-    """The PTQ benchmark: train, export each model three ways, audit and bench the default int8 file."""
+def run_ptq(name: str, work: Path, threads: int, seed: int, models: tuple[str, ...] = PTQ.models) -> Path:
+    """The PTQ benchmark: train, export each of `models` three ways, audit and bench the default int8 file."""
     from edgeasc.artifacts import write_json_atomic
     from edgeasc.audit import audit_model
     from edgeasc.bench import bench_model, describe_machine
@@ -367,8 +367,8 @@ def run_ptq(name: str, work: Path, threads: int, seed: int) -> Path:
         if not (data / "meta.csv").is_file():
             generate_dataset(data, scale=PTQ.scale, seed=seed, progress=False, overwrite=True,
                              difficulty=Difficulty(output_gain_db=PTQ.gain_db))
-    with Stage(f"train {', '.join(PTQ.models)}"):
-        checkpoints = _train_ptq_models(data, runs, threads, seed)
+    with Stage(f"train {', '.join(models)}"):
+        checkpoints = _train_ptq_models(data, runs, models, threads, seed)
     stages: dict[str, Any] = {}
     figures: dict[str, Any] = {}
     for model, ckpt in checkpoints.items():
@@ -522,13 +522,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dcase-workers", type=int, default=0,
                         help="DataLoader workers of the DCASE-baseline-style loop (0: load in the training process)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--ptq-models", default=",".join(PTQ.models),
+                        help=f"with --profile ptq: the networks, comma-separated (default {','.join(PTQ.models)}); "
+                             "the gate checks the models of the baseline")
     args = parser.parse_args(argv)
+    ptq_models = tuple(m for m in args.ptq_models.split(",") if m)
+    if not ptq_models or not set(ptq_models) <= set(PTQ.models):
+        parser.error(f"--ptq-models: choose from {', '.join(PTQ.models)}")
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))  # before torch is imported
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("edgeasc").setLevel(logging.WARNING)
     sys.path.insert(0, str(HERE.parent))  # run from a checkout without installing
     if args.profile == "ptq":
-        run_ptq(args.name or "ptq", args.work, args.threads, args.seed)
+        run_ptq(args.name or "ptq", args.work, args.threads, args.seed, ptq_models)
     else:
         run(args.profile, args.name or args.profile, args.work, args.threads, args.seed, args.dcase_workers)
     return 0

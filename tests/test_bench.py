@@ -413,6 +413,25 @@ def test_compare_main_exit_codes_and_write_baseline(tmp_path, capsys):
     assert compare_mod.main([str(res_path), "--baseline", str(base_path)]) == 0  # no full baseline: nothing gated
 
 
+def test_ptq_gate_on_agreement_drop_sizes_and_the_baseline_models():
+    def figures(model, agreement=0.98, drop=0.2):
+        f = {f"ptq.{model}.{v}.{k}": x for v in compare_mod.PTQ_GATED_VARIANTS
+             for k, x in (("int8_agreement", agreement), ("accuracy_drop_pp", drop))}
+        return {**f, f"ptq.{model}.default.param_bytes": 60_000, f"ptq.{model}.default.macs_dcase": 29_000_000,
+                f"ptq.{model}.default.within_budget": True, f"ptq.{model}.default.bit_exact": True}
+
+    base = {"profile": "ptq", "figures": figures("cpmobile_baseline")}  # a baseline of one model gates one
+    ok = compare_mod.compare({"profile": "ptq", "figures": {**figures("cpmobile_baseline", 0.9960, 0.45),
+                                                            **figures("sscp_mobile_s1", 0.5)}}, base)
+    assert not ok.failures and len(ok.gated) == 2 * 2 + 4
+    bad = compare_mod.compare({"profile": "ptq", "figures": figures("cpmobile_baseline", 0.9749, 0.55)}, base)
+    assert {r.key for r in bad.failures} == {f"ptq.cpmobile_baseline.{v}.{k}" for v in ("default", "int16_auto")
+                                              for k in ("int8_agreement", "accuracy_drop_pp")}
+    with pytest.raises(compare_mod.CompareError, match="sscp_mobile_s1"):
+        compare_mod.compare({"profile": "ptq", "figures": figures("cpmobile_baseline")},
+                            {"profile": "ptq", "figures": figures("sscp_mobile_s1")})
+
+
 def test_committed_baseline_is_readable_and_complete():
     data = compare_mod.load_json(compare_mod.BASELINE)
     entry = compare_mod.baseline_entry(data, "ci", compare_mod.BASELINE)
