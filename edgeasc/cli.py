@@ -188,10 +188,13 @@ def evaluate(model_path: Path, data_dir: Path, split: str, out_dir: Path | None,
 @click.option("--weight-rounding", type=click.Choice(["adaptive", "nearest"]), default="adaptive", show_default=True,
               help="With --int8: round each convolution's int8 weights to cancel their error on the calibration "
                    "inputs (adaptive), or to the nearest step (the TFLite converter's rounding).")
+@click.option("--bias-correction/--no-bias-correction", default=True, show_default=True,
+              help="With --int8: move each convolution's int32 bias by minus the mean error of its output on the "
+                   "calibration clips (empirical bias correction).")
 @click.option("--int16-layers", metavar="NAMES|auto",
               help="With --int8: keep these activations (comma-separated names from the sensitivity table) at int16 "
-                   "with int8 weights (TFLite 16x8), or 'auto': the costliest until the simulated agreement "
-                   "reaches 99.5%. The firmware stub runs int8 only.")
+                   "with int8 weights (TFLite 16x8), or 'auto': the costliest, chosen in simulation on held-out "
+                   "training clips (docs/export.md). The firmware stub runs int8 only.")
 @click.option("--sensitivity", is_flag=True,
               help="With --int8: also print and report the int8 sensitivity table (one tensor quantised at a "
                    "time, torch simulation): what to read when int8 loses accuracy.")
@@ -201,7 +204,7 @@ def evaluate(model_path: Path, data_dir: Path, split: str, out_dir: Path | None,
 @click.option("--json", "as_json", is_flag=True, help="Print export_report.json.")
 def export_cmd(checkpoint: Path, data_dir: Path, out_dir: Path | None, int8: bool, calib_clips: int,
                calib_split: str | None, eval_split: str, eval_clips: int | None, seed: int, input_norm: bool,
-               weight_rounding: str, int16_layers: str | None, sensitivity: bool, sensitivity_clips: int,
+               weight_rounding: str, bias_correction: bool, int16_layers: str | None, sensitivity: bool, sensitivity_clips: int,
                cache_dir: Path | None, as_json: bool) -> None:
     """Export a checkpoint to ONNX and TFLite (float32; int8 with --int8) and measure parity with torch.
 
@@ -216,6 +219,14 @@ def export_cmd(checkpoint: Path, data_dir: Path, out_dir: Path | None, int8: boo
     from edgeasc.sensitivity import format_sensitivity
 
     if is_bundle(checkpoint):
+        changed = [flag for flag, on in (("--no-input-norm", not input_norm),
+                                         ("--weight-rounding nearest", weight_rounding != "adaptive"),
+                                         ("--no-bias-correction", not bias_correction),
+                                         ("--int16-layers", int16_layers is not None),
+                                         ("--sensitivity", sensitivity)) if on]
+        if changed:
+            raise ConfigError(f"{' and '.join(changed)}: not available for a device bundle; export the bundle, "
+                              "then a member's OUT/<member>/model.pt with these options")
         from edgeasc.finetune import export_bundle, format_export_manifest
 
         manifest = export_bundle(checkpoint, data_dir, out_dir, int8=int8, calib_clips=calib_clips,
@@ -232,7 +243,8 @@ def export_cmd(checkpoint: Path, data_dir: Path, out_dir: Path | None, int8: boo
                                calib_split=calib_split, eval_split=eval_split, eval_clips=eval_clips, seed=seed,
                                cache_dir=cache_dir, progress=not as_json, input_norm=input_norm,
                                sensitivity_clips=sensitivity_clips if sensitivity else None,
-                               weight_rounding=weight_rounding, int16_layers=int16_layers)
+                               weight_rounding=weight_rounding, bias_correction=bias_correction,
+                               int16_layers=int16_layers)
     if as_json:
         click.echo(json.dumps(result.report, indent=2))
         return

@@ -483,11 +483,13 @@ def rewrite_int8_weights(buf: bytes, layers: dict[str, tuple[Any, Any]]) -> tupl
 
     Args:
         buf: the .tflite bytes.
-        layers: module path -> (folded float `nn.Conv2d`, `rounder(weight, scale) -> int weights (O, I/g, kh, kw)`).
+        layers: module path -> (folded float `nn.Conv2d`, `rounder(weight, scale) -> int weights (O, I/g, kh, kw)`,
+            or None to keep the file's integers).
 
     Returns:
         (new bytes, {"layers": rewritten, "weights_changed": count, "unmatched": [paths],
-        "rounded": {path: (int weights in torch layout, scales)}}).
+        "rounded": {path: (int weights in torch layout, scales)}, "bias_tensors": {path: tensor index}}).
+        A layer's bias tensor keeps its index in the new bytes (`rewrite_biases`).
     """
     import flatbuffers
 
@@ -504,14 +506,15 @@ def rewrite_int8_weights(buf: bytes, layers: dict[str, tuple[Any, Any]]) -> tupl
         data = model.buffers[t.buffer].data
         if t.type == schema.TensorType.INT8 and data is not None and t.quantization is not None:
             q = np.frombuffer(np.asarray(data, dtype=np.uint8).tobytes(), dtype=np.int8).reshape(t.shape)
+            bias = int(op.inputs[2]) if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
             candidates.append((t, q, np.asarray(t.quantization.scale, dtype=np.float64),
-                               int(t.quantization.quantizedDimension)))
-    changed, rewritten, unmatched, rounded = 0, [], [], {}
+                               int(t.quantization.quantizedDimension), bias))
+    changed, rewritten, unmatched, rounded, biases = 0, [], [], {}, {}
     for path, (conv, rounder) in layers.items():
         w = conv.weight.detach().double().numpy()
         layouts = [((0, 2, 3, 1), 0), ((1, 2, 3, 0), 3)]  # OHWI (CONV_2D), 1HWC (DEPTHWISE_CONV_2D)
         hit = None
-        for t, q, scale, axis in candidates:
+        for t, q, scale, axis, bias in candidates:
             for perm, want_axis in layouts:
                 wf = w.transpose(perm)
                 if wf.shape != q.shape or axis != want_axis or len(scale) != wf.shape[axis]:
@@ -519,25 +522,65 @@ def rewrite_int8_weights(buf: bytes, layers: dict[str, tuple[Any, Any]]) -> tupl
                 shape = [1] * wf.ndim
                 shape[axis] = -1
                 if np.all(np.abs(q * scale.reshape(shape) - wf) <= 0.5001 * scale.reshape(shape) + 1e-12):
-                    hit = (t, q, scale, perm)
+                    hit = (t, q, scale, perm, bias)
                     break
             if hit:
                 break
         if hit is None:
             unmatched.append(path)
             continue
-        t, q, scale, perm = hit
-        ints = np.clip(np.asarray(rounder(conv.weight, scale), dtype=np.int64), -127, 127)
+        t, q, scale, perm, bias = hit
+        if rounder is None:
+            ints = q.astype(np.int64).transpose(np.argsort(perm))
+        else:
+            ints = np.clip(np.asarray(rounder(conv.weight, scale), dtype=np.int64), -127, 127)
         new = ints.transpose(perm)
         changed += int(np.sum(new != q))
         rounded[path] = (ints, scale)
         model.buffers[t.buffer].data = np.clip(new, -127, 127).astype(np.int8).view(np.uint8).reshape(-1)
         candidates = [c for c in candidates if c[0] is not t]
         rewritten.append(path)
+        if bias is not None:
+            biases[path] = bias
     builder = flatbuffers.Builder(len(buf) + 1024)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output()), {"layers": rewritten, "weights_changed": changed, "unmatched": unmatched,
-                                     "rounded": rounded}
+                                     "rounded": rounded, "bias_tensors": biases}
+
+
+def rewrite_biases(buf: bytes, corrections: dict[int, np.ndarray]) -> tuple[bytes, int]:
+    """`buf` (a quantised .tflite) with `corrections[t]` (real values, one per output channel) added to the
+    integer bias tensor `t` on its own per-channel scales (int32, or int64 in a 16x8 convolution).
+
+    Returns:
+        (new bytes, the number of bias integers that changed).
+    """
+    import flatbuffers
+
+    schema = _schema()
+    model = schema.ModelT.InitFromPackedBuf(bytearray(buf), 0)
+    sg = model.subgraphs[0]
+    dtypes = {schema.TensorType.INT32: np.int32, schema.TensorType.INT64: np.int64}
+    changed = 0
+    for index, delta in corrections.items():
+        t = sg.tensors[index]
+        if t.type not in dtypes or t.quantization is None or t.quantization.scale is None:
+            raise ExportError(f"tensor {index} ({t.name!r}) is not a quantised integer bias")
+        dtype = dtypes[t.type]
+        raw = np.asarray(model.buffers[t.buffer].data, dtype=np.uint8).tobytes()
+        b = np.frombuffer(raw, dtype=dtype).astype(np.int64)
+        scale = np.asarray(t.quantization.scale, dtype=np.float64)
+        delta = np.asarray(delta, dtype=np.float64).reshape(-1)
+        if len(delta) != len(b) or len(scale) not in (1, len(b)):
+            raise ExportError(f"bias tensor {t.name!r}: {len(b)} values, {len(delta)} corrections")
+        step = np.rint(delta / scale)  # half to even: a sub-step correction is no correction
+        info = np.iinfo(dtype)
+        new = np.clip(b + step.astype(np.int64), info.min, info.max)
+        changed += int(np.sum(new != b))
+        model.buffers[t.buffer].data = new.astype(dtype).view(np.uint8).reshape(-1)
+    builder = flatbuffers.Builder(len(buf) + 1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output()), changed
 
 
 def embed_tflite_metadata(buf: bytes, metadata: dict[str, Any], name: str = "edgeasc") -> bytes:
@@ -669,6 +712,7 @@ def export_checkpoint(
     input_norm: bool = True,
     sensitivity_clips: int | None = None,
     weight_rounding: str = "adaptive",
+    bias_correction: bool = True,
     int16_layers: str | tuple[str, ...] | None = None,
     int16_target: float = INT16_TARGET,
 ) -> ExportResult:
@@ -696,6 +740,8 @@ def export_checkpoint(
         weight_rounding: with `int8`, `adaptive` (default) rounds each convolution's int8 weights to cancel
             their error on the calibration inputs (`edgeasc.quant.round_weights`); `nearest` keeps the
             converter's rounding.
+        bias_correction: with `int8`, move each convolution's int32 bias by minus the mean error of its
+            output over the calibration clips, everything quantised (`Int8Simulator.correct_biases`).
         int16_layers: with `int8`, keep these activations (`QuantPoint` names of the sensitivity table) at
             int16 with int8 weights (TFLite's 16x8 scheme, through ai-edge-quantizer), or `"auto"`: the
             costliest ones (by logit error) until, simulated on held-out training clips, they remove 90% of
@@ -713,7 +759,8 @@ def export_checkpoint(
                               calib_split=calib_split, eval_split=eval_split, eval_clips=eval_clips, seed=seed,
                               cache_dir=cache_dir, progress=progress, workers=workers, input_norm=input_norm,
                               sensitivity_clips=sensitivity_clips, weight_rounding=weight_rounding,
-                              int16_layers=int16_layers, int16_target=int16_target)[0]
+                              bias_correction=bias_correction, int16_layers=int16_layers,
+                              int16_target=int16_target)[0]
 
 
 @dataclass
@@ -735,6 +782,8 @@ class _Prepared:
     weight_rounding: str = "adaptive"
     rounded: dict[str, Any] = field(default_factory=dict)  # conv path -> its int8 weights (as floats), adaptive
     rounding_info: dict[str, Any] | None = None
+    bias_correction: bool = True
+    bias_info: dict[str, Any] | None = None
     int16_request: Any = None  # "auto", a tuple of layer names, or None
     int16: dict[str, Any] | None = None  # the plan carried out (report and metadata)
     input_cov: dict[str, Any] = field(default_factory=dict)  # conv path -> E[patch patch^T] on the calibration clips
@@ -756,6 +805,8 @@ class _Prepared:
                     conv = sim.modules[path]
                     q, scale = round_weights(conv.weight, c, conv.groups)
                     sim.set_weights(path, torch.from_numpy(q * scale.reshape(-1, 1, 1, 1)))
+            if self.bias_correction:  # as the file will (`_rewrite_int8` measures it again on its weights)
+                sim.correct_biases(torch.from_numpy(self.calib_features))
             self._sim = sim
         return self._sim
 
@@ -775,6 +826,7 @@ def export_checkpoints(
     input_norm: bool = True,
     sensitivity_clips: int | None = None,
     weight_rounding: str = "adaptive",
+    bias_correction: bool = True,
     int16_layers: str | tuple[str, ...] | None = None,
     int16_target: float = INT16_TARGET,
 ) -> list[ExportResult]:
@@ -815,6 +867,7 @@ def export_checkpoints(
             prep = _prepare_export(Path(checkpoint), out_dir, ds, int8, calib_clips, calib_split, seed, cache_dir,
                                    progress, input_norm)
             prep.weight_rounding = weight_rounding
+            prep.bias_correction = bias_correction
             stack.callback(shutil.rmtree, prep.work, ignore_errors=True)
             prepared.append(prep)
         log.info("converting %d model(s) to TFLite with onnx2tf in child processes", len(prepared))
@@ -975,8 +1028,8 @@ def _finish_tflite(p: _Prepared, int8: bool) -> None:
         fmt = next(f for f in EXPORT_FORMATS if f.key == key)
         dst = out / fmt.filename
         data = src.read_bytes()
-        if key == "tflite_int8" and p.weight_rounding == "adaptive":
-            data = _round_weights_adaptively(p, data)
+        if key == "tflite_int8" and (p.weight_rounding == "adaptive" or p.bias_correction):
+            data = _rewrite_int8(p, data)
         write_bytes_atomic(dst, data)
         check_deployable(dst, int8=key == "tflite_int8", int16=p.int16 is not None)
         probe = TFLiteModel(dst)
@@ -986,6 +1039,7 @@ def _finish_tflite(p: _Prepared, int8: bool) -> None:
                                  + (f"; int16 activations (16x8) in {len(p.int16['layers'])} layer(s)" if p.int16 else "")),
                 "int16": p.int16 if key == "tflite_int8" else None,
                 "weight_rounding": p.weight_rounding if key == "tflite_int8" else None,
+                "bias_correction": p.bias_correction if key == "tflite_int8" else None,
                 "input": {**probe.input.to_dict(), "layout": "NHWC" if probe.input.shape[-1] == 1 else "NCHW",
                           "description": ("normalised log-mel u = (x - mean) / std (input_normalization)"
                                           if p.norm else "log-mel x")
@@ -1064,28 +1118,46 @@ def _convert_int16(prepared: list[_Prepared], ds: Any, request: Any, target: flo
     convert_onnx_to_tflite(jobs)
 
 
-def _round_weights_adaptively(p: _Prepared, buf: bytes) -> bytes:
-    """The converted int8 file with every convolution's weights rounded against its calibration inputs
-    (`edgeasc.quant.round_weights`) instead of to the nearest step; the rounded weights are kept on `p` for
-    the sensitivity table."""
+def _rewrite_int8(p: _Prepared, buf: bytes) -> bytes:
+    """The converted int8 file after edgeasc's own post-training steps, both measured on the calibration
+    clips: every convolution's weights rounded against its inputs (`--weight-rounding adaptive`,
+    `edgeasc.quant.round_weights`) instead of to the nearest step, then every convolution's bias corrected
+    for the mean error of its output (`--bias-correction`, `Int8Simulator.correct_biases`). The weights the
+    file holds are kept on `p` and in the simulation, for the sensitivity table."""
     import torch
+    from torch import nn
 
     from edgeasc.quant import round_weights
 
     sim = p.simulator()
     layers = {}
-    for path, c in p.input_cov.items():
+    convs = p.input_cov if p.weight_rounding == "adaptive" else {
+        path: None for path, m in sim.modules.items() if isinstance(m, nn.Conv2d)}
+    for path, c in convs.items():
         conv = sim.modules[path]
-        layers[path] = (conv, lambda w, scale, c=c, g=conv.groups: round_weights(w, c, g, scale)[0])
+        layers[path] = (conv, None if c is None else
+                        (lambda w, scale, c=c, g=conv.groups: round_weights(w, c, g, scale)[0]))
     buf, info = rewrite_int8_weights(buf, layers)
     if info["unmatched"]:
-        raise ExportError(f"data-aware weight rounding found no int8 weights for {', '.join(info['unmatched'][:3])} "
-                          f"in the converted model; export with --weight-rounding nearest")
+        raise ExportError(f"found no int8 weights for {', '.join(info['unmatched'][:3])} in the converted model; "
+                          "export with --weight-rounding nearest --no-bias-correction")
     p.rounded = {path: torch.from_numpy(q * scale.reshape(-1, 1, 1, 1)) for path, (q, scale) in info["rounded"].items()}
     for path, weight in p.rounded.items():  # on the file's own scales
         sim.set_weights(path, weight)
     p.rounding_info = {"layers": len(info["layers"]), "weights_changed": info["weights_changed"]}
-    log.info("data-aware rounding changed %d int8 weights in %d layers", info["weights_changed"], len(info["layers"]))
+    log.info("%s rounding: %d int8 weights changed in %d layers", p.weight_rounding, info["weights_changed"],
+             len(info["layers"]))
+    if p.bias_correction:
+        bits16 = set(p.int16["int16_points"]) if p.int16 else set()
+        corrections = sim.correct_biases(torch.from_numpy(p.calib_features), bits16)
+        missing = sorted(set(corrections) - set(info["bias_tensors"]))
+        if missing:
+            raise ExportError(f"bias correction found no bias tensor for {', '.join(missing[:3])} in the converted "
+                              "model; export with --no-bias-correction")
+        buf, changed = rewrite_biases(buf, {info["bias_tensors"][k]: v for k, v in corrections.items()})
+        size = float(np.mean([np.abs(v).mean() for v in corrections.values()])) if corrections else 0.0
+        p.bias_info = {"layers": len(corrections), "biases_changed": changed, "mean_abs_correction": size}
+        log.info("bias correction: %d int biases changed in %d layers", changed, len(corrections))
     return buf
 
 
@@ -1103,6 +1175,7 @@ def _finish_report(p: _Prepared, ds: Any, eval_split: str, eval_clips: int | Non
               "artifacts": {k: {"path": str(f), "bytes": f.stat().st_size} for k, f in result.artifacts.items()},
               "calibration": p.calib_info, "input_normalization": p.norm.to_dict() if p.norm else None,
               "weight_rounding": {"method": p.weight_rounding, **(p.rounding_info or {})} if p.calib_info else None,
+              "bias_correction": ({"enabled": p.bias_correction, **(p.bias_info or {})} if p.calib_info else None),
               "int16": p.int16,
               **report}
     if sensitivity_clips and p.calib_features is not None:

@@ -508,6 +508,7 @@ class _Emitter:
         self.const_names: dict[int, str] = {}
         self.extra_pad: dict[int, tuple[int, int]] = {}  # consumer op -> (top, left) of a folded PAD
         self.padded_dims: dict[int, tuple[int, int]] = {}  # consumer op -> (height, width) the PAD added
+        self.pad_value: dict[int, int] = {}  # consumer op -> what its outside taps read (a folded PADV2's constant)
 
     def t(self, i: int) -> Tensor:
         return self.g.tensors[i]
@@ -596,7 +597,7 @@ class _Emitter:
         fields = dict(in_h=in_h, in_w=in_w, in_c=in_c, out_h=out_h, out_w=out_w, out_c=out_c, k_h=k_h, k_w=k_w,
                       stride_h=s_h, stride_w=s_w, dil_h=dil_h, dil_w=dil_w, pad_h=pad_h, pad_w=pad_w,
                       groups=groups, depth_multiplier=mult, in_offset=in_offset, out_offset=out.zero_point,
-                      act_min=act_min, act_max=act_max)
+                      act_min=act_min, act_max=act_max, pad_value=self.pad_value.get(op.index, inp.zero_point))
         # bias + in_offset * (sum of the output channel's weights): the kernels use it where a window lies
         # wholly inside the input, so the input offset leaves the inner loop
         w_sum = w.reshape(-1, out_c).sum(axis=0) if depthwise else w.reshape(out_c, -1).sum(axis=1)
@@ -860,14 +861,17 @@ def pack_conv_weights(w: np.ndarray, k_pad: int) -> np.ndarray:
     return np.concatenate([body, w[2 * pairs:].reshape(-1)]).astype(np.int16)
 
 
-def fuse_pads(graph: Graph) -> dict[int, tuple[int, int, int, int, int, int]]:
+def fuse_pads(graph: Graph) -> dict[int, tuple[int, int, int, int, int, int, int]]:
     """PAD operators that only feed convolutions, folded into them: op index -> (source tensor, consumer op,
-    pad top, pad left, height added, width added).
+    pad top, pad left, height added, width added, pad value).
 
-    A convolution kernel reads taps outside its input as the input zero point (fw_kernels.c), which is what
-    a PAD with the zero point as its value wrote there. So a PAD whose output goes only to one CONV_2D or
-    DEPTHWISE_CONV_2D, pads only height and width, and pads with the input zero point needs no copy: the
-    consumer reads the PAD's input with the padding added to its own. The graph is rewritten in place.
+    A convolution kernel reads taps outside its input as its `pad_value` (fw_kernels.c), normally the input
+    zero point, which is what a PAD with the zero point as its value wrote there. So a PAD whose output goes
+    only to one CONV_2D or DEPTHWISE_CONV_2D, pads only height and width, and pads with the input zero point
+    needs no copy: the consumer reads the PAD's input with the padding added to its own. A PADV2 with another
+    constant (the raw log-mel zero in front of a normalised-input convolution, docs/export.md) is folded the
+    same way into a one-group CONV_2D, whose gathered window then holds that constant: the sum over a window
+    is `w * (value - zero point)` per outside tap either way. The graph is rewritten in place.
     """
     consumers: dict[int, list[Op]] = {}
     for op in graph.ops:
@@ -888,10 +892,15 @@ def fuse_pads(graph: Graph) -> dict[int, tuple[int, int, int, int, int, int]]:
         p = np.asarray(pads.data).reshape(-1, 2)
         if p[0].any() or p[3].any():
             continue
+        value = src.zero_point
         if op.name == "PADV2" and len(op.inputs) > 2 and op.inputs[2] >= 0:
-            if int(np.asarray(graph.tensors[op.inputs[2]].data).reshape(-1)[0]) != src.zero_point:
+            value = int(np.asarray(graph.tensors[op.inputs[2]].data).reshape(-1)[0])
+            filt = graph.tensors[users[0].inputs[1]]
+            one_group = users[0].name == "CONV_2D" and len(filt.shape) == 4 and filt.shape[3] == src.shape[3]
+            if value != src.zero_point and not one_group:  # grouped and depthwise kernels skip outside taps
                 continue
-        fused[op.index] = (op.inputs[0], users[0].index, int(p[1, 0]), int(p[2, 0]), int(p[1].sum()), int(p[2].sum()))
+        fused[op.index] = (op.inputs[0], users[0].index, int(p[1, 0]), int(p[2, 0]), int(p[1].sum()), int(p[2].sum()),
+                           value)
         users[0].inputs[0] = op.inputs[0]
     return fused
 
@@ -968,12 +977,13 @@ def generate_firmware(tflite_path: str | os.PathLike, out_dir: str | os.PathLike
     em = _Emitter(graph, plan)
     em.extra_pad = {f[1]: (f[2], f[3]) for f in fused.values()}
     em.padded_dims = {f[1]: (f[4], f[5]) for f in fused.values()}
+    em.pad_value = {f[1]: f[6] for f in fused.values()}
     layers = []
     for op in graph.ops:
         if op.index in fused:
             kernel = "fused"
-            em.stmt(op.index, f"/* {op.name}: folded into op {fused[op.index][1]} (outside taps read the zero "
-                              "point) */")
+            em.stmt(op.index, f"/* {op.name}: folded into op {fused[op.index][1]} (outside taps read "
+                              f"{fused[op.index][6]}) */")
         elif op.name in ("CONV_2D", "DEPTHWISE_CONV_2D"):
             kernel = em.conv(op, op.name == "DEPTHWISE_CONV_2D")
         elif op.name == "FULLY_CONNECTED":

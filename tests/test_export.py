@@ -401,6 +401,33 @@ def test_normalised_input_graph_pads_with_the_raw_zero(tiny_export):
 
 
 @pytest.mark.slow
+def test_bias_correction_is_reported_and_rewrites_biases_on_their_own_scales(tiny_export):
+    from edgeasc.export import ExportError, rewrite_biases
+    from edgeasc.firmware import read_graph
+
+    out = tiny_export["out"]
+    rep = json.loads((out / "export_report.json").read_text())
+    assert rep["bias_correction"]["enabled"] and rep["bias_correction"]["layers"] > 0
+    assert json.loads((out / "model_int8.json").read_text())["bias_correction"] is True
+    buf = (out / "model_int8.tflite").read_bytes()
+    graph = read_graph(out / "model_int8.tflite")
+    conv = next(op for op in graph.ops if op.name == "CONV_2D")
+    bias = graph.tensors[conv.inputs[2]]
+    before = np.asarray(bias.data).reshape(-1).astype(np.int64)
+    steps = np.zeros(len(before))
+    steps[:3] = (1, -2, 0.4)  # whole steps move; less than half a step does not
+    scale = np.asarray(bias.scales, dtype=np.float64)
+    new, changed = rewrite_biases(buf, {conv.inputs[2]: steps * scale})
+    after_path = out.parent / "biased.tflite"
+    after_path.write_bytes(new)
+    after = np.asarray(read_graph(after_path).tensors[conv.inputs[2]].data).reshape(-1).astype(np.int64)
+    np.testing.assert_array_equal(after - before, np.rint(steps).astype(np.int64))
+    assert changed == 2
+    with pytest.raises(ExportError, match="not a quantised integer bias"):
+        rewrite_biases(buf, {conv.inputs[1]: np.zeros(1)})  # the int8 weights
+
+
+@pytest.mark.slow
 def test_int16_layers_export_bench_and_firmware_refusal(tmp_path, tiny_data, cache_dir):
     from edgeasc.errors import ConfigError
     from edgeasc.export import export_checkpoint

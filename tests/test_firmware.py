@@ -335,7 +335,13 @@ def test_student_firmware_bit_exact_and_frontend_within_tolerance(student, tiny_
     # the strided shortcut's explicit PAD (export.explicit_pool_padding) feeds the average pooling: a copy
     assert kernels == {"fused", "fw_conv_s8", "fw_conv_1x1_s8", "fw_dwconv_s8", "fw_add_s8", "fw_pad_s8",
                        "fw_avgpool_s8", "fw_mean_s8", "alias"}
-    assert {x["op"] for x in info["layers"] if x["kernel"] == "fused"} == {"PAD"}  # folded into the convolutions
+    # folded into the convolutions: the PADs with the zero point, and the two PADV2s in front of the stem
+    # convolutions, which pad the normalised input with the raw log-mel zero (not the zero point)
+    assert {x["op"] for x in info["layers"] if x["kernel"] == "fused"} == {"PAD", "PADV2"}
+    graph = fw.read_graph(student["tflite"])
+    values = {int(np.asarray(graph.tensors[op.inputs[2]].data).reshape(-1)[0]) for op in graph.ops
+              if op.name == "PADV2"}
+    assert values and graph.tensors[graph.inputs[0]].zero_point not in values
     assert report["arena_bytes"] == info["arena_bytes"] > 16_640  # at least the input
 
 

@@ -95,3 +95,20 @@ def test_data_aware_rounding_lowers_the_output_error_of_a_first_layer():
         return float(np.einsum("oi,ij,oj->", e, cov[0], e))
 
     assert err(q) < 0.5 * err(nearest)
+
+
+def test_bias_correction_cancels_the_mean_output_error_and_replaces_an_earlier_one():
+    sim, u, model, _ = _sim()
+    x = sim_x = u  # the clips it is corrected and judged on
+    with torch.no_grad():
+        ref = sim.run(x, set())
+        before = ((sim.run(x, "all") - ref).mean(0)).abs().mean()
+    first = sim.correct_biases(sim_x)
+    assert first and all(np.isfinite(v).all() for v in first.values())
+    with torch.no_grad():
+        after = ((sim.run(x, "all") - ref).mean(0)).abs().mean()
+    assert after < before  # the mean logit error of the corrected network, on its own clips
+    again = sim.correct_biases(sim_x)  # measured afresh, not on top of the first
+    for k in first:
+        np.testing.assert_allclose(again[k], first[k], rtol=1e-6, atol=1e-9)
+    torch.testing.assert_close(sim.run(x, set()), ref)  # the float network keeps its own biases

@@ -10,9 +10,10 @@
  * CONV_2D (reference_integer_ops::ConvPerChannel, with groups)
  *
  * One group: each output pixel's window is gathered into a column of k_pad int8 values (taps outside the
- * input hold the input zero point, the padding to k_pad holds 0 against zero weights) and multiplied by the
+ * input hold pad_value, the padding to k_pad holds 0 against zero weights) and multiplied by the
  * (out_c, k_pad) weight matrix, starting from the folded bias bias + in_offset * sum(weights). A tap holding
- * the zero point adds w * (zp - zp) = 0 as the reference's skipped tap does, so the sums are identical.
+ * the zero point adds w * (zp - zp) = 0 as the reference's skipped tap does, so the sums are identical; a
+ * tap holding a folded PADV2's constant v adds w * (v - zp), as the reference does on the padded tensor.
  * Weights are int16, laid out for the SMLAD core (pack_conv_weights).
  * ------------------------------------------------------------------------------------------------ */
 #define FW_MAX_K 2048 /* edgeasc.firmware.MAX_K: the generator refuses larger windows */
@@ -26,7 +27,7 @@ static inline int32_t fw_wpack_index(int32_t oc, int32_t k, int32_t k_pad, int32
 static void conv_column(const fw_conv_params *p, const int8_t *in, int32_t px, int8_t *col) {
     const int32_t oy = px / p->out_w, ox = px % p->out_w, in_c = p->in_c;
     const int32_t iy0 = oy * p->stride_h - p->pad_h, ix0 = ox * p->stride_w - p->pad_w;
-    const int8_t zp = (int8_t)(-p->in_offset);
+    const int8_t zp = (int8_t)p->pad_value;
     int8_t *d = col;
     for (int32_t ky = 0; ky < p->k_h; ++ky) {
         const int32_t iy = iy0 + ky * p->dil_h;

@@ -141,6 +141,8 @@ typedef struct {
     int32_t in_offset;        /* -input zero point */
     int32_t out_offset;       /* output zero point */
     int32_t act_min, act_max;
+    int32_t pad_value;        /* what taps outside the input read in a one-group convolution: the input zero
+                                 point, or the constant of a PADV2 folded into it (edgeasc.firmware.fuse_pads) */
     int32_t k_pad;            /* groups == 1: k_h * k_w * in_c rounded up to a multiple of 4 */
     const int8_t *weights;    /* grouped: OHWI; depthwise: 1HWO (NULL for one group) */
     const int16_t *weights16; /* one group: (out_c, k_pad) int16, each group of four as (w0, w2, w1, w3) and
