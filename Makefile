@@ -44,7 +44,7 @@ bench-ci: setup
 
 # Post-training quantisation on models trained at real-recording log-mel levels (docs/export.md): two trainings
 # of 30 epochs on `medium` (about 2.5 hours on 2 cores; finished runs in benchmarks/.work/ptq are reused), then
-# three exports of each and the gate on agreement and accuracy drop.
+# five exports of each (plain PTQ, each default step in turn, --int16-layers auto) and the gate on agreement and accuracy drop.
 bench-ptq: setup
 	$(PY) benchmarks/run.py --profile ptq
 	$(PY) benchmarks/compare.py benchmarks/results/ptq.json

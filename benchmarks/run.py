@@ -89,8 +89,9 @@ class PTQProfile:
     """The post-training-quantisation benchmark (`--profile ptq`, docs/export.md "Int8 on a real trained model").
 
     Two networks trained without QAT on synthetic data at real-recording levels (`edgeasc synth --gain-db
-    -28`: log-mel mean about -6, as TAU22), then exported three ways each: plain PTQ (raw log-mel input,
-    nearest rounding: the reproduction), the default export, and `--int16-layers auto`.
+    -28`: log-mel mean about -6, as TAU22), then exported five ways each (`PTQ_VARIANTS`): plain PTQ (raw
+    log-mel input, nearest rounding: the reproduction), each default step added in turn (normalised input,
+    data-aware rounding, bias correction: the default export), and `--int16-layers auto`.
 
     Attributes:
         scale, gain_db: the synthetic dataset.
@@ -109,11 +110,17 @@ class PTQProfile:
 
 PTQ = PTQProfile()
 PTQ_VARIANTS: dict[str, dict[str, Any]] = {
-    "plain": {"input_norm": False, "weight_rounding": "nearest"},  # what edgeasc did before: the reproduction
-    "default": {},
+    # what edgeasc did before: the reproduction
+    "plain": {"input_norm": False, "weight_rounding": "nearest", "bias_correction": False},
+    # each default step added on its own, in order
+    "normalised": {"weight_rounding": "nearest", "bias_correction": False},
+    "adaptive": {"bias_correction": False},
+    "default": {},  # normalised input + data-aware rounding + bias correction
     "int16_auto": {"int16_layers": "auto"},
 }
 """Export settings per variant (`export_checkpoint` keyword arguments)."""
+PTQ_SENSITIVITY_VARIANTS = ("plain", "default")
+"""Variants whose export also measures the sensitivity table."""
 
 
 def _median_after_first(rates: list[float]) -> float:
@@ -352,7 +359,7 @@ def _train_ptq_models(data: Path, runs: Path, models: tuple[str, ...], threads: 
 
 
 def run_ptq(name: str, work: Path, threads: int, seed: int, models: tuple[str, ...] = PTQ.models) -> Path:
-    """The PTQ benchmark: train, export each of `models` three ways, audit and bench the default int8 file."""
+    """The PTQ benchmark: train, export each of `models` the `PTQ_VARIANTS` ways, audit and bench the default int8 file."""
     from edgeasc.artifacts import write_json_atomic
     from edgeasc.audit import audit_model
     from edgeasc.bench import bench_model, describe_machine
@@ -375,7 +382,7 @@ def run_ptq(name: str, work: Path, threads: int, seed: int, models: tuple[str, .
         stages[model] = {}
         for variant, options in PTQ_VARIANTS.items():
             with Stage(f"export {model} ({variant})") as st:
-                sens = PTQ.sensitivity_clips if variant != "int16_auto" else None
+                sens = PTQ.sensitivity_clips if variant in PTQ_SENSITIVITY_VARIANTS else None
                 result = export_checkpoint(ckpt, data, runs / model / f"export_{variant}", int8=True, seed=seed,
                                            sensitivity_clips=sens, **options)
             rep = result.report
