@@ -805,8 +805,6 @@ class _Prepared:
                     conv = sim.modules[path]
                     q, scale = round_weights(conv.weight, c, conv.groups)
                     sim.set_weights(path, torch.from_numpy(q * scale.reshape(-1, 1, 1, 1)))
-            if self.bias_correction:  # as the file will (`_rewrite_int8` measures it again on its weights)
-                sim.correct_biases(torch.from_numpy(self.calib_features))
             self._sim = sim
         return self._sim
 
@@ -1074,6 +1072,8 @@ def _convert_int16(prepared: list[_Prepared], ds: Any, request: Any, target: flo
     for p in prepared:
         graph = read_graph(p.work / SIGNATURE_FLOAT)
         sim = p.simulator()
+        if p.bias_correction:  # plan on the biases the file will have (`_rewrite_int8` measures them again)
+            sim.correct_biases(torch.from_numpy(p.calib_features))
         tensors = tflite_tensors(sim, graph)
         missing = [q.name for q in sim.points if q.kind != "weights" and q.name not in tensors]
         if missing:
