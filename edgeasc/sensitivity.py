@@ -242,7 +242,8 @@ class Int8Simulator:
         convolution's output, per channel and before its ReLU, is off its float mean over `x`; its bias,
         used with its int8 weights, is moved by minus that error. (Correcting every layer at once from one
         measurement counts an upstream error again downstream, and iterating that diverges on deep
-        networks.) Replaces the corrections of an earlier call.
+        networks.) One quantised pass over all of `x` as a single batch does it: a bias is additive, so each
+        convolution's output is shifted as it is computed. Replaces the corrections of an earlier call.
 
         Returns:
             module path -> the correction (float64, per output channel) added to the float bias.
@@ -254,36 +255,38 @@ class Int8Simulator:
         weights = {p.node for p in self.points if p.kind == "weights"}
         grid_of = {n: (n if src == "own" else src) for n, src in self._act.items()}
 
-        def mean_outputs(stop: str | None) -> dict[str, Tensor]:
-            """Each convolution's mean output (float when `stop` is None, else quantised up to `stop`)."""
-            sums: dict[str, Tensor] = {}
+        def channel_mean(t: Tensor) -> Tensor:
+            return t.sum(dim=(0, 2, 3), dtype=torch.float64) / (t.shape[0] * t.shape[2] * t.shape[3])
 
-            def on_value(node: str, t: Tensor) -> Tensor:
-                if node in convs:  # the convolution's own output: before its ReLU and its rounding
-                    sums[convs[node]] = sums.get(convs[node], 0) + t.double().mean(dim=(2, 3)).sum(0)
-                    if node == stop:
-                        raise _Stop
-                src = grid_of.get(node)
-                if stop is None or src is None or src not in acts:
-                    return t
-                return quantize_per_tensor(t, *self.ranges[src], 16 if acts[src] in bits16 else 8)
+        want: dict[str, Tensor] = {}
 
-            with torch.no_grad():
-                for s in range(0, len(x), self.batch_size):
-                    try:
-                        self._forward(x[s : s + self.batch_size], on_value, weights if stop else set())
-                    except _Stop:
-                        pass
-            return {k: v / len(x) for k, v in sums.items()}
+        def on_float(node: str, t: Tensor) -> Tensor:
+            if node in convs:
+                want[convs[node]] = want.get(convs[node], 0) + channel_mean(t) * len(t)
+            return t
 
-        want = mean_outputs(None)
-        out = {}
-        for node, path in convs.items():
-            got = mean_outputs(node)[path]
-            out[path] = -(got - want[path])
+        with torch.no_grad():
+            for s in range(0, len(x), self.batch_size):
+                self._forward(x[s : s + self.batch_size], on_float, set())
+        want = {k: v / len(x) for k, v in want.items()}
+        out: dict[str, Tensor] = {}
+
+        def on_value(node: str, t: Tensor) -> Tensor:
+            if node in convs:  # the convolution's own output: before its ReLU and its rounding
+                path = convs[node]
+                out[path] = want[path] - channel_mean(t)
+                t = t + out[path].to(t.dtype).view(1, -1, 1, 1)
+            src = grid_of.get(node)
+            if src is None or src not in acts:
+                return t
+            return quantize_per_tensor(t, *self.ranges[src], 16 if acts[src] in bits16 else 8)
+
+        with torch.no_grad():
+            self._forward(x, on_value, weights)
+        for path, delta in out.items():
             mod = self.modules[path]
-            base = mod.bias.detach().double() if mod.bias is not None else torch.zeros_like(out[path])
-            self._biases[path] = (base + out[path]).to(mod.weight.dtype)
+            base = mod.bias.detach().double() if mod.bias is not None else torch.zeros_like(delta)
+            self._biases[path] = (base + delta).to(mod.weight.dtype)
         return {path: v.numpy() for path, v in out.items()}
 
     def set_weights(self, path: str, weight: Tensor) -> None:
@@ -316,10 +319,6 @@ class Int8Simulator:
             for s in range(0, len(x), self.batch_size):
                 out.append(self._forward(x[s : s + self.batch_size], on_value, weights))
         return torch.cat(out)
-
-
-class _Stop(Exception):
-    """Ends a simulated forward pass early (`Int8Simulator.correct_biases`)."""
 
 
 def _call_with_weight(mod: nn.Module, weight: Tensor, x: Tensor, bias: Tensor | None) -> Tensor:
