@@ -383,3 +383,11 @@ def test_finetune_select_keeps_a_device_model_only_when_it_wins_on_held_out_clip
     with pytest.raises(ConfigError, match="--holdout"):
         finetune(general, tiny_data, tmp_path / "bad", overrides=_ft_overrides(cache_dir), devices="c", select=True,
                  holdout=1.0)
+
+
+def test_export_of_a_bundle_refuses_the_per_model_int8_options_in_one_line(tuned, tiny_data, tmp_path):
+    res = CliRunner().invoke(cli, ["export", str(tuned.bundle_path), "--int8", "--data", str(tiny_data), "--out",
+                                   str(tmp_path / "x"), "--int16-layers", "auto", "--no-bias-correction"])
+    assert res.exit_code == 2, res.output
+    assert "--no-bias-correction and --int16-layers: not available for a device bundle" in res.output
+    assert not (tmp_path / "x").exists()  # nothing written
