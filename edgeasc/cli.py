@@ -204,7 +204,8 @@ def evaluate(model_path: Path, data_dir: Path, split: str, out_dir: Path | None,
 @click.option("--json", "as_json", is_flag=True, help="Print export_report.json.")
 def export_cmd(checkpoint: Path, data_dir: Path, out_dir: Path | None, int8: bool, calib_clips: int,
                calib_split: str | None, eval_split: str, eval_clips: int | None, seed: int, input_norm: bool,
-               weight_rounding: str, bias_correction: bool, int16_layers: str | None, sensitivity: bool, sensitivity_clips: int,
+               weight_rounding: str, bias_correction: bool, int16_layers: str | None, sensitivity: bool,
+               sensitivity_clips: int,
                cache_dir: Path | None, as_json: bool) -> None:
     """Export a checkpoint to ONNX and TFLite (float32; int8 with --int8) and measure parity with torch.
 
