@@ -101,7 +101,8 @@ LOG_FILE = "convert.log"
 INT16_LOG_FILE = "convert_int16.log"
 SIGNATURE_FLOAT = "float_signature.tflite"  # in the work folder: what ai-edge-quantizer quantises
 INT16_TARGET = 0.995
-"""`--int16-layers auto` adds int16 layers until the simulated agreement on held-out training clips reaches this."""
+"""`--int16-layers auto` adds int16 layers until the simulated agreement on held-out training clips reaches this
+(and the logit error is down by `edgeasc.sensitivity.AUTO_INT16_SHARE`)."""
 
 
 @dataclass
@@ -474,6 +475,15 @@ def _schema() -> Any:
     return schema
 
 
+def _pack(model: Any, size_hint: int) -> bytes:
+    """A TFLite flatbuffer object model (`schema.ModelT`) serialised to .tflite bytes."""
+    import flatbuffers
+
+    builder = flatbuffers.Builder(size_hint + 1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
 def rewrite_int8_weights(buf: bytes, layers: dict[str, tuple[Any, Any]]) -> tuple[bytes, dict[str, Any]]:
     """`buf` (a full-integer .tflite) with the int8 weights of the given convolutions replaced.
 
@@ -491,8 +501,6 @@ def rewrite_int8_weights(buf: bytes, layers: dict[str, tuple[Any, Any]]) -> tupl
         "rounded": {path: (int weights in torch layout, scales)}, "bias_tensors": {path: tensor index}}).
         A layer's bias tensor keeps its index in the new bytes (`rewrite_biases`).
     """
-    import flatbuffers
-
     schema = _schema()
     model = schema.ModelT.InitFromPackedBuf(bytearray(buf), 0)
     sg = model.subgraphs[0]
@@ -537,15 +545,13 @@ def rewrite_int8_weights(buf: bytes, layers: dict[str, tuple[Any, Any]]) -> tupl
         new = ints.transpose(perm)
         changed += int(np.sum(new != q))
         rounded[path] = (ints, scale)
-        model.buffers[t.buffer].data = np.clip(new, -127, 127).astype(np.int8).view(np.uint8).reshape(-1)
+        model.buffers[t.buffer].data = new.astype(np.int8).view(np.uint8).reshape(-1)
         candidates = [c for c in candidates if c[0] is not t]
         rewritten.append(path)
         if bias is not None:
             biases[path] = bias
-    builder = flatbuffers.Builder(len(buf) + 1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output()), {"layers": rewritten, "weights_changed": changed, "unmatched": unmatched,
-                                     "rounded": rounded, "bias_tensors": biases}
+    return _pack(model, len(buf)), {"layers": rewritten, "weights_changed": changed, "unmatched": unmatched,
+                                    "rounded": rounded, "bias_tensors": biases}
 
 
 def rewrite_biases(buf: bytes, corrections: dict[int, np.ndarray]) -> tuple[bytes, int]:
@@ -555,8 +561,6 @@ def rewrite_biases(buf: bytes, corrections: dict[int, np.ndarray]) -> tuple[byte
     Returns:
         (new bytes, the number of bias integers that changed).
     """
-    import flatbuffers
-
     schema = _schema()
     model = schema.ModelT.InitFromPackedBuf(bytearray(buf), 0)
     sg = model.subgraphs[0]
@@ -573,14 +577,12 @@ def rewrite_biases(buf: bytes, corrections: dict[int, np.ndarray]) -> tuple[byte
         delta = np.asarray(delta, dtype=np.float64).reshape(-1)
         if len(delta) != len(b) or len(scale) not in (1, len(b)):
             raise ExportError(f"bias tensor {t.name!r}: {len(b)} values, {len(delta)} corrections")
-        step = np.rint(delta / scale)  # half to even: a sub-step correction is no correction
+        step = np.rint(delta / scale)  # to the nearest step of the bias's own scale
         info = np.iinfo(dtype)
         new = np.clip(b + step.astype(np.int64), info.min, info.max)
         changed += int(np.sum(new != b))
         model.buffers[t.buffer].data = new.astype(dtype).view(np.uint8).reshape(-1)
-    builder = flatbuffers.Builder(len(buf) + 1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output()), changed
+    return _pack(model, len(buf)), changed
 
 
 def embed_tflite_metadata(buf: bytes, metadata: dict[str, Any], name: str = "edgeasc") -> bytes:
@@ -588,8 +590,6 @@ def embed_tflite_metadata(buf: bytes, metadata: dict[str, Any], name: str = "edg
 
     Uses the flatbuffer object API of LiteRT's (or TensorFlow's) copy of the TFLite schema.
     """
-    import flatbuffers
-
     schema = _schema()
     model = schema.ModelT.InitFromPackedBuf(bytearray(buf), 0)
     data = np.frombuffer(json.dumps(metadata, sort_keys=True).encode("utf-8"), dtype=np.uint8)
@@ -600,9 +600,7 @@ def embed_tflite_metadata(buf: bytes, metadata: dict[str, Any], name: str = "edg
     entry.name = name
     entry.buffer = len(model.buffers) - 1
     model.metadata = [m for m in (model.metadata or []) if (m.name or b"") not in (name, name.encode())] + [entry]
-    builder = flatbuffers.Builder(len(buf) + len(data) + 1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
+    return _pack(model, len(buf) + len(data))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -780,31 +778,24 @@ class _Prepared:
     norm: Any  # InputNormalization | None
     calib_features: np.ndarray | None  # in the exported graph's input domain
     weight_rounding: str = "adaptive"
-    rounded: dict[str, Any] = field(default_factory=dict)  # conv path -> its int8 weights (as floats), adaptive
     rounding_info: dict[str, Any] | None = None
     bias_correction: bool = True
     bias_info: dict[str, Any] | None = None
-    int16_request: Any = None  # "auto", a tuple of layer names, or None
     int16: dict[str, Any] | None = None  # the plan carried out (report and metadata)
     input_cov: dict[str, Any] = field(default_factory=dict)  # conv path -> E[patch patch^T] on the calibration clips
     _sim: Any = None
 
     def simulator(self) -> Any:
-        """The int8 simulation of the exported network on the calibration features (built once)."""
+        """The int8 simulation of the exported network on the calibration features (built once, with
+        nearest-rounded weights; `_rewrite_int8` puts the file's own weights and biases into it)."""
         if self._sim is None:
             import torch
 
             from edgeasc.sensitivity import Int8Simulator
 
-            from edgeasc.quant import round_weights
-
             sim = Int8Simulator(exported_network(self.model, self.norm), torch.from_numpy(self.calib_features))
-            if self.weight_rounding == "adaptive":  # simulate the weights the file will hold
+            if self.weight_rounding == "adaptive":
                 self.input_cov = sim.input_covariances(torch.from_numpy(self.calib_features))
-                for path, c in self.input_cov.items():
-                    conv = sim.modules[path]
-                    q, scale = round_weights(conv.weight, c, conv.groups)
-                    sim.set_weights(path, torch.from_numpy(q * scale.reshape(-1, 1, 1, 1)))
             self._sim = sim
         return self._sim
 
@@ -1063,16 +1054,22 @@ def _convert_int16(prepared: list[_Prepared], ds: Any, request: Any, target: flo
 
     import torch
 
-    from edgeasc.dataset import load_waveforms
     from edgeasc.errors import ConfigError
     from edgeasc.firmware import read_graph
+    from edgeasc.quant import round_weights
     from edgeasc.sensitivity import choose_int16_layers, plan_int16, tflite_tensors
 
     jobs = []
     for p in prepared:
         graph = read_graph(p.work / SIGNATURE_FLOAT)
         sim = p.simulator()
-        if p.bias_correction:  # plan on the biases the file will have (`_rewrite_int8` measures them again)
+        # plan on the weights and biases the file will have (before it exists: on TFLite's default weight
+        # scales; `_rewrite_int8` measures both again on the file's)
+        for path, c in p.input_cov.items():
+            conv = sim.modules[path]
+            q, scale = round_weights(conv.weight, c, conv.groups)
+            sim.set_weights(path, torch.from_numpy(q * scale.reshape(-1, 1, 1, 1)))
+        if p.bias_correction:
             sim.correct_biases(torch.from_numpy(p.calib_features))
         tensors = tflite_tensors(sim, graph)
         missing = [q.name for q in sim.points if q.kind != "weights" and q.name not in tensors]
@@ -1086,9 +1083,7 @@ def _convert_int16(prepared: list[_Prepared], ds: Any, request: Any, target: flo
         clips = select_calibration_clips(rest, 500, seed + 2) if rest else []
         if not clips:
             raise ExportError(f"split {split!r} has no clips beside the calibration ones to choose int16 layers on")
-        waves = load_waveforms(ds.root, clips, p.frontend.sample_rate_hz, p.frontend.clip_samples, cache_dir, progress)
-        x = calibration_features(waves, p.frontend)
-        x = torch.from_numpy(p.norm.apply(x) if p.norm is not None else x)
+        x = torch.from_numpy(_graph_inputs(p, ds, clips, cache_dir, progress))
         if request == "auto":
             plan, achieved, steps = choose_int16_layers(sim, x, tensors, graph, target)
         else:
@@ -1141,9 +1136,8 @@ def _rewrite_int8(p: _Prepared, buf: bytes) -> bytes:
     if info["unmatched"]:
         raise ExportError(f"found no int8 weights for {', '.join(info['unmatched'][:3])} in the converted model; "
                           "export with --weight-rounding nearest --no-bias-correction")
-    p.rounded = {path: torch.from_numpy(q * scale.reshape(-1, 1, 1, 1)) for path, (q, scale) in info["rounded"].items()}
-    for path, weight in p.rounded.items():  # on the file's own scales
-        sim.set_weights(path, weight)
+    for path, (q, scale) in info["rounded"].items():  # the file's integers on its own scales
+        sim.set_weights(path, torch.from_numpy(q * scale.reshape(-1, 1, 1, 1)))
     p.rounding_info = {"layers": len(info["layers"]), "weights_changed": info["weights_changed"]}
     log.info("%s rounding: %d int8 weights changed in %d layers", p.weight_rounding, info["weights_changed"],
              len(info["layers"]))
@@ -1191,20 +1185,25 @@ def _finish_report(p: _Prepared, ds: Any, eval_split: str, eval_clips: int | Non
     return [(c, out) for c in failed if c["runtime"] != "tflite_int8"]
 
 
+def _graph_inputs(p: _Prepared, ds: Any, clips: list[Any], cache_dir: Any, progress: bool) -> np.ndarray:
+    """The log-mel of `clips` in the exported graph's input domain (normalised when the export is)."""
+    from edgeasc.dataset import load_waveforms
+
+    waves = load_waveforms(ds.root, clips, p.frontend.sample_rate_hz, p.frontend.clip_samples, cache_dir, progress)
+    x = calibration_features(waves, p.frontend)
+    return p.norm.apply(x) if p.norm is not None else x
+
+
 def measure_sensitivity(p: _Prepared, ds: Any, split: str, n_clips: int, seed: int, cache_dir: Any,
                         progress: bool) -> dict[str, Any]:
     """The int8 sensitivity table (`edgeasc.sensitivity`) of the exported network on a seeded, class-balanced
     subset of `split` (`n_clips`), with the calibration ranges of the export."""
     import torch
 
-    from edgeasc.dataset import load_waveforms
     from edgeasc.sensitivity import sensitivity_table
 
     clips = _eval_subset(ds.clips(split), n_clips, seed)
-    waves = load_waveforms(ds.root, clips, p.frontend.sample_rate_hz, p.frontend.clip_samples, cache_dir, progress)
-    x = calibration_features(waves, p.frontend)
-    if p.norm is not None:
-        x = p.norm.apply(x)
+    x = _graph_inputs(p, ds, clips, cache_dir, progress)
     sim = p.simulator()  # with the integers the file holds
     bits16 = set(p.int16["int16_points"]) if p.int16 else set()
     table = sensitivity_table(sim, torch.from_numpy(x), np.array([c.label for c in clips]), bits16)

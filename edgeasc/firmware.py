@@ -1363,11 +1363,9 @@ def evaluation_inputs(tflite_path: str | os.PathLike, data_dir: str | os.PathLik
     """Waveforms `(N, samples)`, Python log-mel `(N, n_mels, frames)` and the quantised model inputs
     `(N, n_mels * frames)` of the first `n_clips` clips of `split`."""
     from edgeasc.dataset import TAUDataset, load_waveforms
-    from edgeasc.runtime import InputNormalization, feature_batches, quantize, read_tflite_metadata
+    from edgeasc.runtime import TFLiteModel, feature_batches
 
     frontend = _frontend_of(Path(tflite_path))
-    graph = read_graph(tflite_path)
-    inp = graph.tensors[graph.inputs[0]]
     ds = TAUDataset(data_dir)
     clips = ds.clips(split)[:n_clips]
     if not clips:
@@ -1375,8 +1373,7 @@ def evaluation_inputs(tflite_path: str | os.PathLike, data_dir: str | os.PathLik
     waves = np.asarray(load_waveforms(ds.root, clips, frontend.sample_rate_hz, frontend.clip_samples, cache_dir,
                                       False), dtype=np.float32)
     feats = np.concatenate([x for _, x in feature_batches(waves, frontend, 64)])[:, 0]
-    norm = InputNormalization.from_metadata(read_tflite_metadata(tflite_path))
-    q = quantize(feats if norm is None else norm.apply(feats), inp.scale, inp.zero_point).reshape(len(feats), -1)
+    q = TFLiteModel(tflite_path).prepare(feats[:, None]).reshape(len(feats), -1)  # normalised and quantised
     return {"waves": waves, "features": feats, "inputs": q}
 
 

@@ -126,7 +126,6 @@ class InputNormalization:
             raise ModelFileError(f"malformed input_normalization in the model's metadata: {exc}") from None
 
 
-
 def quantize(x: np.ndarray, scale: float, zero_point: int, dtype: str | np.dtype = "int8") -> np.ndarray:
     """Real values -> integers of `dtype` with the tensor's (scale, zero_point), saturating."""
     info = np.iinfo(np.dtype(dtype))

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor, fx, nn
 
+from edgeasc.metrics import macro_accuracy
 from edgeasc.quant import NormalizedInputConv, quantize_per_channel, quantize_per_tensor
 
 log = logging.getLogger(__name__)
@@ -251,9 +252,7 @@ class Int8Simulator:
         self._biases = {}
         convs = {n.name: n.target for n in self.gm.graph.nodes
                  if n.op == "call_module" and isinstance(self.modules[n.target], nn.Conv2d)}
-        acts = {p.node: p.name for p in self.points if p.kind != "weights"}
-        weights = {p.node for p in self.points if p.kind == "weights"}
-        grid_of = {n: (n if src == "own" else src) for n, src in self._act.items()}
+        weights, rounded = self._rounding({p.name for p in self.points}, bits16)
 
         def channel_mean(t: Tensor) -> Tensor:
             return t.sum(dim=(0, 2, 3), dtype=torch.float64) / (t.shape[0] * t.shape[2] * t.shape[3])
@@ -276,10 +275,7 @@ class Int8Simulator:
                 path = convs[node]
                 out[path] = want[path] - channel_mean(t)
                 t = t + out[path].to(t.dtype).view(1, -1, 1, 1)
-            src = grid_of.get(node)
-            if src is None or src not in acts:
-                return t
-            return quantize_per_tensor(t, *self.ranges[src], 16 if acts[src] in bits16 else 8)
+            return rounded(node, t)
 
         with torch.no_grad():
             self._forward(x, on_value, weights)
@@ -288,6 +284,21 @@ class Int8Simulator:
             base = mod.bias.detach().double() if mod.bias is not None else torch.zeros_like(delta)
             self._biases[path] = (base + delta).to(mod.weight.dtype)
         return {path: v.numpy() for path, v in out.items()}
+
+    def _rounding(self, names: set[str], bits16: set[str]) -> tuple[set[str], Any]:
+        """For the points `names`: the modules whose weights are quantised, and the `on_value` of `_forward`
+        that rounds their activations (those in `bits16` at 16 bits)."""
+        weights = {p.node for p in self.points if p.kind == "weights" and p.name in names}
+        acts = {p.node: p.name for p in self.points if p.kind != "weights" and p.name in names}
+        grid_of = {n: (n if src == "own" else src) for n, src in self._act.items()}
+
+        def on_value(node: str, t: Tensor) -> Tensor:
+            src = grid_of.get(node)
+            if src is None or src not in acts:
+                return t
+            return quantize_per_tensor(t, *self.ranges[src], 16 if acts[src] in bits16 else 8)
+
+        return weights, on_value
 
     def set_weights(self, path: str, weight: Tensor) -> None:
         """Simulate the quantised weights of conv `path` as `weight` (e.g. data-aware rounding)."""
@@ -303,17 +314,7 @@ class Int8Simulator:
         unknown = names - {p.name for p in self.points}
         if unknown:
             raise ValueError(f"unknown quantisation points: {sorted(unknown)[:3]}")
-        weights = {p.node for p in self.points if p.kind == "weights" and p.name in names}
-        acts = {p.node: p.name for p in self.points if p.kind in ("input", "activation") and p.name in names}
-        grid_of = {n: (n if src == "own" else src) for n, src in self._act.items()}
-
-        def on_value(node: str, t: Tensor) -> Tensor:
-            src = grid_of.get(node)
-            if src is None or src not in acts:
-                return t
-            bits = 16 if acts[src] in bits16 else 8
-            return quantize_per_tensor(t, *self.ranges[src], bits)
-
+        weights, on_value = self._rounding(names, bits16)
         out = []
         with torch.no_grad():
             for s in range(0, len(x), self.batch_size):
@@ -333,11 +334,7 @@ def _call_with_weight(mod: nn.Module, weight: Tensor, x: Tensor, bias: Tensor | 
 def _scores(logits: Tensor, ref_pred: Tensor, y: np.ndarray) -> tuple[float, float]:
     """(agreement with `ref_pred`, macro accuracy) of `logits`."""
     pred = logits.argmax(1)
-    agreement = float((pred == ref_pred).float().mean())
-    p = pred.numpy()
-    classes = np.unique(y)
-    macro = float(np.mean([np.mean(p[y == k] == k) for k in classes])) if len(classes) else float("nan")
-    return agreement, macro
+    return float((pred == ref_pred).float().mean()), macro_accuracy(np.asarray(y), pred.numpy())
 
 
 def sensitivity_table(
