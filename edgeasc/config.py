@@ -99,7 +99,12 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """AdamW with linear warm-up and cosine decay, as the DCASE 2025 baseline (per-step schedule)."""
+    """AdamW with linear warm-up and cosine decay, as the DCASE 2025 baseline (per-step schedule).
+
+    `bn_recalibration_batches`: after the last epoch, every BatchNorm's running statistics are recomputed
+    with the final weights over this many batches of un-augmented training clips (`edgeasc.train.
+    recalibrate_batchnorm`); 0 keeps the moving averages of training, as the official baseline code does.
+    """
 
     epochs: int = 150
     batch_size: int = 256
@@ -107,6 +112,7 @@ class OptimConfig:
     weight_decay: float = 1e-4
     warmup_steps: int = 2000
     min_lr_ratio: float = 0.0
+    bn_recalibration_batches: int = 16  # after training: BatchNorm statistics from this many clean batches
     channels_last: bool = True  # log-mel CNNs get NHWC input: faster convolutions, equal up to float rounding
 
     def __post_init__(self) -> None:
@@ -114,6 +120,8 @@ class OptimConfig:
             raise ValueError("optim.epochs and optim.batch_size must be >= 1")
         if self.lr <= 0:
             raise ValueError("optim.lr must be positive")
+        if self.bn_recalibration_batches < 0:
+            raise ValueError("optim.bn_recalibration_batches must be >= 0 (0 keeps the training-time statistics)")
         if self.warmup_steps < 0 or not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ValueError("optim.warmup_steps must be >= 0 and optim.min_lr_ratio in [0, 1]")
 
