@@ -1,0 +1,314 @@
+"""Step-level equivalence of `edgeasc train` with the official DCASE 2025 Task 1 baseline code (docs/training.md).
+
+    python benchmarks/experiments/training_parity/step_equivalence.py \\
+        --official-code CHECKOUT --official-python OFFICIAL_VENV/bin/python [--data TAU_LAYOUT_DIR]
+
+Part 1, augmentation off: both train CP-Mobile (the baseline network, 61,148 parameters) from the same initial
+weights on the same batches in the same order for a few epochs of a small clip set, and each optimiser step's
+learning rate, loss and gradient norm, then the weights and BatchNorm buffers after the last step, are compared.
+edgeasc runs its real loop (`edgeasc.train.train`, recording through its step hook and a forward hook); the
+official side (official_side.py step) runs the checkout's own `PLModule` under a Lightning `Trainer`, fed
+edgeasc's 32 kHz waveforms (so its Resample is the identity) in edgeasc's batch order.
+
+Part 2, each augmentation on its own: the two draw their random numbers from different generators (edgeasc
+seeded generators, the official code numpy's and torch's global ones), so no step can match; instead each
+augmentation is applied to the same input many times by both implementations, and its output statistics
+are compared within their sampling error (official_side.py augment).
+
+Without --data, a `tiny` synthetic set (SYNTHETIC) is generated into the work folder. Exit 1 when a figure is
+out of tolerance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(ROOT))
+
+from edgeasc.config import resolve_train_config  # noqa: E402
+from edgeasc.dataset import TAUDataset, load_waveforms  # noqa: E402
+from edgeasc.models import create_model  # noqa: E402
+from edgeasc.train import _generator, batches_per_epoch, get_lr, train  # noqa: E402
+
+OFFICIAL_SIDE = Path(__file__).with_name("official_side.py")
+
+TOLERANCE = {
+    # one teacher-forced step (docs/training.md, "Step-level equivalence")
+    "lr_abs": 1e-9,  # float64 formula on both sides
+    "loss_rel": 1e-5,  # float32 forward on two torch builds, NCHW there, channels-last here
+    "grad_norm_rel": 1e-2,  # the backward's rounding: the NCHW control alone moves it by up to a few 1e-3
+    "weights_rel_l2": 1e-4,  # all weights and BatchNorm buffers after the step, relative to their norm
+}
+
+
+def subset_folder(src: Path, dst: Path, n_clips: int) -> Path:
+    """A TAU22-layout folder whose every split is the first `n_clips` clips of `src`'s split25 (audio linked)."""
+    import shutil
+
+    rows = (src / "split_setup" / "split25.csv").read_text().splitlines()
+    kept = rows[: n_clips + 1]
+    if len(kept) < n_clips + 1:
+        raise SystemExit(f"{src} has only {len(rows) - 1} split25 clips")
+    if dst.exists():
+        shutil.rmtree(dst)
+    (dst / "split_setup").mkdir(parents=True)
+    (dst / "evaluation_setup").mkdir()
+    (dst / "audio").symlink_to((src / "audio").resolve())
+    shutil.copy(src / "meta.csv", dst / "meta.csv")
+    text = "\n".join(kept) + "\n"
+    for p in (5, 10, 25, 50, 100):
+        (dst / "split_setup" / f"split{p}.csv").write_text(text)
+    for name in ("fold1_train", "fold1_evaluate", "fold1_test"):
+        (dst / "evaluation_setup" / f"{name}.csv").write_text(text)
+    return dst
+
+
+def edgeasc_side(data: Path, work: Path, overrides: tuple[str, ...]) -> dict:
+    """edgeasc's real loop (`edgeasc.train.train`) with two observers: a forward hook on the model it builds
+    (the logits of each training forward) and its step hook (learning rate, gradient norm, weights)."""
+    import edgeasc.models
+
+    cfg = resolve_train_config(None, overrides)
+    ds = TAUDataset(data)
+    clips = ds.clips(cfg.data.train_split)
+    labels = torch.tensor([c.label for c in clips])
+    n, batch = len(clips), cfg.optim.batch_size
+    steps = batches_per_epoch(n, batch)
+    order = []
+    for epoch in range(cfg.optim.epochs):  # train()'s batch order: its shuffle generator, rows sorted per batch
+        perm = torch.randperm(n, generator=_generator(cfg.seed, epoch))
+        order.append([torch.sort(perm[i * batch : (i + 1) * batch])[0].tolist() for i in range(steps)])
+    flat = [rows for epoch in order for rows in epoch]
+    record: dict[str, list] = {"lr": [], "loss": [], "grad_norm": [], "after": [], "optimizer": []}
+    seen: dict[str, object] = {}
+    build = edgeasc.models.create_model
+
+    def create_and_observe(name, **kwargs):
+        model = build(name, **kwargs)
+        seen["initial"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        model.register_forward_hook(lambda m, i, o: seen.__setitem__("logits", o.detach()) if m.training else None)
+        return model
+
+    def step_hook(steps_done, total_steps, model, optimizer):
+        record["lr"].append(optimizer.param_groups[0]["lr"])
+        record["loss"].append(float(F.cross_entropy(seen["logits"], labels[flat[steps_done - 1]])))
+        grads = [p.grad.detach().flatten() for p in model.parameters() if p.grad is not None]
+        record["grad_norm"].append(float(torch.cat(grads).norm()))
+        weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        record["after"].append(weights)  # = the state before the next step, which the official side starts from
+        record["optimizer"].append(copy.deepcopy(optimizer.state_dict()))
+        if steps_done == total_steps:
+            seen["final"] = weights
+            seen["total_steps"] = total_steps
+        return None
+
+    edgeasc.models.create_model = create_and_observe  # train() imports it from edgeasc.models when it runs
+    try:
+        train(cfg, data, work, progress=False, step_hook=step_hook)
+    finally:
+        edgeasc.models.create_model = build
+    waves = load_waveforms(ds.root, clips, cfg.frontend.sample_rate_hz, cfg.frontend.clip_samples, cfg.data.cache_dir)
+    return {"record": record, "state": seen["final"], "initial": seen["initial"], "order": order, "labels": labels,
+            "waves": torch.from_numpy(np.asarray(waves, dtype=np.float32)), "cfg": cfg,
+            "total_steps": seen["total_steps"]}
+
+
+def official_side(python: str, code: Path, work: Path, mine: dict, seed: int) -> dict:
+    cfg = mine["cfg"]
+    job = {
+        "seed": seed,
+        "waves": mine["waves"],
+        "labels": mine["labels"],
+        "batches": mine["order"],
+        "initial_state": mine["initial"],
+        # teacher forcing: the state edgeasc had before each step (weights, AdamW moments)
+        "before_state": [mine["initial"]] + mine["record"]["after"][:-1],
+        "before_optimizer": [None] + mine["record"]["optimizer"][:-1],
+        "official_args": {
+            "n_epochs": cfg.optim.epochs, "batch_size": cfg.optim.batch_size, "lr": cfg.optim.lr,
+            "weight_decay": cfg.optim.weight_decay, "warmup_steps": cfg.optim.warmup_steps,
+            "orig_sample_rate": cfg.frontend.sample_rate_hz,  # the waveforms are already at 32 kHz
+            "freqm": cfg.augment.freq_mask_bins, "mixstyle_p": cfg.augment.mixstyle_p,
+            "mixstyle_alpha": cfg.augment.mixstyle_alpha, "roll_sec": 0.0,
+        },
+    }
+    job_path, out = work / "job.pt", work / "official.pt"
+    torch.save(job, job_path)
+    subprocess.run([python, str(OFFICIAL_SIDE), "step", "--code", str(code), "--job", str(job_path),
+                    "--out", str(out)], check=True)
+    return torch.load(out, weights_only=False)
+
+
+def rel(a: float, b: float) -> float:
+    return abs(a - b) / max(abs(b), 1e-12)
+
+
+def compare_steps(mine: dict, theirs: dict) -> dict:
+    a, b = mine["record"], theirs["record"]
+    rows_match = b["rows"] == [r for epoch in mine["order"] for r in epoch]
+    steps = []
+    for k in range(max(len(a["lr"]), len(b["lr"]))):
+        steps.append({
+            "step": k, "lr_edgeasc": a["lr"][k], "lr_official": b["lr"][k],
+            "loss_edgeasc": a["loss"][k], "loss_official": b["loss"][k],
+            "grad_norm_edgeasc": a["grad_norm"][k], "grad_norm_official": b["grad_norm"][k],
+        })
+    final = state_difference(mine["state"], theirs["state"])
+    worst = {
+        "lr_abs": max(abs(s["lr_edgeasc"] - s["lr_official"]) for s in steps),
+        "loss_rel": max(rel(s["loss_edgeasc"], s["loss_official"]) for s in steps),
+        "grad_norm_rel": max(rel(s["grad_norm_edgeasc"], s["grad_norm_official"]) for s in steps),
+        "weights_rel_l2": final["weights_rel_l2"],
+    }
+    integer_buffers_equal = final["integer_buffers_equal"]
+    passed = (rows_match and len(a["lr"]) == len(b["lr"]) and integer_buffers_equal
+              and mine["total_steps"] == theirs["estimated_stepping_batches"]
+              and all(worst[k] <= TOLERANCE[k] for k in worst))
+    return {"steps": steps, "worst": worst, "tolerance": TOLERANCE,
+            "batches_match": rows_match, "total_steps": {"edgeasc": mine["total_steps"],
+                                                          "official": theirs["estimated_stepping_batches"]},
+            "integer_buffers_equal": integer_buffers_equal, "passed": passed}
+
+
+def state_difference(a: dict, b: dict, before: dict | None = None) -> dict:
+    """Differences of two model states: `weights_rel_l2` = ||a - b|| / ||b|| over all float tensors together;
+    `update_rel_l2` = ||(a - before) - (b - before)|| / ||b - before|| (the step's update; None without
+    `before`); `integer_buffers_equal` (num_batches_tracked). A per-tensor ratio would be meaningless for the
+    BatchNorm biases, which start at zero."""
+    diff = ref = upd = 0.0
+    equal = True
+    for name, want in b.items():
+        got = a[name]
+        if not want.dtype.is_floating_point:
+            equal = equal and bool(torch.equal(got, want))
+            continue
+        diff += float((got.double() - want.double()).square().sum())
+        ref += float(want.double().square().sum())
+        if before is not None:
+            upd += float((want.double() - before[name].double()).square().sum())
+    return {"weights_rel_l2": math.sqrt(diff / max(ref, 1e-300)),
+            "update_rel_l2": math.sqrt(diff / upd) if before is not None and upd > 0 else None,
+            "integer_buffers_equal": equal}
+
+
+def nchw_grad_norm(before: dict, waves: torch.Tensor, rows: list[int], labels: torch.Tensor, cfg) -> float:
+    """The gradient norm of one step of edgeasc's model from `before`, recomputed with NCHW input instead of the
+    loop's channels-last: the float-rounding floor of a gradient norm on this network (the control)."""
+    from edgeasc.features import LogMel
+
+    model = create_model(cfg.model.name, **cfg.model.kwargs)
+    model.load_state_dict(before)
+    model.train()
+    x = LogMel(cfg.frontend)(waves[rows])
+    F.cross_entropy(model(x), labels[rows]).backward()
+    return float(torch.cat([p.grad.flatten() for p in model.parameters()]).norm())
+
+
+def compare_forced(mine: dict, theirs: dict) -> dict:
+    """Teacher forcing: step k of each from edgeasc's state before step k; one step's differences, per step."""
+    a, b = mine["record"], theirs["forced"]
+    befores = [mine["initial"]] + a["after"][:-1]
+    flat = [rows for epoch in mine["order"] for rows in epoch]
+    steps = []
+    for k in range(len(a["lr"])):
+        d = state_difference(a["after"][k], b["after"][k], befores[k])
+        control = nchw_grad_norm(befores[k], mine["waves"], flat[k], mine["labels"], mine["cfg"])
+        steps.append({"step": k, "lr_abs": abs(a["lr"][k] - b["lr"][k]), "loss_rel": rel(a["loss"][k], b["loss"][k]),
+                      "grad_norm_rel": rel(a["grad_norm"][k], b["grad_norm"][k]),
+                      "grad_norm_rel_control": rel(a["grad_norm"][k], control), **d})
+    worst = {key: max(s[key] for s in steps if s[key] is not None) for key in TOLERANCE}
+    worst["grad_norm_rel_control"] = max(s["grad_norm_rel_control"] for s in steps)
+    passed = (len(a["lr"]) == len(b["lr"]) and all(s["integer_buffers_equal"] for s in steps)
+              and all(worst[k] <= TOLERANCE[k] for k in TOLERANCE))
+    return {"steps": steps, "worst": worst, "tolerance": TOLERANCE, "passed": passed}
+
+
+def print_steps(result: dict) -> None:
+    print(f"{'step':>4} {'lr edgeasc':>12} {'lr official':>12} {'loss edgeasc':>13} {'loss official':>13} "
+          f"{'|g| edgeasc':>12} {'|g| official':>12}")
+    for s in result["steps"]:
+        print(f"{s['step']:>4} {s['lr_edgeasc']:>12.6g} {s['lr_official']:>12.6g} {s['loss_edgeasc']:>13.6f} "
+              f"{s['loss_official']:>13.6f} {s['grad_norm_edgeasc']:>12.6f} {s['grad_norm_official']:>12.6f}")
+    w = result["worst"]
+    print(f"worst: lr {w['lr_abs']:.2e} abs, loss {w['loss_rel']:.2e} rel, grad norm {w['grad_norm_rel']:.2e} rel, "
+          f"weights {w['weights_rel_l2']:.2e} rel L2 (tolerances {TOLERANCE}); batches match: "
+          f"{result['batches_match']}; schedule length {result['total_steps']}; "
+          f"{'PASS' if result['passed'] else 'FAIL'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--official-code", type=Path, required=True, help="checkout of CPJKU/dcase2025_task1_baseline")
+    parser.add_argument("--official-python", required=True, help="the Python of the official code's virtualenv")
+    parser.add_argument("--data", type=Path, help="TAU22-layout folder (default: generate `tiny` synthetic data)")
+    parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / ".work" / "step_equivalence")
+    parser.add_argument("--clips", type=int, default=48)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--warmup-steps", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--set", action="append", default=[], help="an extra edgeasc override (section.key=value)")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "step_equivalence.json")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    work = args.work.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    data = args.data
+    if data is None:
+        from edgeasc.synth import generate_dataset
+
+        data = work / "tiny"
+        if not (data / "meta.csv").is_file():
+            generate_dataset(data, scale="tiny", seed=0, progress=False)
+    subset = subset_folder(data.resolve(), work / "subset", args.clips)
+    overrides = (
+        "model.name=cpmobile_baseline", f"seed={args.seed}", f"optim.epochs={args.epochs}",
+        f"optim.batch_size={args.batch_size}", f"optim.warmup_steps={args.warmup_steps}",
+        "optim.bn_recalibration_batches=0", "augment.roll_max_samples=0", "augment.freq_mask_bins=0",
+        "augment.mixstyle_p=0", "data.val_split=split25", "eval_every=0", *args.set,
+        f"data.cache_dir={str(work / 'cache')!r}",
+    )
+    run = work / "edgeasc_run"
+    if run.exists():
+        import shutil
+
+        shutil.rmtree(run)
+    t0 = time.perf_counter()
+    mine = edgeasc_side(subset, run, overrides)
+    theirs = official_side(args.official_python, args.official_code.resolve(), work, mine, args.seed)
+    result = {"data": str(data), "clips": args.clips, "augmentation_off": compare_steps(mine, theirs),
+              "versions": {"edgeasc_torch": torch.__version__, "official": theirs["versions"]}}
+    print("free run (each side its own trajectory):")
+    print_steps(result["augmentation_off"])
+    forced = result["teacher_forced"] = compare_forced(mine, theirs)
+    print("teacher forced (every step from edgeasc's state before it):")
+    print(f"{'step':>4} {'lr abs':>9} {'loss rel':>9} {'|g| rel':>9} {'|g| control':>12} {'weights rel':>12} "
+          f"{'update rel':>11}")
+    for s in forced["steps"]:
+        update = "-" if s["update_rel_l2"] is None else f"{s['update_rel_l2']:.1e}"
+        print(f"{s['step']:>4} {s['lr_abs']:>9.1e} {s['loss_rel']:>9.1e} {s['grad_norm_rel']:>9.1e} "
+              f"{s['grad_norm_rel_control']:>12.1e} {s['weights_rel_l2']:>12.1e} {update:>11}")
+    print(f"teacher forced: {'PASS' if forced['passed'] else 'FAIL'} (tolerances {TOLERANCE})")
+    result["seconds"] = time.perf_counter() - t0
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_name(args.out.name + ".tmp")
+    tmp.write_text(json.dumps(result, indent=1))
+    tmp.replace(args.out)
+    print(f"wrote {args.out}")
+    sys.exit(0 if forced["passed"] else 1)
+
+
+if __name__ == "__main__":
+    main()
