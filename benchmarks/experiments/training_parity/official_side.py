@@ -22,13 +22,16 @@ validation metrics are written to DIR/result.json.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import runpy
 import sys
 import types
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 
 def load_official_dataset_module(code: Path, data: Path) -> types.ModuleType:
@@ -231,6 +234,79 @@ def step(args: argparse.Namespace) -> None:
     tmp.replace(args.out)
 
 
+def masked_rows(masked: torch.Tensor) -> torch.Tensor:
+    """(B, 2): first masked frequency bin (-1 if none) and the number of masked bins, from exact zeros."""
+    import torch
+
+    zero = (masked == 0).flatten(2).all(dim=2) if masked.dim() == 3 else (masked == 0).all(dim=-1).squeeze(1)
+    width = zero.sum(dim=1)
+    first = torch.where(width > 0, zero.float().argmax(dim=1), torch.full_like(width, -1))
+    return torch.stack([first, width], dim=1)
+
+
+def train_base_frontend(code: Path, files: list[str]) -> torch.Tensor:
+    """Log-mel (B, 1, 256, 65) of audio files as train_base.py computes it: torchaudio.load (as replaced above,
+    the same samples), then PLModule.mel (Resample 44.1 -> 32 kHz, MelSpectrogram) and log(x + 1e-5)."""
+    import torch
+
+    os.environ.setdefault("WANDB_MODE", "disabled")
+    train_base = runpy.run_path(str(code / "train_base.py"), run_name="train_base")
+    module = train_base["PLModule"](argparse.Namespace(**OFFICIAL_DEFAULTS)).eval()
+    waves = torch.stack([soundfile_load(f)[0] for f in files])
+    with torch.no_grad():
+        return module.mel_forward(waves)
+
+
+def augment(args: argparse.Namespace) -> None:
+    """Each augmentation of the official code applied `draws` times to the job's inputs; per-draw statistics."""
+    import numpy as np
+    import torch
+    import torchaudio
+
+    code = args.code.resolve()
+    sys.path.insert(0, str(code))
+    torch.set_num_threads(args.threads)
+    load_official_dataset_module(code, Path("/nonexistent"))
+    from dataset.dcase25 import TimeShiftDataset
+    from helpers.utils import mixstyle
+
+    job = torch.load(args.job, weights_only=False)
+    torch.manual_seed(job["seed"])
+    np.random.seed(job["seed"])
+    n = job["draws"]
+
+    class Impulse(torch.utils.data.Dataset):  # one clip whose only non-zero sample is the first
+        def __len__(self):
+            return 1
+
+        def __getitem__(self, i):
+            wave = torch.zeros(1, job["roll_clip_samples"])
+            wave[0, 0] = 1.0
+            return wave, "f", 0, "a", 0
+
+    rolled = TimeShiftDataset(Impulse(), shift_range=job["roll_samples"])  # as train_base.py builds it
+    shifts = []
+    for _ in range(n["roll"]):
+        at = int(rolled[0][0][0].argmax())
+        shifts.append(at if at <= job["roll_clip_samples"] // 2 else at - job["roll_clip_samples"])
+    masking = torchaudio.transforms.FrequencyMasking(job["freqm"], iid_masks=True)  # PLModule.mel_augment's
+    power = job["power_mel"]  # (B, 1, n_mels, frames), as self.mel gives it
+    masks = torch.stack([masked_rows(masking(power)) for _ in range(n["mask"])])
+    logmel = job["logmel"]
+    mix = []
+    for _ in range(n["mixstyle"]):
+        out = mixstyle(logmel, job["mixstyle_p"], job["mixstyle_alpha"])
+        changed = not torch.equal(out, logmel)
+        mix.append([float(changed), float(out.mean()), float(out.std()), float((out - logmel).abs().mean())])
+    # the data path: the clips' 44.1 kHz files through the official frontend (PLModule.mel, then the log)
+    frontend = train_base_frontend(code, job["files"])
+    result = {"roll_shifts": torch.tensor(shifts), "masks": masks, "mixstyle": torch.tensor(mix),
+              "logmel_of_files": frontend}
+    tmp = args.out.with_name(args.out.name + ".tmp")
+    torch.save(result, tmp)
+    tmp.replace(args.out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -245,6 +321,11 @@ def main() -> None:
     st.add_argument("--job", type=Path, required=True, help="written by step_equivalence.py")
     st.add_argument("--out", type=Path, required=True)
     st.add_argument("--threads", type=int, default=1)
+    au = sub.add_parser("augment", help="the official augmentations applied many times to a job's inputs")
+    au.add_argument("--code", type=Path, required=True)
+    au.add_argument("--job", type=Path, required=True, help="written by step_equivalence.py")
+    au.add_argument("--out", type=Path, required=True)
+    au.add_argument("--threads", type=int, default=1)
     argv = sys.argv[1:]
     rest: list[str] = []
     if "--" in argv:
@@ -255,6 +336,8 @@ def main() -> None:
         train(args, rest)
     elif args.command == "step":
         step(args)
+    elif args.command == "augment":
+        augment(args)
 
 
 if __name__ == "__main__":

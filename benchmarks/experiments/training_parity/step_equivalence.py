@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 from edgeasc.config import resolve_train_config  # noqa: E402
 from edgeasc.dataset import TAUDataset, load_waveforms  # noqa: E402
 from edgeasc.models import create_model  # noqa: E402
-from edgeasc.train import _generator, batches_per_epoch, get_lr, train  # noqa: E402
+from edgeasc.train import _generator, batches_per_epoch, train  # noqa: E402
 
 OFFICIAL_SIDE = Path(__file__).with_name("official_side.py")
 
@@ -120,7 +120,7 @@ def edgeasc_side(data: Path, work: Path, overrides: tuple[str, ...]) -> dict:
     finally:
         edgeasc.models.create_model = build
     waves = load_waveforms(ds.root, clips, cfg.frontend.sample_rate_hz, cfg.frontend.clip_samples, cfg.data.cache_dir)
-    return {"record": record, "state": seen["final"], "initial": seen["initial"], "order": order, "labels": labels,
+    return {"data": Path(data), "clips": clips, "record": record, "state": seen["final"], "initial": seen["initial"], "order": order, "labels": labels,
             "waves": torch.from_numpy(np.asarray(waves, dtype=np.float32)), "cfg": cfg,
             "total_steps": seen["total_steps"]}
 
@@ -235,6 +235,96 @@ def compare_forced(mine: dict, theirs: dict) -> dict:
     return {"steps": steps, "worst": worst, "tolerance": TOLERANCE, "passed": passed}
 
 
+Z_LIMIT = 4.0
+"""Part 2: a statistic's two means may differ by at most this many standard errors of their difference."""
+
+DRAWS = {"roll": 20_000, "mask": 2_000, "mixstyle": 2_000}
+
+
+def z_score(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.double(), b.double()
+    se = math.sqrt(float(a.var()) / len(a) + float(b.var()) / len(b))
+    diff = float(a.mean() - b.mean())
+    return 0.0 if se == 0 and diff == 0 else diff / se if se else math.inf
+
+
+def augmentation_statistics(python: str, code: Path, work: Path, mine: dict, seed: int) -> dict:
+    """Each augmentation on the same inputs, many draws on both sides; z-scores of per-draw statistics."""
+    from edgeasc.augment import freq_mixstyle, mask_along, roll_waveform
+    from edgeasc.config import AugmentConfig
+    from edgeasc.features import LogMel
+
+    sys.path.insert(0, str(OFFICIAL_SIDE.parent))
+    from official_side import masked_rows
+
+    base = AugmentConfig()  # edgeasc's values of the official code's settings (recipes/baseline_tau22.toml)
+    roll_edgeasc, rate = 3200, 32_000  # 0.1 s at 32 kHz; the official code rolls 0.1 s of its 44.1 kHz audio
+    roll_official, official_rate = 4410, 44_100
+    waves = mine["waves"][:8]
+    mel = LogMel(mine["cfg"].frontend)
+    with torch.no_grad():
+        power, logmel = mel.power_mel(waves), mel(waves)
+    job = {"seed": seed, "draws": DRAWS, "roll_samples": float(official_rate * 0.1), "roll_clip_samples": official_rate,
+           "freqm": base.freq_mask_bins, "power_mel": power.unsqueeze(1), "logmel": logmel,
+           "mixstyle_p": base.mixstyle_p, "mixstyle_alpha": base.mixstyle_alpha,
+           "files": [str(mine["data"] / c.filename) for c in mine["clips"][:8]]}
+    job_path, out = work / "augment_job.pt", work / "augment_official.pt"
+    torch.save(job, job_path)
+    subprocess.run([python, str(OFFICIAL_SIDE), "augment", "--code", str(code), "--job", str(job_path),
+                    "--out", str(out)], check=True)
+    theirs = torch.load(out, weights_only=False)
+
+    g = torch.Generator().manual_seed(seed)
+    impulse = torch.zeros(1, rate)
+    impulse[0, 0] = 1.0
+    shifts = []
+    for _ in range(DRAWS["roll"]):
+        at = int(roll_waveform(impulse, roll_edgeasc, g)[0].argmax())
+        shifts.append(at if at <= rate // 2 else at - rate)
+    mine_s = torch.tensor(shifts, dtype=torch.float64) / rate
+    theirs_s = theirs["roll_shifts"].double() / official_rate
+    masks = torch.stack([masked_rows(mask_along(power, 1, base.freq_mask_bins, 1, g)) for _ in range(DRAWS["mask"])])
+    mix = []
+    for _ in range(DRAWS["mixstyle"]):
+        o = freq_mixstyle(logmel, base.mixstyle_p, base.mixstyle_alpha, g)
+        mix.append([float(not torch.equal(o, logmel)), float(o.mean()), float(o.std()), float((o - logmel).abs().mean())])
+    mix_mine, mix_theirs = torch.tensor(mix), theirs["mixstyle"]
+
+    def masks_stats(m):
+        width = m[..., 1].flatten().double()
+        first = m[..., 0].flatten().double()
+        return {"width": width, "empty": (width == 0).double(), "first": first[width > 0]}
+
+    mm, mt = masks_stats(masks), masks_stats(theirs["masks"])
+    applied_m, applied_t = mix_mine[:, 0] > 0, mix_theirs[:, 0] > 0
+    rows = {
+        "roll: shift (s)": (mine_s, theirs_s),
+        "roll: shift squared (s^2)": (mine_s.square(), theirs_s.square()),
+        "roll: |shift| at the limit": ((mine_s.abs() * rate == roll_edgeasc).double(),
+                                       (theirs_s.abs() * official_rate == roll_official).double()),
+        "frequency mask: width (bins)": (mm["width"], mt["width"]),
+        "frequency mask: no bin masked": (mm["empty"], mt["empty"]),
+        "frequency mask: first bin": (mm["first"], mt["first"]),
+        "Freq-MixStyle: applied": (mix_mine[:, 0], mix_theirs[:, 0]),
+        "Freq-MixStyle: output mean": (mix_mine[applied_m, 1], mix_theirs[applied_t, 1]),
+        "Freq-MixStyle: output std": (mix_mine[applied_m, 2], mix_theirs[applied_t, 2]),
+        "Freq-MixStyle: mean |change|": (mix_mine[applied_m, 3], mix_theirs[applied_t, 3]),
+    }
+    table = {name: {"edgeasc": float(a.double().mean()), "official": float(b.double().mean()), "z": z_score(a, b),
+                    "draws": [len(a), len(b)]} for name, (a, b) in rows.items()}
+    # the data path, not an augmentation: edgeasc's cached 32 kHz waveforms (scipy polyphase resampling)
+    # through edgeasc's LogMel, against the official per-batch torchaudio Resample + MelSpectrogram
+    official_logmel = theirs["logmel_of_files"]
+    diff = (logmel - official_logmel).abs()
+    n_mels = diff.shape[2]
+    frontend = {"mean_abs_log_difference": float(diff.mean()),
+                "mean_abs_log_difference_lowest_half": float(diff[:, :, : n_mels // 2].mean()),
+                "mean_abs_log_difference_top_16_bins": float(diff[:, :, -16:].mean()),
+                "log_mel_std": float(official_logmel.std())}
+    return {"statistics": table, "z_limit": Z_LIMIT, "frontend": frontend,
+            "passed": all(abs(r["z"]) <= Z_LIMIT for r in table.values())}
+
+
 def print_steps(result: dict) -> None:
     print(f"{'step':>4} {'lr edgeasc':>12} {'lr official':>12} {'loss edgeasc':>13} {'loss official':>13} "
           f"{'|g| edgeasc':>12} {'|g| official':>12}")
@@ -301,13 +391,25 @@ def main() -> None:
         print(f"{s['step']:>4} {s['lr_abs']:>9.1e} {s['loss_rel']:>9.1e} {s['grad_norm_rel']:>9.1e} "
               f"{s['grad_norm_rel_control']:>12.1e} {s['weights_rel_l2']:>12.1e} {update:>11}")
     print(f"teacher forced: {'PASS' if forced['passed'] else 'FAIL'} (tolerances {TOLERANCE})")
+    aug = result["augmentation_statistics"] = augmentation_statistics(
+        args.official_python, args.official_code.resolve(), work, mine, args.seed)
+    print("each augmentation alone, many draws on the same input:")
+    print(f"{'statistic':<32} {'edgeasc':>11} {'official':>11} {'z':>6}")
+    for name, r in aug["statistics"].items():
+        print(f"{name:<32} {r['edgeasc']:>11.5g} {r['official']:>11.5g} {r['z']:>6.2f}")
+    print(f"augmentation statistics: {'PASS' if aug['passed'] else 'FAIL'} (|z| <= {Z_LIMIT})")
+    fr = aug["frontend"]
+    print(f"data path (44.1 kHz files -> log-mel; edgeasc's resampling at cache time vs torchaudio's per batch): "
+          f"mean |difference| {fr['mean_abs_log_difference']:.4f} (lower half of the bins "
+          f"{fr['mean_abs_log_difference_lowest_half']:.4f}, top 16 bins {fr['mean_abs_log_difference_top_16_bins']:.4f}; "
+          f"log-mel std {fr['log_mel_std']:.2f})")
     result["seconds"] = time.perf_counter() - t0
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_name(args.out.name + ".tmp")
     tmp.write_text(json.dumps(result, indent=1))
     tmp.replace(args.out)
     print(f"wrote {args.out}")
-    sys.exit(0 if forced["passed"] else 1)
+    sys.exit(0 if forced["passed"] and aug["passed"] else 1)
 
 
 if __name__ == "__main__":
