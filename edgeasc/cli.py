@@ -120,8 +120,16 @@ def train(data_dir: Path, out_dir: Path, recipe: Path | None, overrides: tuple[s
     cfg = resolve_train_config(recipe, overrides)
     result = run_training(cfg, data_dir, out_dir, resume=resume, progress=not no_progress)
     if result.final_metrics:
-        click.echo(f"validation macro accuracy ({result.final_metrics.get('split')}): "
-                   f"{100 * result.final_metrics['macro_accuracy']:.2f}%")
+        from edgeasc.metrics import format_report
+
+        m = result.final_metrics
+        click.echo(format_report(m, title=f"{cfg.model.name} on {m.get('split')} ({m['n_clips']} clips), "
+                                          "macro accuracy %"))
+        recal = m.get("bn_recalibration")
+        if recal:
+            click.echo(f"BatchNorm statistics recomputed on {recal['clips']} training clips "
+                       f"(before: {100 * recal['macro_accuracy_before']:.2f}%)")
+        click.echo(f"validation macro accuracy ({m.get('split')}): {100 * m['macro_accuracy']:.2f}%")
     if result.model_path.is_file():
         click.echo(f"model: {result.model_path} ({_size(result.model_path)})")
         click.echo(f"next: edgeasc evaluate {result.model_path} --data {data_dir}")
@@ -134,10 +142,12 @@ def train(data_dir: Path, out_dir: Path, recipe: Path | None, overrides: tuple[s
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Where eval.json and confusion.png go (default: next to the model).")
 @click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True,
+              help="Checkpoints only: fp16 runs a half-precision copy, as the official baseline's test does.")
 @_cache_dir_option
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def evaluate(model_path: Path, data_dir: Path, split: str, out_dir: Path | None, batch_size: int,
-             cache_dir: Path | None, as_json: bool) -> None:
+             precision: str, cache_dir: Path | None, as_json: bool) -> None:
     """Macro, per-device and per-class accuracy of a model (checkpoint, .tflite or device bundle) on a split.
 
     A .tflite runs on LiteRT's reference kernels (bit-exact with TFLite Micro). A device bundle (`edgeasc
@@ -146,10 +156,15 @@ def evaluate(model_path: Path, data_dir: Path, split: str, out_dir: Path | None,
     Example: edgeasc evaluate runs/student/model.pt --data data/synth
     """
     from edgeasc.bundle import is_bundle
+    from edgeasc.errors import ConfigError
     from edgeasc.evaluate import evaluate_checkpoint
     from edgeasc.metrics import format_report
     from edgeasc.runtime import evaluate_tflite
 
+    tflite = model_path.suffix.lower() == ".tflite"
+    if precision != "fp32" and (tflite or is_bundle(model_path)):
+        raise ConfigError(f"--precision {precision} is for checkpoints; {model_path} is a "
+                          f"{'TFLite file' if tflite else 'device bundle'}, which runs at its own precision")
     if is_bundle(model_path):
         from edgeasc.finetune import evaluate_bundle, format_bundle_report
 
@@ -159,13 +174,18 @@ def evaluate(model_path: Path, data_dir: Path, split: str, out_dir: Path | None,
         if not as_json:
             click.echo(f"\nwrote {report['artifacts']['eval_json']}")
         return
-    run = evaluate_tflite if model_path.suffix.lower() == ".tflite" else evaluate_checkpoint
-    report = run(model_path, data_dir, split=split, out_dir=out_dir, batch_size=batch_size, cache_dir=cache_dir,
-                 progress=not as_json)
+    if tflite:
+        report = evaluate_tflite(model_path, data_dir, split=split, out_dir=out_dir, batch_size=batch_size,
+                                 cache_dir=cache_dir, progress=not as_json)
+    else:
+        report = evaluate_checkpoint(model_path, data_dir, split=split, out_dir=out_dir, batch_size=batch_size,
+                                     cache_dir=cache_dir, progress=not as_json, precision=precision)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
-    click.echo(format_report(report, title=f"{report['model_name']} on {split} ({report['n_clips']} clips), macro accuracy %"))
+    at = f", {report['precision']}" if report.get("precision", "fp32") != "fp32" else ""
+    click.echo(format_report(report, title=f"{report['model_name']} on {split} ({report['n_clips']} clips{at}), "
+                                           "macro accuracy %"))
     click.echo(f"\nwrote {report['artifacts']['eval_json']} and {report['artifacts']['confusion_png']}")
 
 

@@ -97,6 +97,9 @@ class ModelConfig:
     init_checkpoint: str | None = None
 
 
+TRAIN_PRECISIONS = ("32", "bf16-mixed", "16-mixed")
+
+
 @dataclass(frozen=True)
 class OptimConfig:
     """AdamW with linear warm-up and cosine decay, as the DCASE 2025 baseline (per-step schedule).
@@ -104,6 +107,10 @@ class OptimConfig:
     `bn_recalibration_batches`: after the last epoch, every BatchNorm's running statistics are recomputed
     with the final weights over this many batches of un-augmented training clips (`edgeasc.train.
     recalibrate_batchnorm`); 0 keeps the moving averages of training, as the official baseline code does.
+
+    `precision`: "32" trains in float32; "bf16-mixed" and "16-mixed" run the forward pass and the loss under
+    autocast (bfloat16, or float16 with a gradient scaler, CUDA only), as Lightning's precision settings of the
+    same names. The log-mel frontend, the weights, the optimiser and validation stay float32.
     """
 
     epochs: int = 150
@@ -113,6 +120,7 @@ class OptimConfig:
     warmup_steps: int = 2000
     min_lr_ratio: float = 0.0
     bn_recalibration_batches: int = 16  # after training: BatchNorm statistics from this many clean batches
+    precision: str = "32"  # "32", "bf16-mixed" (CUDA or CPU) or "16-mixed" (CUDA: float16 with a gradient scaler)
     channels_last: bool = True  # log-mel CNNs get NHWC input: faster convolutions, equal up to float rounding
 
     def __post_init__(self) -> None:
@@ -120,6 +128,9 @@ class OptimConfig:
             raise ValueError("optim.epochs and optim.batch_size must be >= 1")
         if self.lr <= 0:
             raise ValueError("optim.lr must be positive")
+        if self.precision not in TRAIN_PRECISIONS:
+            raise ValueError(f"optim.precision must be one of {', '.join(map(repr, TRAIN_PRECISIONS))} "
+                             f"(as the official baseline's --precision), got {self.precision!r}")
         if self.bn_recalibration_batches < 0:
             raise ValueError("optim.bn_recalibration_batches must be >= 0 (0 keeps the training-time statistics)")
         if self.warmup_steps < 0 or not 0.0 <= self.min_lr_ratio <= 1.0:

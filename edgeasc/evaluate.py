@@ -17,12 +17,14 @@ from torch import nn
 from edgeasc.artifacts import write_atomic, write_json_atomic
 from edgeasc.config import FrontendConfig, from_dict
 from edgeasc.dataset import TAUDataset, load_waveforms
-from edgeasc.errors import DataError
+from edgeasc.errors import ConfigError, DataError
 from edgeasc.features import LogMel
 from edgeasc.labels import SCENES
 from edgeasc.metrics import classification_report
 
 log = logging.getLogger(__name__)
+
+PRECISIONS = ("fp32", "fp16")
 
 
 @torch.no_grad()
@@ -35,6 +37,7 @@ def predict_logits(
     progress: bool = False,
     rows: np.ndarray | None = None,
     bar: Any = None,
+    precision: str = "fp32",
 ) -> np.ndarray:
     """Logits (N, n_classes) of `model` on waveforms (N, samples) through the log-mel frontend.
 
@@ -44,8 +47,17 @@ def predict_logits(
     Args:
         rows: only these rows of `waves`, read batch by batch (a memmap is never loaded whole).
         bar: an open progress bar to advance by the clips done (instead of `progress`'s own bar).
+        precision: "fp32", or "fp16": a half-precision copy of the model on the log-mel computed in float32
+            and then rounded to half, as the official baseline's test step does (`model.half()`, `x.half()`);
+            the precision its parameter budget assumes (2 bytes per parameter).
     """
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     model = model.eval().to(device)
+    if precision == "fp16":
+        import copy
+
+        model = copy.deepcopy(model).half()
     wave_input = getattr(model, "input_kind", "logmel") == "waveform"
     mel = LogMel(frontend).to(device)
     n = len(waves) if rows is None else len(rows)
@@ -60,6 +72,8 @@ def predict_logits(
         x = torch.from_numpy(np.array(chunk, dtype=np.float32)).to(device)
         if not wave_input:  # NHWC input: channels-last convolutions, 1.2-1.4x faster on a CPU (benchmarks/)
             x = mel(x).contiguous(memory_format=torch.channels_last)
+        if precision == "fp16":
+            x = x.half()
         out.append(model(x).float().cpu().numpy())
         if bar is not None:
             bar.update(len(x))
@@ -84,12 +98,19 @@ def evaluate_checkpoint(
     batch_size: int = 64,
     device: str = "cpu",
     progress: bool = False,
+    precision: str = "fp32",
 ) -> dict[str, Any]:
     """Evaluate an edgeasc checkpoint; writes `eval.json` and `confusion.png` into `out_dir`.
 
+    Args:
+        precision: "fp32" or "fp16" (see `predict_logits`).
+
     Returns:
-        The report of `edgeasc.metrics.classification_report` plus "model", "split" and "artifacts".
+        The report of `edgeasc.metrics.classification_report` plus "model", "split", "precision" and
+        "artifacts".
     """
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     from edgeasc.checkpoint import load_model
 
     model_path = Path(model_path)
@@ -100,9 +121,10 @@ def evaluate_checkpoint(
     if not clips:
         raise DataError(f"split {split!r} of {data_dir} is empty")
     waves = load_waveforms(ds.root, clips, frontend.sample_rate_hz, frontend.clip_samples, cache_dir, progress)
-    logits = predict_logits(model, waves, frontend, batch_size, device, progress)
+    logits = predict_logits(model, waves, frontend, batch_size, device, progress, precision=precision)
     report = classification_report([c.label for c in clips], logits.argmax(1), [c.device for c in clips])
-    report = {"model": str(model_path), "model_name": ckpt["model_config"]["name"], "split": split, **report}
+    report = {"model": str(model_path), "model_name": ckpt["model_config"]["name"], "split": split,
+              "precision": precision, **report}
     out = Path(out_dir) if out_dir else model_path.parent
     eval_path = out / "eval.json"
     png_path = out / "confusion.png"

@@ -271,6 +271,16 @@ def _train(cfg: TrainConfig, data_dir: str | os.PathLike, out_dir: str | os.Path
 
         ddp_model = DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None)
     mel = LogMel(fe).to(device)
+    amp_dtype = {"32": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}[cfg.optim.precision]
+    if amp_dtype is torch.float16 and device.type != "cuda":
+        raise ConfigError("optim.precision=16-mixed needs CUDA (float16 autocast with a gradient scaler); "
+                          "on this device use bf16-mixed or 32")
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype is torch.float16 else None
+    if scaler is not None and state is not None and state.get("grad_scaler"):
+        scaler.load_state_dict(state["grad_scaler"])
+
+    def autocast():
+        return torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext()
 
     n = len(train_clips)
     batch = cfg.optim.batch_size
@@ -324,22 +334,27 @@ def _train(cfg: TrainConfig, data_dir: str | os.PathLike, out_dir: str | os.Path
                     m = mask_along(m, 1, cfg.augment.freq_mask_bins, cfg.augment.n_freq_masks, aug)
                     return mask_along(m, 2, cfg.augment.time_mask_frames, cfg.augment.n_time_masks, aug)
 
-                if wave_input:
-                    logits = ddp_model(wave, generator=aug)
-                else:
+                if not wave_input:
                     with torch.no_grad():
                         x = mel(wave, mask_fn=mask)
                         x = freq_mixstyle(x, cfg.augment.mixstyle_p, cfg.augment.mixstyle_alpha, aug)
                         x = x.contiguous(memory_format=input_format)
-                    logits = ddp_model(x)
-                if teacher is not None:
-                    parts = _kd_parts(logits, y, teacher[idx_sorted].to(device), teacher_found[idx_sorted].to(device), cfg)
-                else:
-                    ce = F.cross_entropy(logits, y)
-                    parts = {"loss": ce, "label_loss": ce, "kd_loss": torch.zeros(())}
+                with autocast():
+                    logits = ddp_model(wave, generator=aug) if wave_input else ddp_model(x)
+                    if teacher is not None:
+                        parts = _kd_parts(logits, y, teacher[idx_sorted].to(device),
+                                          teacher_found[idx_sorted].to(device), cfg)
+                    else:
+                        ce = F.cross_entropy(logits, y)
+                        parts = {"loss": ce, "label_loss": ce, "kd_loss": torch.zeros(())}
                 optimizer.zero_grad(set_to_none=True)
-                parts["loss"].backward()
-                optimizer.step()
+                if scaler is not None:
+                    scaler.scale(parts["loss"]).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    parts["loss"].backward()
+                    optimizer.step()
                 if step_hook is not None:
                     optimizer = step_hook(step + 1, total_steps, model, optimizer) or optimizer
                 for k in sums:
@@ -366,7 +381,7 @@ def _train(cfg: TrainConfig, data_dir: str | os.PathLike, out_dir: str | os.Path
                     record.update(val_macro_accuracy=rep["macro_accuracy"],
                                   val_per_device={d: v["macro_accuracy"] for d, v in rep["per_device"].items()})
                 history.append(record)
-                _save_state(state_path, model, optimizer, epoch + 1, history, cfg_dict)
+                _save_state(state_path, model, optimizer, epoch + 1, history, cfg_dict, scaler)
                 write_text_atomic(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
                 msg = f"epoch {epoch + 1}/{cfg.optim.epochs} loss {record['loss']:.4f}"
                 if "val_macro_accuracy" in record:
@@ -570,8 +585,9 @@ def _validate(model, waves, clips, fe, batch, device) -> dict[str, Any]:
     return classification_report([c.label for c in clips], logits.argmax(1), [c.device for c in clips])
 
 
-def _save_state(path: Path, model, optimizer, epoch: int, history: list, cfg_dict: dict) -> None:
+def _save_state(path: Path, model, optimizer, epoch: int, history: list, cfg_dict: dict, scaler=None) -> None:
     save_torch_atomic(path, {
+        "grad_scaler": scaler.state_dict() if scaler is not None else None,
         "model_config": model.model_config,
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "optimizer": optimizer.state_dict(),

@@ -28,6 +28,8 @@ def test_train_then_evaluate(runner, tiny_data, tmp_path, fast_overrides):
     res = runner.invoke(cli, args)
     assert res.exit_code == 0, res.output
     assert "next: edgeasc evaluate" in res.output
+    # the final report as the official code prints its test metrics: per device, per group, per class
+    assert "unseen" in res.output and "st_traf" in res.output and "BatchNorm statistics recomputed" in res.output
     model = tmp_path / "run" / "model.pt"
     res = runner.invoke(cli, ["evaluate", str(model), "--data", str(tiny_data), "--out", str(tmp_path / "ev")])
     assert res.exit_code == 0, res.output
@@ -45,6 +47,14 @@ def test_train_then_evaluate(runner, tiny_data, tmp_path, fast_overrides):
     assert res.exit_code == 0, res.output
     assert json.loads((tmp_path / "ev2" / "eval.json").read_text())["macro_accuracy"] == report["macro_accuracy"]
     assert list((tmp_path / "cache").glob("wave_*.f32"))
+    res = runner.invoke(cli, ["evaluate", str(model), "--data", str(tiny_data), "--out", str(tmp_path / "ev3"),
+                              "--precision", "fp16"])
+    assert res.exit_code == 0 and "fp16" in res.output, res.output
+    assert json.loads((tmp_path / "ev3" / "eval.json").read_text())["precision"] == "fp16"
+    tflite = tmp_path / "m.tflite"
+    tflite.write_bytes(b"not read")
+    res = runner.invoke(cli, ["evaluate", str(tflite), "--data", str(tiny_data), "--precision", "fp16"])
+    assert res.exit_code == 2 and "for checkpoints" in res.output, res.output
 
 
 def test_bad_input_exit_codes(runner, tiny_data, tmp_path):

@@ -215,3 +215,36 @@ def test_channels_last_input_gives_the_nchw_outputs_and_gradients(name):
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
     torch.testing.assert_close(outs[1], outs[0], atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(grads[1], grads[0], atol=1e-3, rtol=1e-3)
+
+
+def test_bf16_mixed_precision_trains_and_16_mixed_needs_cuda(tiny_data, tmp_path, fast_overrides):
+    """optim.precision as the official baseline's --precision: bf16 autocast runs on a CPU too (and changes the
+    weights), float16 with a gradient scaler is CUDA only and is refused before training, unknown values fail."""
+    plain = train(resolve_train_config(None, fast_overrides + ("optim.epochs=1",)), tiny_data, tmp_path / "fp32",
+                  progress=False)
+    cfg = resolve_train_config(None, fast_overrides + ("optim.epochs=1", "optim.precision='bf16-mixed'"))
+    mixed = train(cfg, tiny_data, tmp_path / "bf16", progress=False)
+    state = read_checkpoint(mixed.model_path)["state_dict"]
+    assert all(v.dtype == torch.float32 and torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+    assert not same_weights(plain.model_path, mixed.model_path)
+    if not torch.cuda.is_available():
+        cfg16 = resolve_train_config(None, fast_overrides + ("optim.precision='16-mixed'", "device='cpu'"))
+        with pytest.raises(ConfigError, match="16-mixed needs CUDA"):
+            train(cfg16, tiny_data, tmp_path / "fp16", progress=False)
+        assert not (tmp_path / "fp16" / "last.pt").exists()
+    with pytest.raises(ConfigError, match="optim.precision"):
+        resolve_train_config(None, fast_overrides + ("optim.precision='fp16'",))
+
+
+def test_fp16_evaluation_runs_a_half_copy_and_agrees_with_fp32(tiny_data, tmp_path, fast_overrides, cache_dir):
+    from edgeasc.evaluate import evaluate_checkpoint
+
+    run = train(resolve_train_config(None, fast_overrides), tiny_data, tmp_path / "r", progress=False)
+    full = evaluate_checkpoint(run.model_path, tiny_data, out_dir=tmp_path / "e32", cache_dir=cache_dir)
+    half = evaluate_checkpoint(run.model_path, tiny_data, out_dir=tmp_path / "e16", cache_dir=cache_dir,
+                               precision="fp16")
+    assert full["precision"] == "fp32" and half["precision"] == "fp16"
+    assert abs(half["macro_accuracy"] - full["macro_accuracy"]) <= 0.02
+    assert read_checkpoint(run.model_path)["state_dict"]["in_c.0.0.weight"].dtype == torch.float32
+    with pytest.raises(ConfigError, match="precision"):
+        evaluate_checkpoint(run.model_path, tiny_data, out_dir=tmp_path / "e8", cache_dir=cache_dir, precision="int8")
