@@ -337,7 +337,7 @@ def print_steps(result: dict) -> None:
     print(f"worst: lr {w['lr_abs']:.2e} abs, loss {w['loss_rel']:.2e} rel, grad norm {w['grad_norm_rel']:.2e} rel, "
           f"weights after the last step {w['weights_rel_l2']:.2e} rel L2; batches match: {result['batches_match']}; "
           f"schedule length {result['total_steps']} (informational: two free runs drift apart by float rounding "
-          f"that AdamW amplifies; edgeasc's own NCHW and channels-last runs drift as far)")
+          f"that AdamW amplifies; compare the control below)")
 
 
 def main() -> None:
@@ -384,6 +384,21 @@ def main() -> None:
               "versions": {"edgeasc_torch": torch.__version__, "official": theirs["versions"]}}
     print("free run (each side its own trajectory):")
     print_steps(result["augmentation_off"])
+    # the control of the free run: edgeasc against itself with NCHW instead of channels-last input
+    control_run = work / "edgeasc_run_nchw"
+    if control_run.exists():
+        import shutil
+
+        shutil.rmtree(control_run)
+    nchw = edgeasc_side(subset, control_run, overrides + ("optim.channels_last=false",))
+    drift = {
+        "loss_rel": max(rel(x, y) for x, y in zip(nchw["record"]["loss"], mine["record"]["loss"])),
+        "grad_norm_rel": max(rel(x, y) for x, y in zip(nchw["record"]["grad_norm"], mine["record"]["grad_norm"])),
+        "weights_rel_l2": state_difference(nchw["state"], mine["state"])["weights_rel_l2"],
+    }
+    result["free_run_control_nchw_vs_channels_last"] = drift
+    print(f"control, edgeasc NCHW vs edgeasc channels-last, free run: worst loss {drift['loss_rel']:.2e} rel, "
+          f"grad norm {drift['grad_norm_rel']:.2e} rel, weights after the last step {drift['weights_rel_l2']:.2e} rel L2")
     forced = result["teacher_forced"] = compare_forced(mine, theirs)
     print("teacher forced (every step from edgeasc's state before it):")
     print(f"{'step':>4} {'lr abs':>9} {'loss rel':>9} {'|g| rel':>9} {'|g| control':>12} {'weights rel':>12} "
