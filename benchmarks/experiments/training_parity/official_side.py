@@ -13,6 +13,7 @@ What it changes, without touching the checkout:
 - `torchaudio.load` is soundfile's decoder: torchaudio 2.9 decodes through torchcodec (ffmpeg) at about 115 ms
   per one-second clip here, which would make a 20-epoch run take hours; the samples are the same (checked
   bit for bit on the first training file at start, else the run stops);
+- a callback added to the Trainer times each training epoch (clips/s, written to result.json);
 - Weights & Biases runs offline (WANDB_MODE=offline); one thread (OMP_NUM_THREADS / torch.set_num_threads).
 
 The test metrics Lightning logs at the end (fp16 test of the last checkpoint, as the code does) and the last
@@ -26,6 +27,7 @@ import json
 import os
 import runpy
 import sys
+import time
 import types
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -111,9 +113,31 @@ def train(args: argparse.Namespace, rest: list[str]) -> None:
         return original(self, dictionary, *a, **kw)
 
     pl.LightningModule.log_dict = keep
+    epochs: list[dict] = []
+
+    class EpochClock(pl.Callback):  # training throughput per epoch, as edgeasc's metrics.jsonl records it
+        def on_train_epoch_start(self, trainer, pl_module):
+            self.t0, self.clips = time.perf_counter(), 0
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            self.clips += len(batch[2])
+
+        def on_train_epoch_end(self, trainer, pl_module):
+            seconds = time.perf_counter() - self.t0
+            epochs.append({"epoch": trainer.current_epoch + 1, "seconds": seconds,
+                           "train_clips_per_s": self.clips / seconds})
+            print(f"epoch {trainer.current_epoch + 1}: {self.clips / seconds:.1f} clips/s", flush=True)
+
+    trainer_init = pl.Trainer.__init__
+
+    def with_clock(self, *a, **kw):
+        kw["callbacks"] = [*(kw.get("callbacks") or []), EpochClock()]
+        trainer_init(self, *a, **kw)
+
+    pl.Trainer.__init__ = with_clock
     sys.argv = [str(code / "train_base.py"), *rest]
     runpy.run_path(str(code / "train_base.py"), run_name="__main__")
-    result = {"seed": args.seed, "args": rest, "metrics": logged}
+    result = {"seed": args.seed, "args": rest, "metrics": logged, "epochs": epochs}
     tmp = work / "result.json.tmp"
     tmp.write_text(json.dumps(result, indent=1, sort_keys=True))
     tmp.replace(work / "result.json")
