@@ -202,7 +202,7 @@ def test_agp_during_training_resumes_after_interruption(tiny_data, tmp_path, fas
 
     def interrupting(hook):
         def call(step, total, model, opt):
-            if step == 5:  # epoch 2 of 3 (3 steps per epoch); pruning steps are 2, 4, 6, 8
+            if step == 7:  # epoch 2 of 3 (4 steps per epoch, the last of 24 clips); pruning steps 3, 6, 9, 12
                 raise Stop
             return hook(step, total, model, opt)
         return call
@@ -211,14 +211,14 @@ def test_agp_during_training_resumes_after_interruption(tiny_data, tmp_path, fas
     hook = AGPPruningHook(start.spec, 0.5, pcfg, records_path=run / "steps.json")
     with pytest.raises(Stop):
         train(cfg, tiny_data, run, progress=False, step_hook=interrupting(hook))
-    assert [r["step"] for r in json.loads((run / "steps.json").read_text())] == [2, 4]
+    assert [r["step"] for r in json.loads((run / "steps.json").read_text())] == [3, 6]
     hook2 = AGPPruningHook(start.spec, 0.5, pcfg, records_path=run / "steps.json")
     result = train(cfg, tiny_data, run, resume=True, progress=False, step_hook=hook2)
     model, ckpt = load_model(result.model_path)
     assert model.model_config["name"] == "sscp_mobile"
     assert model.spec == type(model.spec)(**scale_widths(start.spec, 0.5, 8))
     steps = json.loads((run / "steps.json").read_text())
-    assert [r["step"] for r in steps] == [2, 4, 6, 8] and steps[-1]["sparsity"] == 0.5
+    assert [r["step"] for r in steps] == [3, 6, 9, 12] and steps[-1]["sparsity"] == 0.5
     assert [r["macs"] for r in steps] == sorted((r["macs"] for r in steps), reverse=True)
     # the resumed run equals an uninterrupted one, weights included
     hook3 = AGPPruningHook(start.spec, 0.5, pcfg, records_path=tmp_path / "straight" / "steps.json")
@@ -260,8 +260,8 @@ def test_prune_command_end_to_end(tiny_data, tmp_path, cache_dir, wide_checkpoin
     report = json.loads((out / "prune.json").read_text())
     assert report["success"] and report["final"]["dcase_rule"]["within_budget"]
     (stage,) = report["stages"]
-    t0, dt = agp_timing(6, 2, 0.0, 0.75)  # 120 clips / batch 32 = 3 steps per epoch, 2 epochs
-    assert stage["schedule"] == {"t0": t0, "dt": dt, "n": 2, "total_steps": 6}
+    t0, dt = agp_timing(8, 2, 0.0, 0.75)  # 120 clips / batch 32 = 4 steps per epoch (the last of 24), 2 epochs
+    assert stage["schedule"] == {"t0": t0, "dt": dt, "n": 2, "total_steps": 8}
     assert [s["step"] for s in stage["steps"]] == [t0 + dt, t0 + 2 * dt]
     assert all(s["val_macro_accuracy_before"] is not None for s in stage["steps"])
     assert stage["final_widths"]["stem_channels"] == [4, 8]
