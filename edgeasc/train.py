@@ -540,11 +540,12 @@ def recalibrate_batchnorm(model: torch.nn.Module, waves: np.ndarray, fe, batch: 
     sums: dict[torch.nn.Module, list] = {m: [0, 0.0, 0.0] for m in norms}  # count, sum, sum of squares
 
     def pool(module, inputs):
-        x = inputs[0].detach().transpose(0, 1).reshape(module.num_features, -1).double()
+        x = inputs[0].detach()
+        dims = [d for d in range(x.dim()) if d != 1]  # all but the channels
         acc = sums[module]
-        acc[0] += x.shape[1]
-        acc[1] = acc[1] + x.sum(1)
-        acc[2] = acc[2] + x.square().sum(1)
+        acc[0] += x.numel() // x.shape[1]
+        acc[1] = acc[1] + x.sum(dim=dims, dtype=torch.float64)
+        acc[2] = acc[2] + x.square().sum(dim=dims, dtype=torch.float64)
 
     was_training = model.training
     model.eval()
