@@ -33,6 +33,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from edgeasc.audio import resample
+
 ORIG_SAMPLE_RATE_HZ = 44_100
 SAMPLE_RATE_HZ = 32_000
 
@@ -57,31 +59,6 @@ class WaveDataset(Dataset):
         return wave, self.labels[i]
 
 
-class SincResampler(nn.Module):
-    """Band-limited resampling by a rational factor: one windowed-sinc filter per output phase, applied as a
-    strided 1-D convolution (the method of torchaudio's `Resample` with its default settings)."""
-
-    def __init__(self, orig_hz: int, new_hz: int, zero_crossings: int = 6, rolloff: float = 0.99) -> None:
-        super().__init__()
-        g = math.gcd(orig_hz, new_hz)
-        self.up, self.down = new_hz // g, orig_hz // g  # 320 output phases per 441 input samples
-        cutoff = min(self.up, self.down) * rolloff  # in units of the reduced input rate
-        self.half = math.ceil(zero_crossings * self.down / cutoff)
-        taps = torch.arange(-self.half, self.half + self.down, dtype=torch.float64) / self.down
-        phase = -torch.arange(self.up, dtype=torch.float64)[:, None] / self.up
-        t = ((phase + taps[None]) * cutoff).clamp(-zero_crossings, zero_crossings)
-        hann = torch.cos(t * math.pi / zero_crossings / 2) ** 2
-        sinc = torch.where(t == 0, torch.ones_like(t), torch.sin(math.pi * t) / (math.pi * t))
-        self.register_buffer("kernel", (sinc * hann * cutoff / self.down).float()[:, None], persistent=False)
-
-    def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        """(B, samples) -> (B, ceil(samples * up / down))."""
-        n = wave.shape[-1]
-        x = F.pad(wave, (self.half, self.half + self.down))[:, None]
-        y = F.conv1d(x, self.kernel, stride=self.down)  # (B, up, frames)
-        return y.transpose(1, 2).reshape(wave.shape[0], -1)[:, : math.ceil(n * self.up / self.down)]
-
-
 class BaselineFrontend(nn.Module):
     """Resample + power mel spectrogram, as the baseline's `self.mel` (log and masking come after)."""
 
@@ -89,14 +66,14 @@ class BaselineFrontend(nn.Module):
         super().__init__()
         from edgeasc.features import mel_filterbank  # the torchaudio formula; torchaudio itself is not installed
 
-        self.resample = SincResampler(ORIG_SAMPLE_RATE_HZ, SAMPLE_RATE_HZ)
         self.n_fft, self.win_length, self.hop_length = n_fft, win_length, hop_length
         self.register_buffer("window", torch.hann_window(win_length), persistent=False)
         self.register_buffer("fb", mel_filterbank(n_fft // 2 + 1, 0.0, SAMPLE_RATE_HZ / 2, n_mels, SAMPLE_RATE_HZ),
                              persistent=False)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        x = self.resample(wave)
+        # torchaudio's Resample, as edgeasc.audio.resample computes it, on the whole batch
+        x = torch.from_numpy(resample(wave.numpy(), ORIG_SAMPLE_RATE_HZ, SAMPLE_RATE_HZ))
         spec = torch.stft(x, self.n_fft, self.hop_length, self.win_length, self.window, center=True,
                           pad_mode="reflect", return_complex=True)
         power = spec.abs() ** 2

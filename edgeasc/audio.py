@@ -3,7 +3,8 @@
 Real recordings arrive in every shape: stereo, 24-bit, other sample rates, shorter or longer than the
 1-s input. Each case is handled in one documented way, or rejected with a message naming the file:
 - channels are averaged to mono;
-- the rate is converted with polyphase resampling (scipy `resample_poly`, exact ratio);
+- the rate is converted by windowed-sinc resampling with the exact ratio, the method and defaults of
+  torchaudio's `Resample`, which the official baseline applies to every batch (`resample`);
 - a short clip is zero-padded at the end, a long one cropped to its first `clip_samples` samples
   (the DCASE inference API can instead average all 1-s windows: see `split_windows`);
 - an empty, unreadable or non-finite file raises `DataError`, and so does a truncated WAV (its data chunk
@@ -13,6 +14,7 @@ Real recordings arrive in every shape: stereo, 24-bit, other sample rates, short
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import struct
@@ -74,15 +76,46 @@ def wav_missing_bytes(path: str | os.PathLike) -> int:
 
 
 def resample(x: np.ndarray, rate_in_hz: int, rate_out_hz: int) -> np.ndarray:
-    """Polyphase resampling with the exact rational ratio (44.1 -> 32 kHz is 320/441)."""
-    if rate_in_hz <= 0:
-        raise DataError(f"invalid sample rate {rate_in_hz}")
+    """Resample float signals (..., samples) by the exact ratio rate_out / rate_in (44.1 -> 32 kHz is 320/441).
+
+    torchaudio's `Resample` with its defaults, which the DCASE baseline runs on every batch: for each of the
+    `up` output phases a Hann-windowed sinc, 6 zero crossings wide, cut off at 0.99 of the lower Nyquist
+    rate, applied as a strided convolution; output length ceil(n * up / down). It agrees with torchaudio 2.9.1
+    to float rounding (5e-7 on a full-scale clip; tests/test_audio_dataset.py pins its values). Before it was
+    adopted, scipy's polyphase filter rolled off differently near Nyquist: the log-mel of the top 16 of 256
+    mel bins differed from the baseline's by 0.27 on average (docs/training.md).
+    """
+    if rate_in_hz <= 0 or rate_out_hz <= 0:
+        raise DataError(f"invalid sample rate {rate_in_hz if rate_in_hz <= 0 else rate_out_hz}")
     if rate_in_hz == rate_out_hz:
         return np.ascontiguousarray(x, dtype=np.float32)
-    from scipy.signal import resample_poly
+    import torch
+    import torch.nn.functional as F
 
     g = math.gcd(rate_in_hz, rate_out_hz)
-    return resample_poly(x, rate_out_hz // g, rate_in_hz // g).astype(np.float32)
+    up, down = rate_out_hz // g, rate_in_hz // g
+    kernel, half = _sinc_kernel(up, down)
+    n = x.shape[-1]
+    wave = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).reshape(-1, 1, n)
+    with torch.no_grad():
+        y = F.conv1d(F.pad(wave, (half, half + down)), kernel, stride=down)  # (B, up, frames)
+    out = y.transpose(1, 2).reshape(y.shape[0], -1)[:, : math.ceil(n * up / down)]
+    return out.reshape(*x.shape[:-1], out.shape[-1]).numpy().copy()
+
+
+@functools.lru_cache(maxsize=8)
+def _sinc_kernel(up: int, down: int, zero_crossings: int = 6, rolloff: float = 0.99):
+    """(up, 1, taps) float32 filters of `resample` and the padding `half` (torchaudio's kernel formula)."""
+    import torch
+
+    cutoff = min(up, down) * rolloff
+    half = math.ceil(zero_crossings * down / cutoff)
+    taps = torch.arange(-half, half + down, dtype=torch.float64) / down
+    phase = -torch.arange(up, dtype=torch.float64)[:, None] / up
+    t = ((phase + taps[None]) * cutoff).clamp(-zero_crossings, zero_crossings)
+    window = torch.cos(t * math.pi / zero_crossings / 2) ** 2
+    sinc = torch.where(t == 0, torch.ones_like(t), torch.sin(math.pi * t) / (math.pi * t))
+    return (sinc * window * cutoff / down).float()[:, None], half
 
 
 def fit_length(x: np.ndarray, n_samples: int) -> np.ndarray:

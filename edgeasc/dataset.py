@@ -30,7 +30,7 @@ from edgeasc.labels import DEVICES, SCENES
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: torchaudio's resampling (edgeasc.audio.resample) instead of scipy's polyphase filter
 SPLIT_FILES = {
     "train": "evaluation_setup/fold1_train.csv",
     "test": "evaluation_setup/fold1_evaluate.csv",

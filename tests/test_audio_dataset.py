@@ -32,6 +32,31 @@ def test_read_audio_handles_rates_channels_and_depths(tmp_path):
     assert abs(int(spectrum.argmax()) - 440) <= 1  # 1-s clip: bin = Hz
 
 
+def test_resampling_is_torchaudios():
+    """edgeasc.audio.resample against torchaudio 2.9.1's `Resample` (defaults), the official baseline's resampler:
+    values printed by torchaudio in a separate virtualenv (torchaudio does not install beside edgeasc's torch)
+    for a 1 kHz + 15.5 kHz + 18 kHz mix. 18 kHz is above the new Nyquist rate and must go; 15.5 kHz sits where
+    scipy's polyphase filter, used before, rolled off differently."""
+    from edgeasc.audio import resample
+
+    n = np.arange(44100)
+    x = (np.sin(2 * np.pi * 1000 * n / 44100) + 0.5 * np.sin(2 * np.pi * 15500 * n / 44100)
+         + 0.25 * np.sin(2 * np.pi * 18000 * n / 44100)).astype(np.float32)
+    y = resample(x, 44100, 32000)
+    assert y.shape == (32000,) and y.dtype == np.float32
+    torchaudio_values = [0.2632853, 0.1083551, 0.3962202, 0.8509653, 1.1996776, 0.8009765, 0.0, -0.5889792,
+                         -0.3962282, -0.1083527]
+    np.testing.assert_allclose(y[[0, 1, 2, 100, 1000, 5000, 16000, 31997, 31998, 31999]], torchaudio_values,
+                               atol=2e-5)
+    assert float(np.sqrt(np.mean(y.astype(np.float64) ** 2))) == pytest.approx(0.7352542, abs=1e-6)
+    y48 = resample(x[:16000], 48000, 32000)  # another ratio (2/3): the length is ceil(n * up / down)
+    assert y48.shape == (10667,)
+    np.testing.assert_allclose(y48[[0, 7, 5000, 10665, 10666]], [0.2542645, 0.8569599, 0.4713609, -1.2436601,
+                                                                  -0.5230017], atol=2e-5)
+    batch = resample(np.stack([x, -x]), 44100, 32000)  # leading dimensions are kept, each row on its own
+    assert batch.shape == (2, 32000) and np.array_equal(batch[0], y) and np.array_equal(batch[1], -y)
+
+
 @pytest.mark.parametrize("content,match", [(b"", "cannot read"), (b"RIFF\x00\x00garbage", "cannot read")])
 def test_corrupt_files_name_the_file(tmp_path, content, match):
     p = tmp_path / "broken.wav"
