@@ -122,7 +122,8 @@ def edgeasc_side(data: Path, work: Path, overrides: tuple[str, ...]) -> dict:
     finally:
         edgeasc.models.create_model = build
     waves = load_waveforms(ds.root, clips, cfg.frontend.sample_rate_hz, cfg.frontend.clip_samples, cfg.data.cache_dir)
-    return {"data": Path(data), "clips": clips, "record": record, "state": seen["final"], "initial": seen["initial"], "order": order, "labels": labels,
+    return {"data": Path(data), "clips": clips, "record": record, "state": seen["final"], "initial": seen["initial"],
+            "order": order, "labels": labels,
             "waves": torch.from_numpy(np.asarray(waves, dtype=np.float32)), "cfg": cfg,
             "total_steps": seen["total_steps"]}
 
