@@ -53,12 +53,15 @@ def predict_logits(
     """
     if precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    wave_input = getattr(model, "input_kind", "logmel") == "waveform"
+    if precision == "fp16" and wave_input:
+        raise ConfigError("fp16 evaluation is for log-mel models (the official baseline's test); "
+                          f"{type(model).__name__} computes its own frontend from the waveform")
     model = model.eval().to(device)
     if precision == "fp16":
         import copy
 
         model = copy.deepcopy(model).half()
-    wave_input = getattr(model, "input_kind", "logmel") == "waveform"
     mel = LogMel(frontend).to(device)
     n = len(waves) if rows is None else len(rows)
     out = []

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -248,3 +249,9 @@ def test_fp16_evaluation_runs_a_half_copy_and_agrees_with_fp32(tiny_data, tmp_pa
     assert read_checkpoint(run.model_path)["state_dict"]["in_c.0.0.weight"].dtype == torch.float32
     with pytest.raises(ConfigError, match="precision"):
         evaluate_checkpoint(run.model_path, tiny_data, out_dir=tmp_path / "e8", cache_dir=cache_dir, precision="int8")
+    from edgeasc.config import FrontendConfig
+    from edgeasc.evaluate import predict_logits
+    from edgeasc.models import create_model
+
+    with pytest.raises(ConfigError, match="log-mel models"):  # PaSST's own STFT has no half-precision CPU kernel
+        predict_logits(create_model("passt_tiny"), np.zeros((1, 32000), np.float32), FrontendConfig(), precision="fp16")
