@@ -128,6 +128,8 @@ class OptimConfig:
             raise ValueError("optim.epochs and optim.batch_size must be >= 1")
         if self.lr <= 0:
             raise ValueError("optim.lr must be positive")
+        if isinstance(self.precision, int) and not isinstance(self.precision, bool):
+            object.__setattr__(self, "precision", str(self.precision))  # `--set optim.precision=32` parses as 32
         if self.precision not in TRAIN_PRECISIONS:
             raise ValueError(f"optim.precision must be one of {', '.join(map(repr, TRAIN_PRECISIONS))} "
                              f"(as the official baseline's --precision), got {self.precision!r}")

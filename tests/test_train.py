@@ -235,6 +235,8 @@ def test_bf16_mixed_precision_trains_and_16_mixed_needs_cuda(tiny_data, tmp_path
         assert not (tmp_path / "fp16" / "last.pt").exists()
     with pytest.raises(ConfigError, match="optim.precision"):
         resolve_train_config(None, fast_overrides + ("optim.precision='fp16'",))
+    assert resolve_train_config(None, ("optim.precision=32",)).optim.precision == "32"  # as a shell passes it
+    assert resolve_train_config(None, ("optim.precision=bf16-mixed",)).optim.precision == "bf16-mixed"
 
 
 def test_fp16_evaluation_runs_a_half_copy_and_agrees_with_fp32(tiny_data, tmp_path, fast_overrides, cache_dir):
