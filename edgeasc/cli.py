@@ -125,10 +125,10 @@ def train(data_dir: Path, out_dir: Path, recipe: Path | None, overrides: tuple[s
         m = result.final_metrics
         click.echo(format_report(m, title=f"{cfg.model.name} on {m.get('split')} ({m['n_clips']} clips), "
                                           "macro accuracy %"))
-        recal = m.get("bn_recalibration")
-        if recal:
-            click.echo(f"BatchNorm statistics recomputed on {recal['clips']} training clips "
-                       f"(before: {100 * recal['macro_accuracy_before']:.2f}%)")
+        debiased = m.get("bn_debias")
+        if debiased:
+            click.echo(f"BatchNorm moving averages debiased after {debiased['steps']} steps "
+                       f"(before: {100 * debiased['macro_accuracy_before']:.2f}%)")
         click.echo(f"validation macro accuracy ({m.get('split')}): {100 * m['macro_accuracy']:.2f}%")
     if result.model_path.is_file():
         click.echo(f"model: {result.model_path} ({_size(result.model_path)})")

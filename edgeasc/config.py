@@ -104,9 +104,10 @@ TRAIN_PRECISIONS = ("32", "bf16-mixed", "16-mixed")
 class OptimConfig:
     """AdamW with linear warm-up and cosine decay, as the DCASE 2025 baseline (per-step schedule).
 
-    `bn_recalibration_batches`: after the last epoch, every BatchNorm's running statistics are recomputed
-    with the final weights over this many batches of un-augmented training clips (`edgeasc.train.
-    recalibrate_batchnorm`); 0 keeps the moving averages of training, as the official baseline code does.
+    `debias_bn`: after the last epoch of a run that started from fresh weights, remove the start values
+    (mean 0, variance 1) from every BatchNorm's moving averages (`edgeasc.train.debias_batchnorm`). It matters
+    in short runs only: after 30 steps the start still holds 4% of them. False keeps them, as the official
+    baseline code does.
 
     `precision`: "32" trains in float32; "bf16-mixed" and "16-mixed" run the forward pass and the loss under
     autocast (bfloat16, or float16 with a gradient scaler, CUDA only), as Lightning's precision settings of the
@@ -119,7 +120,7 @@ class OptimConfig:
     weight_decay: float = 1e-4
     warmup_steps: int = 2000
     min_lr_ratio: float = 0.0
-    bn_recalibration_batches: int = 16  # after training: BatchNorm statistics from this many clean batches
+    debias_bn: bool = True  # after training: BatchNorm moving averages without their start values
     precision: str = "32"  # "32", "bf16-mixed" (CUDA or CPU) or "16-mixed" (CUDA: float16 with a gradient scaler)
     channels_last: bool = True  # log-mel CNNs get NHWC input: faster convolutions, equal up to float rounding
 
@@ -133,8 +134,6 @@ class OptimConfig:
         if self.precision not in TRAIN_PRECISIONS:
             raise ValueError(f"optim.precision must be one of {', '.join(map(repr, TRAIN_PRECISIONS))} "
                              f"(as the official baseline's --precision), got {self.precision!r}")
-        if self.bn_recalibration_batches < 0:
-            raise ValueError("optim.bn_recalibration_batches must be >= 0 (0 keeps the training-time statistics)")
         if self.warmup_steps < 0 or not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ValueError("optim.warmup_steps must be >= 0 and optim.min_lr_ratio in [0, 1]")
 

@@ -369,7 +369,7 @@ def main() -> None:
     overrides = (
         "model.name=cpmobile_baseline", f"seed={args.seed}", f"optim.epochs={args.epochs}",
         f"optim.batch_size={args.batch_size}", f"optim.warmup_steps={args.warmup_steps}",
-        "optim.bn_recalibration_batches=0", "augment.roll_max_samples=0", "augment.freq_mask_bins=0",
+        "optim.debias_bn=false", "augment.roll_max_samples=0", "augment.freq_mask_bins=0",
         "augment.mixstyle_p=0", "data.val_split=split25", "eval_every=0", *args.set,
         f"data.cache_dir={str(work / 'cache')!r}",
     )

@@ -52,7 +52,7 @@ def main() -> None:
         subprocess.run([sys.executable, "-m", "edgeasc.cli", "train", "--data", str(args.data), "--out", str(edgeasc_dir),
                         "--recipe", str(ROOT / "recipes" / "baseline_tau22.toml"), "--no-progress",
                         "--set", f"seed={r}", "--set", "optim.epochs=2", "--set", "optim.warmup_steps=28",
-                        "--set", "eval_every=0", "--set", "optim.bn_recalibration_batches=0"],
+                        "--set", "eval_every=0"],
                        check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         lines = (edgeasc_dir / "metrics.jsonl").read_text().splitlines()
         edgeasc = json.loads(lines[1])["train_clips_per_s"]
