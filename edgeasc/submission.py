@@ -345,7 +345,8 @@ ids are case-insensitive.
 ## Audio and precision
 
 - Files of any sample rate are resampled to {rate} Hz (windowed sinc, as torchaudio's `Resample`); channels are
-  averaged to mono; 16/24-bit PCM and float files are read by soundfile. A missing or unreadable file raises an error naming it.
+  averaged to mono; 16/24-bit PCM and float files are read by soundfile. A missing or unreadable file raises an
+  error naming it.
 - The model input is {clip_s} s. `windows="first"` (default) uses the first {clip_s} s of each file, zero-padded
   when shorter; `windows="mean"` splits the file into non-overlapping {clip_s}-s windows (the last one
   zero-padded) and averages their logits.

@@ -16,12 +16,12 @@ torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 def load_benchmarks_module(name: str):
-    """`benchmarks/<name>.py` as a module (the benchmarks are scripts, not a package); tests import it from here."""
+    """`benchmarks/<name>.py` (`name` may hold a folder) as a module (the benchmarks are scripts, not a package); tests import it from here."""
     import importlib.util
     import sys
 
     path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", path)
+    spec = importlib.util.spec_from_file_location(f"benchmarks_{name.replace('/', '_')}", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
     spec.loader.exec_module(module)

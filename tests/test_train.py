@@ -49,26 +49,17 @@ def test_an_epoch_keeps_the_last_partial_batch_as_the_official_dataloader_does()
 
 def forty_clips(tiny_data: Path, root: Path) -> Path:
     """A TAU22-layout folder of 4 clips per scene of `tiny_data`'s split25, each split (test included) those 40."""
-    import shutil
+    from conftest import load_benchmarks_module
 
-    rows = (tiny_data / "split_setup" / "split25.csv").read_text().splitlines()
-    kept, per_scene = [rows[0]], {}
-    for row in rows[1:]:
+    parity = load_benchmarks_module("experiments/training_parity/step_equivalence")
+    kept, per_scene = [], {}
+    for row in parity.split25_rows(tiny_data):
         scene = row.split("\t")[1]
         if per_scene.get(scene, 0) < 4:
             per_scene[scene] = per_scene.get(scene, 0) + 1
             kept.append(row)
-    assert len(kept) == 41
-    (root / "split_setup").mkdir(parents=True)
-    (root / "evaluation_setup").mkdir()
-    (root / "audio").symlink_to(tiny_data / "audio")
-    shutil.copy(tiny_data / "meta.csv", root / "meta.csv")
-    text = "\n".join(kept) + "\n"
-    for p in (5, 10, 25, 50, 100):
-        (root / "split_setup" / f"split{p}.csv").write_text(text)
-    for name in ("fold1_train", "fold1_evaluate", "fold1_test"):
-        (root / "evaluation_setup" / f"{name}.csv").write_text(text)
-    return root
+    assert len(kept) == 40
+    return parity.subset_folder(tiny_data, root, kept)
 
 
 @pytest.mark.slow
@@ -87,7 +78,8 @@ def test_a_tiny_run_learns_its_clips_in_eval_mode(tiny_data, tmp_path, cache_dir
     assert metrics["n_clips"] == 40 and metrics["bn_debias"]["steps"] == 48
     assert metrics["macro_accuracy"] >= 0.9, metrics["bn_debias"]
     # a run that starts from a checkpoint keeps its moving averages: their start is that checkpoint's statistics
-    tuned_cfg = resolve_train_config(None, sets + ("optim.epochs=2", f"model.init_checkpoint={str(result.model_path)!r}"))
+    init = f"model.init_checkpoint={str(result.model_path)!r}"
+    tuned_cfg = resolve_train_config(None, sets + ("optim.epochs=2", init))
     tuned = train(tuned_cfg, data, tmp_path / "tuned", progress=False)
     assert "bn_debias" not in tuned.final_metrics
 

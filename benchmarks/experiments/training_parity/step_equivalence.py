@@ -55,14 +55,18 @@ TOLERANCE = {
 FREE_RUN_KEYS = ("lr_abs", "loss_rel", "grad_norm_rel", "weights_rel_l2")
 
 
-def subset_folder(src: Path, dst: Path, n_clips: int) -> Path:
-    """A TAU22-layout folder whose every split is the first `n_clips` clips of `src`'s split25 (audio linked)."""
+def split25_rows(src: Path) -> list[str]:
+    """The data rows (filename, scene_label) of `src`'s split25, header left out."""
+    return (src / "split_setup" / "split25.csv").read_text().splitlines()[1:]
+
+
+def subset_folder(src: Path, dst: Path, rows: list[str]) -> Path:
+    """A TAU22-layout folder at `dst` whose every split (test included) is `rows` of `src`'s split25, its audio
+    linked to `src`'s (tests/test_train.py uses it too)."""
     import shutil
 
-    rows = (src / "split_setup" / "split25.csv").read_text().splitlines()
-    kept = rows[: n_clips + 1]
-    if len(kept) < n_clips + 1:
-        raise SystemExit(f"{src} has only {len(rows) - 1} split25 clips")
+    header = (src / "split_setup" / "split25.csv").read_text().splitlines()[0]
+    kept = [header, *rows]
     if dst.exists():
         shutil.rmtree(dst)
     (dst / "split_setup").mkdir(parents=True)
@@ -290,7 +294,8 @@ def augmentation_statistics(python: str, code: Path, work: Path, mine: dict, see
     mix = []
     for _ in range(DRAWS["mixstyle"]):
         o = freq_mixstyle(logmel, base.mixstyle_p, base.mixstyle_alpha, g)
-        mix.append([float(not torch.equal(o, logmel)), float(o.mean()), float(o.std()), float((o - logmel).abs().mean())])
+        mix.append([float(not torch.equal(o, logmel)), float(o.mean()), float(o.std()),
+                    float((o - logmel).abs().mean())])
     mix_mine, mix_theirs = torch.tensor(mix), theirs["mixstyle"]
 
     def masks_stats(m):
@@ -365,7 +370,10 @@ def main() -> None:
         data = work / "tiny"
         if not (data / "meta.csv").is_file():
             generate_dataset(data, scale="tiny", seed=0, progress=False)
-    subset = subset_folder(data.resolve(), work / "subset", args.clips)
+    rows = split25_rows(data.resolve())
+    if len(rows) < args.clips:
+        raise SystemExit(f"{data} has only {len(rows)} split25 clips")
+    subset = subset_folder(data.resolve(), work / "subset", rows[: args.clips])
     overrides = (
         "model.name=cpmobile_baseline", f"seed={args.seed}", f"optim.epochs={args.epochs}",
         f"optim.batch_size={args.batch_size}", f"optim.warmup_steps={args.warmup_steps}",
@@ -399,7 +407,8 @@ def main() -> None:
     }
     result["free_run_control_nchw_vs_channels_last"] = drift
     print(f"control, edgeasc NCHW vs edgeasc channels-last, free run: worst loss {drift['loss_rel']:.2e} rel, "
-          f"grad norm {drift['grad_norm_rel']:.2e} rel, weights after the last step {drift['weights_rel_l2']:.2e} rel L2")
+          f"grad norm {drift['grad_norm_rel']:.2e} rel, weights after the last step "
+          f"{drift['weights_rel_l2']:.2e} rel L2")
     forced = result["teacher_forced"] = compare_forced(mine, theirs)
     print("teacher forced (every step from edgeasc's state before it):")
     print(f"{'step':>4} {'lr abs':>9} {'loss rel':>9} {'|g| rel':>9} {'|g| control':>12} {'weights rel':>12} "
@@ -419,7 +428,8 @@ def main() -> None:
     fr = aug["frontend"]
     print(f"data path (44.1 kHz files -> log-mel; edgeasc's resampling at cache time vs torchaudio's per batch): "
           f"mean |difference| {fr['mean_abs_log_difference']:.4f} (lower half of the bins "
-          f"{fr['mean_abs_log_difference_lowest_half']:.4f}, top 16 bins {fr['mean_abs_log_difference_top_16_bins']:.4f}; "
+          f"{fr['mean_abs_log_difference_lowest_half']:.4f}, top 16 bins "
+          f"{fr['mean_abs_log_difference_top_16_bins']:.4f}; "
           f"log-mel std {fr['log_mel_std']:.2f})")
     result["seconds"] = time.perf_counter() - t0
     args.out.parent.mkdir(parents=True, exist_ok=True)
