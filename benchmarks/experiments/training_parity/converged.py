@@ -14,8 +14,11 @@ Freq-MixStyle p 0.4 / alpha 0.3, one thread per process. The official side is tr
 training left them, the official code's model (on 280 steps edgeasc's debiasing changes nothing; runs of
 commit 11c65a8 recomputed the statistics on clean clips instead, and that is their other figure).
 
-Each run writes its result into WORK/<side>/seed<S>/; finished runs are skipped, so a campaign can be
-stopped and continued. The summary (mean, seed spread, Welch's t) goes to --out.
+Each run works in WORK/<side>/seed<S>/ (ignored by git; an edgeasc run resumes there from its last epoch). A
+finished run writes its record to RECORDS/<side>_seed<S>.json (committed: benchmarks/results/training_parity/),
+with the commit and command that made it; runs that have a record are skipped, so a campaign can be stopped and
+continued on another machine. Delete a record to run it again. The summary (mean, seed spread, Welch's t) goes
+to --out.
 """
 
 from __future__ import annotations
@@ -53,11 +56,27 @@ def edgeasc_commands(args: argparse.Namespace, seed: int, work: Path) -> list[li
     return [train, fp16]
 
 
+def record_path(args: argparse.Namespace, side: str, seed: int) -> Path:
+    return args.records / f"{side}_seed{seed}.json"
+
+
+def git_commit(path: Path) -> str:
+    out = subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True)
+    return out.stdout.strip() or "unknown"
+
+
+def write_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    tmp.replace(path)
+
+
 def run_one(args: argparse.Namespace, side: str, seed: int) -> dict:
+    record = record_path(args, side, seed)
+    if record.is_file():
+        return json.loads(record.read_text())
     work = args.work / side / f"seed{seed}"
-    done = work / "result.json"
-    if done.is_file():
-        return json.loads(done.read_text())
     work.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     t0 = time.time()
@@ -80,21 +99,21 @@ def run_one(args: argparse.Namespace, side: str, seed: int) -> dict:
                       "test_fp16": json.loads(out.stdout)["macro_accuracy"]}
     finally:
         log.close()
-    result["seconds"] = time.time() - t0
-    if side == "edgeasc":  # the official side's own result.json holds its metrics; keep ours beside it
-        (work / "result.json").write_text(json.dumps(result, indent=1))
-    else:
-        (work / "summary.json").write_text(json.dumps(result, indent=1))
+    result["seconds"] = round(time.time() - t0, 1)
+    result["data"] = str(args.data)
+    result["epochs"], result["warmup_steps"] = args.epochs, args.warmup_steps
+    result["edgeasc_commit"] = git_commit(ROOT)
+    if side == "official":
+        result["official_commit"] = git_commit(args.official_code)
+    result["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    result["commands"] = ([official_command(args, seed, work)] if side == "official"
+                          else edgeasc_commands(args, seed, work))
+    write_json(record, result)
     return result
 
 
 def collect(args: argparse.Namespace, side: str, seed: int) -> dict | None:
-    work = args.work / side / f"seed{seed}"
-    path = work / ("summary.json" if side == "official" else "result.json")
-    if side == "official" and not path.is_file() and (work / "result.json").is_file():
-        metrics = json.loads((work / "result.json").read_text())["metrics"]
-        return {"side": side, "seed": seed, "val_fp32": metrics["val/macro_avg_acc"],
-                "test_fp16": metrics["test/macro_avg_acc"]}
+    path = record_path(args, side, seed)
     return json.loads(path.read_text()) if path.is_file() else None
 
 
@@ -121,9 +140,11 @@ def main() -> None:
     parser.add_argument("--sides", nargs="+", default=["official", "edgeasc"], choices=["official", "edgeasc"])
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time (one thread each)")
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / ".work" / "parity")
+    parser.add_argument("--records", type=Path, default=ROOT / "benchmarks" / "results" / "training_parity")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "training_parity.json")
     args = parser.parse_args()
-    args.data, args.official_code, args.work = args.data.resolve(), args.official_code.resolve(), args.work.resolve()
+    args.data, args.official_code = args.data.resolve(), args.official_code.resolve()
+    args.work, args.records = args.work.resolve(), args.records.resolve()
     todo = [(side, seed) for seed in args.seeds for side in args.sides]
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         for r in pool.map(lambda job: run_one(args, *job), todo):
@@ -141,10 +162,7 @@ def main() -> None:
             a, b = by_side["edgeasc"], by_side["official"]
             by_side["edgeasc_minus_official_pp"] = a["mean"] - b["mean"]
             by_side["welch_t"] = welch_t(a, b)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(args.out.name + ".tmp")
-    tmp.write_text(json.dumps(summary, indent=1))
-    tmp.replace(args.out)
+    write_json(args.out, summary)
     for key in ("val_fp32", "test_fp16", "val_fp32_moving_average_bn"):
         for side in ("official", "edgeasc"):
             s = summary.get(key, {}).get(side)
