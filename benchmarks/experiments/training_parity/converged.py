@@ -157,8 +157,9 @@ def main() -> None:
             values = [100 * r[key] for r in runs if key in r]
             if values:
                 summary.setdefault(key, {})[side] = stats(values)
-    for key, by_side in list(summary.items()):
-        if isinstance(by_side, dict) and {"official", "edgeasc"} <= set(by_side):
+    for key in ("val_fp32", "test_fp16", "val_fp32_moving_average_bn"):
+        by_side = summary.get(key, {})
+        if {"official", "edgeasc"} <= set(by_side):
             a, b = by_side["edgeasc"], by_side["official"]
             by_side["edgeasc_minus_official_pp"] = a["mean"] - b["mean"]
             by_side["welch_t"] = welch_t(a, b)
