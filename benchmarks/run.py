@@ -123,6 +123,29 @@ PTQ_SENSITIVITY_VARIANTS = ("plain", "default")
 """Variants whose export also measures the sensitivity table."""
 
 
+@dataclass(frozen=True)
+class ParityProfile:
+    """The edgeasc side of the converged comparison with the official baseline code (`--profile parity`,
+    docs/training.md "The converged comparison"): `edgeasc train` with the DCASE baseline recipe on SYNTHETIC
+    `small` (split25), at the comparison's schedule, then the float32 validation and the float16 test that the
+    official code reports. The official side's figures are read from the comparison's committed records
+    (`PARITY_RECORDS`), for the table; only edgeasc's are gated.
+
+    Attributes:
+        scale: the synthetic dataset.
+        recipe, overrides: the training (seed added per run).
+    """
+
+    scale: str = "small"
+    recipe: str = "recipes/baseline_tau22.toml"
+    overrides: tuple[str, ...] = ("optim.epochs=20", "optim.warmup_steps=28", "eval_every=0")
+
+
+PARITY = ParityProfile()
+PARITY_RECORDS = HERE / "results" / "training_parity"
+"""One JSON record per finished run of benchmarks/experiments/training_parity/converged.py."""
+
+
 def _median_after_first(rates: list[float]) -> float:
     """Steady-state rate: the median over epochs after the first (allocation and warm-up)."""
     return statistics.median(rates[1:] if len(rates) > 1 else rates)
@@ -313,49 +336,50 @@ def flatten(stages: dict[str, Any]) -> dict[str, Any]:
     return f
 
 
-def _train_ptq_models(data: Path, runs: Path, models: tuple[str, ...], threads: int, seed: int) -> dict[str, Path]:
-    """Train (or resume, or reuse when finished) each PTQ model: `edgeasc train --resume` in one child process
-    per model, side by side when there are cores for it (each one thread); children die with this process."""
+def _train_runs(data: Path, runs: Path, recipe: str, jobs: dict[str, tuple[str, ...]], threads: int) -> dict[str, Path]:
+    """Train (or resume, or reuse when finished) each run of `jobs` (run name -> `--set` overrides of `recipe`):
+    `edgeasc train --resume` in one child process per run, side by side when there are cores for it (each
+    `threads` threads); children die with this process. A finished run in `runs/NAME` is reused only when its
+    config.json is the one these overrides resolve to."""
     import subprocess
 
     from edgeasc.config import resolve_train_config, to_dict
 
     cmds = {}
-    for model in models:
-        if (runs / model / "model.pt").is_file():  # finished: reused only when it is this benchmark's run
-            want = to_dict(resolve_train_config(HERE.parent / PTQ.recipe,
-                                                (f"model.name={model!r}", f"seed={seed}", *PTQ.overrides)))
-            have = json.loads((runs / model / "config.json").read_text(encoding="utf-8"))
+    for run, overrides in jobs.items():
+        if (runs / run / "model.pt").is_file():  # finished: reused only when it is this benchmark's run
+            want = to_dict(resolve_train_config(HERE.parent / recipe, overrides))
+            have = json.loads((runs / run / "config.json").read_text(encoding="utf-8"))
             if have != json.loads(json.dumps(want)):
-                raise RuntimeError(f"{runs / model} holds a run with another config; move it away to retrain")
+                raise RuntimeError(f"{runs / run} holds a run with another config; move it away to retrain")
             continue
-        cmds[model] = [sys.executable, "-m", "edgeasc.cli", "train", "--data", str(data), "--out", str(runs / model),
-                       "--recipe", str(HERE.parent / PTQ.recipe), "--set", f"model.name={model!r}",
-                       "--set", f"seed={seed}", *[a for o in PTQ.overrides for a in ("--set", o)], "--resume",
-                       "--no-progress"]
+        cmds[run] = [sys.executable, "-m", "edgeasc.cli", "train", "--data", str(data), "--out", str(runs / run),
+                     "--recipe", str(HERE.parent / recipe), *[a for o in overrides for a in ("--set", o)], "--resume",
+                     "--no-progress"]
     parallel = max(1, min(len(cmds), (os.cpu_count() or 1) // threads))
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     pending, procs = list(cmds.items()), []
+    runs.mkdir(parents=True, exist_ok=True)
     try:
         while pending or procs:
             while pending and len(procs) < parallel:
-                model, cmd = pending.pop(0)
-                log_f = open(runs / f"{model}.log", "a", encoding="utf-8")
-                log.info("training %s (log: %s)", model, log_f.name)
-                procs.append((model, subprocess.Popen(cmd, stdout=log_f, stderr=subprocess.STDOUT, env=env), log_f))
-            model, proc, log_f = procs[0]
+                run, cmd = pending.pop(0)
+                log_f = open(runs / f"{run}.log", "a", encoding="utf-8")
+                log.info("training %s (log: %s)", run, log_f.name)
+                procs.append((run, subprocess.Popen(cmd, stdout=log_f, stderr=subprocess.STDOUT, env=env), log_f))
+            run, proc, log_f = procs[0]
             code = proc.wait()
             log_f.close()
             procs.pop(0)
             if code != 0:
-                raise RuntimeError(f"training {model} failed (exit {code}); see {runs / (model + '.log')}")
+                raise RuntimeError(f"training {run} failed (exit {code}); see {runs / (run + '.log')}")
     finally:
         for _, proc, log_f in procs:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
             log_f.close()
-    return {model: runs / model / "model.pt" for model in models}
+    return {run: runs / run / "model.pt" for run in jobs}
 
 
 def run_ptq(name: str, work: Path, threads: int, seed: int, models: tuple[str, ...] = PTQ.models) -> Path:
@@ -375,7 +399,8 @@ def run_ptq(name: str, work: Path, threads: int, seed: int, models: tuple[str, .
             generate_dataset(data, scale=PTQ.scale, seed=seed, progress=False, overwrite=True,
                              difficulty=Difficulty(output_gain_db=PTQ.gain_db))
     with Stage(f"train {', '.join(models)}"):
-        checkpoints = _train_ptq_models(data, runs, models, threads, seed)
+        checkpoints = _train_runs(data, runs, PTQ.recipe, {m: (f"model.name={m!r}", f"seed={seed}", *PTQ.overrides)
+                                                           for m in models}, threads)
     stages: dict[str, Any] = {}
     figures: dict[str, Any] = {}
     for model, ckpt in checkpoints.items():
@@ -434,6 +459,72 @@ def format_ptq(result: dict[str, Any]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
     return "\n".join(["PTQ benchmark (SYNTHETIC, real-recording log-mel levels)", *lines])
+
+
+def official_parity_figures(records: Path = PARITY_RECORDS) -> dict[str, Any]:
+    """The official code's runs of the converged comparison: per seed, float32 validation and float16 test."""
+    runs = {}
+    for path in sorted(records.glob("official_seed*.json")):
+        rec = json.loads(path.read_text(encoding="utf-8"))
+        runs[int(rec["seed"])] = {"val_fp32": rec["val_fp32"], "test_fp16": rec["test_fp16"]}
+    out: dict[str, Any] = {"runs": runs}
+    if runs:
+        for k in ("val_fp32", "test_fp16"):
+            out[f"mean_{k}"] = statistics.fmean(r[k] for r in runs.values())
+    return out
+
+
+def run_parity(name: str, work: Path, threads: int, seed: int) -> Path:
+    """The parity benchmark: train (or reuse the finished run of this config), then validate and test."""
+    from edgeasc.artifacts import write_json_atomic
+    from edgeasc.bench import describe_machine
+    from edgeasc.evaluate import evaluate_checkpoint
+    from edgeasc.synth import generate_dataset
+
+    t_all = time.perf_counter()
+    work = work / "parity"
+    data, runs = work / "data", work / "runs"
+    with Stage(f"synth {PARITY.scale}"):
+        if not (data / "meta.csv").is_file():
+            generate_dataset(data, scale=PARITY.scale, seed=0, progress=False, overwrite=True)
+    run_name = f"seed{seed}"
+    with Stage(f"train cpmobile_baseline ({run_name}; {', '.join(PARITY.overrides)})") as st:
+        ckpt = _train_runs(data, runs, PARITY.recipe, {run_name: (f"seed={seed}", *PARITY.overrides)},
+                           threads)[run_name]
+    train_s = st.seconds
+    final = json.loads((ckpt.parent / "metrics.json").read_text(encoding="utf-8"))
+    with Stage("float16 test"):
+        fp16 = evaluate_checkpoint(ckpt, data, out_dir=runs / run_name / "eval_fp16", precision="fp16")
+    official = official_parity_figures()
+    figures: dict[str, Any] = {"parity.edgeasc.val_fp32": final["macro_accuracy"],
+                               "parity.edgeasc.test_fp16": fp16["macro_accuracy"]}
+    for k in ("val_fp32", "test_fp16"):
+        if f"mean_{k}" in official:
+            figures[f"parity.official.mean_{k}"] = official[f"mean_{k}"]
+    result = {
+        "schema": SCHEMA, "name": name, "profile": "parity", "profile_settings": asdict(PARITY), "seed": seed,
+        "torch_threads": threads, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "wall_s": time.perf_counter() - t_all, "machine": describe_machine(), "figures": figures,
+        "stages": {"train_s": train_s, "checkpoint": str(ckpt), "bn_debias": final.get("bn_debias"),
+                   "per_device": fp16.get("per_device"), "official": official},
+    }
+    path = write_json_atomic(HERE / "results" / f"{name}.json", result)
+    log.info("wrote %s (%.0f s)", path, result["wall_s"])
+    print(format_parity(result))
+    return path
+
+
+def format_parity(result: dict[str, Any]) -> str:
+    """edgeasc's figures beside the official code's mean over its recorded seeds."""
+    f, official = result["figures"], result["stages"]["official"]
+    lines = [f"training parity (SYNTHETIC {PARITY.scale}, macro accuracy on the test fold, seed {result['seed']})"]
+    for k, label in (("val_fp32", "float32 validation"), ("test_fp16", "float16 test")):
+        line = f"  {label:<19} edgeasc {100 * f[f'parity.edgeasc.{k}']:.2f}%"
+        if f"parity.official.mean_{k}" in f:
+            line += (f"   official code {100 * f[f'parity.official.mean_{k}']:.2f}% (mean of seeds "
+                     f"{', '.join(str(s) for s in official['runs'])})")
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def run(profile: str, name: str, work: Path, threads: int, seed: int, dcase_workers: int) -> Path:
@@ -518,8 +609,9 @@ def run(profile: str, name: str, work: Path, threads: int, seed: int, dcase_work
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--profile", choices=sorted([*PROFILES, "ptq"]), default="ci",
-                        help="ci, full, or ptq: the post-training-quantisation benchmark (hours; docs/export.md)")
+    parser.add_argument("--profile", choices=sorted([*PROFILES, "ptq", "parity"]), default="ci",
+                        help="ci, full, ptq: the post-training-quantisation benchmark (hours; docs/export.md), or "
+                             "parity: edgeasc's side of the training-parity comparison (20 min; docs/training.md)")
     parser.add_argument("--name", help="result name: benchmarks/results/NAME.json (default: the profile)")
     parser.add_argument("--work", type=Path, default=HERE / ".work",
                         help="data, caches and runs (the synthetic data is kept between runs)")
@@ -542,6 +634,8 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(HERE.parent))  # run from a checkout without installing
     if args.profile == "ptq":
         run_ptq(args.name or "ptq", args.work, args.threads, args.seed, ptq_models)
+    elif args.profile == "parity":
+        run_parity(args.name or "parity", args.work, args.threads, args.seed)
     else:
         run(args.profile, args.name or args.profile, args.work, args.threads, args.seed, args.dcase_workers)
     return 0

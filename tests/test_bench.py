@@ -432,6 +432,37 @@ def test_ptq_gate_on_agreement_drop_sizes_and_the_baseline_models():
                             {"profile": "ptq", "figures": figures("sscp_mobile_s1")})
 
 
+def test_parity_gate_on_edgeasc_accuracy_at_the_baseline_seed():
+    def result(val, test, seed=0):
+        return {"profile": "parity", "seed": seed,
+                "figures": {"parity.edgeasc.val_fp32": val, "parity.edgeasc.test_fp16": test,
+                            "parity.official.mean_val_fp32": 0.58}}
+
+    base = result(0.5700, 0.5690)
+    ok = compare_mod.compare(result(0.5560, 0.5800), base)  # -1.4 pp and +1.1 pp: within 1.5 pp
+    assert not ok.failures and [r.verdict for r in ok.gated] == ["ok", "improved"]
+    bad = compare_mod.compare(result(0.5549, 0.5690), base)  # -1.51 pp
+    assert [r.key for r in bad.failures] == ["parity.edgeasc.val_fp32"]
+    missing = result(0.57, 0.57)
+    del missing["figures"]["parity.edgeasc.test_fp16"]
+    assert [r.key for r in compare_mod.compare(missing, base).failures] == ["parity.edgeasc.test_fp16"]
+    with pytest.raises(compare_mod.CompareError, match="seed"):
+        compare_mod.compare(result(0.57, 0.57, seed=1), base)
+
+
+def test_parity_benchmark_reads_the_official_records(tmp_path):
+    run_mod = load_benchmarks_module("run")
+    assert run_mod.official_parity_figures(tmp_path) == {"runs": {}}
+    for seed, val, test in ((0, 0.58, 0.57), (1, 0.56, 0.55)):
+        (tmp_path / f"official_seed{seed}.json").write_text(json.dumps(
+            {"side": "official", "seed": seed, "val_fp32": val, "test_fp16": test}))
+    (tmp_path / "edgeasc_seed0.json").write_text(json.dumps({"side": "edgeasc", "seed": 0, "val_fp32": 0.1,
+                                                            "test_fp16": 0.1}))
+    got = run_mod.official_parity_figures(tmp_path)
+    assert sorted(got["runs"]) == [0, 1]
+    assert got["mean_val_fp32"] == pytest.approx(0.57) and got["mean_test_fp16"] == pytest.approx(0.56)
+
+
 def test_committed_baseline_is_readable_and_complete():
     data = compare_mod.load_json(compare_mod.BASELINE)
     entry = compare_mod.baseline_entry(data, "ci", compare_mod.BASELINE)
