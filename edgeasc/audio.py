@@ -29,7 +29,7 @@ def read_audio(path: str | os.PathLike, sample_rate_hz: int) -> np.ndarray:
     """Read a file as mono float32 in [-1, 1] at `sample_rate_hz` (any length).
 
     Raises:
-        DataError: the file is missing, unreadable, empty or holds non-finite samples.
+        DataError: the file is missing, unreadable, empty, holds non-finite samples or peaks over `MAX_PEAK`.
     """
     import soundfile as sf
 
@@ -49,7 +49,17 @@ def read_audio(path: str | os.PathLike, sample_rate_hz: int) -> np.ndarray:
     mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
     if not np.all(np.isfinite(mono)):
         raise DataError(f"audio file {path} holds NaN or infinite samples")
+    peak = float(np.max(np.abs(mono)))
+    if peak > MAX_PEAK:
+        raise DataError(f"audio file {path} peaks at {peak:.3g}, over {MAX_PEAK:g} times full scale (samples are "
+                        "expected in [-1, 1]); its log-mel would overflow")
     return resample(mono, int(rate), sample_rate_hz)
+
+
+MAX_PEAK = 1e6
+"""Largest sample magnitude `read_audio` accepts (120 dB over full scale). Integer files decode to [-1, 1] and
+float files are meant to; this still admits float files written at integer scale (32,768) and stops levels
+such as 1e30, whose power spectrum overflows float32 to a NaN log-mel."""
 
 
 def wav_missing_bytes(path: str | os.PathLike) -> int:

@@ -21,9 +21,20 @@ from torch import nn
 
 from edgeasc import __version__
 from edgeasc.artifacts import save_torch_atomic
-from edgeasc.errors import CheckpointError
+from edgeasc.errors import CheckpointError, DomainError
 
 REQUIRED_KEYS = ("model_config", "state_dict", "stage", "edgeasc_version")
+
+
+def nonfinite_tensors(state_dict: dict[str, Any]) -> list[str]:
+    """Names of the floating-point tensors of `state_dict` that hold a NaN or an infinity."""
+    return [k for k, v in state_dict.items()
+            if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+
+
+def describe_nonfinite(bad: list[str], total: int) -> str:
+    """'3 of 126 tensors hold NaN or infinite values (first: in_c.0.0.weight)'."""
+    return f"{len(bad)} of {total} tensors hold NaN or infinite values (first: {bad[0]})"
 
 
 def save_checkpoint(
@@ -39,6 +50,9 @@ def save_checkpoint(
     if model_config is None:
         raise CheckpointError(f"{type(model).__name__} has no model_config; build it with create_model()")
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    bad = nonfinite_tensors(state)
+    if bad:  # a diverged model is never written as a result
+        raise DomainError(f"refusing to write {path}: the model's {describe_nonfinite(bad, len(state))}")
     obj = {
         "model_config": model_config,
         "state_dict": state,
@@ -51,7 +65,11 @@ def save_checkpoint(
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read and validate an edgeasc checkpoint file (no code is unpickled: weights_only=True)."""
+    """Read and validate an edgeasc checkpoint file (no code is unpickled: weights_only=True).
+
+    Raises:
+        CheckpointError: missing, unreadable, not an edgeasc checkpoint, or its weights are not all finite.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
@@ -65,6 +83,10 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
             f"{path} is not an edgeasc checkpoint (expected keys {', '.join(REQUIRED_KEYS)}); "
             "for a CPJKU or seed Lightning checkpoint run `edgeasc import-checkpoint` first"
         )
+    state = obj["state_dict"]
+    bad = nonfinite_tensors(state) if isinstance(state, dict) else []
+    if bad:
+        raise CheckpointError(f"{path} is not a usable model: its {describe_nonfinite(bad, len(state))}")
     return obj
 
 

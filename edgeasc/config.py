@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -17,6 +18,42 @@ from typing import Any
 
 from edgeasc.errors import ConfigError
 from edgeasc.labels import DEVICES
+
+
+def check_field_types(cfg: Any, section: str) -> None:
+    """Check every scalar field of config dataclass `cfg` against its annotation (called first in each
+    `__post_init__`): ints are ints, floats finite numbers (an int is stored as its float), bools true or
+    false, strings strings, `tuple[str, ...]` lists of strings. Nested configs are checked by their own class.
+
+    Raises:
+        TypeError: one line naming the key (`section.field`) and the expected type.
+    """
+    for f in dataclasses.fields(cfg):
+        value, kind = getattr(cfg, f.name), str(f.type)
+        base = kind.removesuffix(" | None")
+        if value is None and base != kind:
+            continue
+        if base == "bool":
+            ok, want = isinstance(value, bool), "true or false"
+        elif base == "int":
+            ok, want = isinstance(value, int) and not isinstance(value, bool), "an integer"
+        elif base == "float":
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            want = "a finite number"
+            if ok and isinstance(value, int):
+                object.__setattr__(cfg, f.name, float(value))
+        elif base == "str":
+            ok, want = isinstance(value, str), "a string"
+        elif base == "tuple[str, ...]":
+            ok = isinstance(value, tuple) and all(isinstance(v, str) for v in value)
+            want = "a list of strings"
+        elif base.startswith("dict["):
+            ok, want = isinstance(value, dict), "a table"
+        else:
+            continue
+        if not ok:
+            none = " or none" if base != kind else ""
+            raise TypeError(f"{section + '.' if section else ''}{f.name} must be {want}{none}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -39,6 +76,7 @@ class FrontendConfig:
     log_offset: float = 1e-5
 
     def __post_init__(self) -> None:
+        check_field_types(self, "frontend")
         if self.win_length > self.n_fft:
             raise ValueError(f"win_length {self.win_length} exceeds n_fft {self.n_fft}")
         if self.sample_rate_hz <= 0 or self.hop_length <= 0 or self.n_mels <= 0:
@@ -74,6 +112,7 @@ class AugmentConfig:
     dir_devices: tuple[str, ...] = ("a",)
 
     def __post_init__(self) -> None:
+        check_field_types(self, "augment")
         for name in ("mixstyle_p", "dir_p"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"augment.{name} must be in [0, 1], got {getattr(self, name)}")
@@ -95,6 +134,9 @@ class ModelConfig:
     name: str = "sscp_mobile_b32"
     kwargs: dict[str, Any] = field(default_factory=dict)
     init_checkpoint: str | None = None
+
+    def __post_init__(self) -> None:
+        check_field_types(self, "model")
 
 
 TRAIN_PRECISIONS = ("32", "bf16-mixed", "16-mixed")
@@ -125,12 +167,13 @@ class OptimConfig:
     channels_last: bool = True  # log-mel CNNs get NHWC input: faster convolutions, equal up to float rounding
 
     def __post_init__(self) -> None:
+        if isinstance(self.precision, int) and not isinstance(self.precision, bool):
+            object.__setattr__(self, "precision", str(self.precision))  # `--set optim.precision=32` parses as 32
+        check_field_types(self, "optim")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("optim.epochs and optim.batch_size must be >= 1")
         if self.lr <= 0:
             raise ValueError("optim.lr must be positive")
-        if isinstance(self.precision, int) and not isinstance(self.precision, bool):
-            object.__setattr__(self, "precision", str(self.precision))  # `--set optim.precision=32` parses as 32
         if self.precision not in TRAIN_PRECISIONS:
             raise ValueError(f"optim.precision must be one of {', '.join(map(repr, TRAIN_PRECISIONS))} "
                              f"(as the official baseline's --precision), got {self.precision!r}")
@@ -151,6 +194,7 @@ class KDConfig:
     allow_missing_teacher: bool = False
 
     def __post_init__(self) -> None:
+        check_field_types(self, "kd")
         if self.temperature <= 0:
             raise ValueError("kd.temperature must be positive")
         if not 0.0 <= self.label_weight <= 1.0:
@@ -178,6 +222,9 @@ class DataConfig:
     holdout_fraction: float = 0.0  # leave out whole locations, this share of the training clips (selection)
 
     def __post_init__(self) -> None:
+        if isinstance(self.devices, str):
+            raise ValueError(f"data.devices must be a list of device ids such as [\"a\", \"s1\"], got {self.devices!r}")
+        check_field_types(self, "data")
         allowed = {"split5", "split10", "split25", "split50", "split100", "train", "test"}
         for name in ("train_split", "val_split"):
             if getattr(self, name) not in allowed:
@@ -203,6 +250,9 @@ class QuantConfig:
 
     weight_fake_quant: bool = False
 
+    def __post_init__(self) -> None:
+        check_field_types(self, "quant")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -220,6 +270,7 @@ class TrainConfig:
     quant: QuantConfig = field(default_factory=QuantConfig)
 
     def __post_init__(self) -> None:
+        check_field_types(self, "")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ValueError(f"device must be auto, cpu or cuda[:N], got {self.device!r}")
         if self.eval_every < 0:
@@ -261,7 +312,8 @@ def from_dict(cls: type, data: dict[str, Any], *, where: str = "") -> Any:
     try:
         return cls(**kwargs)
     except (ValueError, TypeError) as exc:
-        raise ConfigError(f"invalid config{' in ' + where if where else ''}: {exc}") from None
+        named = not where or str(exc).startswith(f"{where}.")  # the message names the key already
+        raise ConfigError(f"invalid config{'' if named else ' in ' + where}: {exc}") from None
 
 
 def _tuples(value: Any) -> Any:

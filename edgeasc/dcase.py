@@ -41,6 +41,7 @@ from edgeasc.config import FrontendConfig
 from edgeasc.errors import CheckpointError, ConfigError
 from edgeasc.features import LogMel
 from edgeasc.labels import DEVICES, SCENES
+from edgeasc.metrics import require_finite_logits
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +161,10 @@ def load_model(model_file_path: str | os.PathLike | None = None, device: str | t
 
 
 def _check_lengths(file_paths: list[str], device_ids: list[str]) -> None:
+    for name, value in (("file_paths", file_paths), ("device_ids", device_ids)):
+        if isinstance(value, (str, bytes, os.PathLike)):
+            raise ConfigError(f"{name} must be a list (one entry per file), got the single {type(value).__name__} "
+                              f"{value!r}; wrap it in a list")
     if len(file_paths) != len(device_ids):
         raise ConfigError(f"got {len(file_paths)} files but {len(device_ids)} device ids; give one id per file")
 
@@ -276,7 +281,7 @@ def predict_inputs(model: DeviceModels, inputs: list[Tensor], device_ids: list[s
         for s in range(0, len(idx), batch_size):
             chunk = idx[s : s + batch_size]  # a file's windows stay in one batch
             x = torch.cat([inputs[i] for i in chunk]).to(model.compute_device, model.compute_dtype)
-            logits = member(x).float().cpu()
+            logits = require_finite_logits(member(x).float().cpu(), f"the {member_name} model")
             if logits.shape[-1] != len(model.class_order):
                 raise CheckpointError(f"the {member_name} model gives {logits.shape[-1]} logits, "
                                       f"expected {len(model.class_order)} (one per scene class)")

@@ -20,7 +20,7 @@ from edgeasc.dataset import TAUDataset, load_waveforms
 from edgeasc.errors import ConfigError, DataError
 from edgeasc.features import LogMel
 from edgeasc.labels import SCENES
-from edgeasc.metrics import classification_report
+from edgeasc.metrics import classification_report, require_finite_logits
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def predict_logits(
         out.append(model(x).float().cpu().numpy())
         if bar is not None:
             bar.update(len(x))
-    return np.concatenate(out) if out else np.zeros((0, len(SCENES)), dtype=np.float32)
+    return require_finite_logits(np.concatenate(out)) if out else np.zeros((0, len(SCENES)), dtype=np.float32)
 
 
 def frontend_of(ckpt: dict[str, Any]) -> FrontendConfig:

@@ -14,7 +14,25 @@ from typing import Any
 
 import numpy as np
 
+from edgeasc.errors import DomainError
 from edgeasc.labels import DEVICE_GROUPS, DEVICES, SCENES
+
+
+def require_finite_logits(logits: Any, what: str = "the model") -> Any:
+    """Return `logits` (array or tensor, one row per clip) if every value is finite, else raise.
+
+    Raises:
+        DomainError: some row holds a NaN or an infinity (an argmax would silently call it class 0).
+    """
+    values = np.asarray(logits, dtype=np.float64)
+    if values.size == 0:
+        return logits
+    finite = np.isfinite(values).reshape(len(values), -1).all(axis=1)
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        raise DomainError(f"{what} gives NaN or infinite outputs for {len(bad)} of {len(finite)} clip(s) "
+                          f"(first: clip {int(bad[0])}); its weights or input features are out of range")
+    return logits
 
 
 def macro_accuracy(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int = len(SCENES)) -> float:

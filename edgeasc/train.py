@@ -31,11 +31,11 @@ import torch.nn.functional as F
 from edgeasc import __version__
 from edgeasc.artifacts import exclusive_run, save_torch_atomic, write_json_atomic, write_text_atomic
 from edgeasc.augment import dir_augment, freq_mixstyle, mask_along, roll_waveform
-from edgeasc.checkpoint import save_checkpoint
+from edgeasc.checkpoint import nonfinite_tensors, save_checkpoint
 from edgeasc.config import TrainConfig, from_dict, to_dict
 from edgeasc.dataset import TAUDataset, load_waveforms
 from edgeasc.distill import TeacherLogits, kd_loss
-from edgeasc.errors import CheckpointError, ConfigError, DataError
+from edgeasc.errors import CheckpointError, ConfigError, DataError, DomainError
 from edgeasc.evaluate import predict_logits
 from edgeasc.features import LogMel
 from edgeasc.metrics import classification_report
@@ -347,6 +347,9 @@ def _train(cfg: TrainConfig, data_dir: str | os.PathLike, out_dir: str | os.Path
                     else:
                         ce = F.cross_entropy(logits, y)
                         parts = {"loss": ce, "label_loss": ce, "kd_loss": torch.zeros(())}
+                loss_value = float(parts["loss"].detach())
+                if not math.isfinite(loss_value):
+                    raise DomainError(_diverged(f"loss {loss_value}", epoch, i, steps_per_epoch, lr, state_path))
                 optimizer.zero_grad(set_to_none=True)
                 if scaler is not None:
                     scaler.scale(parts["loss"]).backward()
@@ -374,9 +377,17 @@ def _train(cfg: TrainConfig, data_dir: str | os.PathLike, out_dir: str | os.Path
                 "train_clips_per_s": seen / max(train_seconds, 1e-9),
             }
             last = epoch + 1 == cfg.optim.epochs
+            bad = nonfinite_tensors(model.state_dict())
+            if bad:  # finite losses but a step that left NaN weights (the last good state stays in last.pt)
+                raise DomainError(_diverged(f"weights ({bad[0]})", epoch, steps_per_epoch - 1, steps_per_epoch, lr,
+                                            state_path))
             if rank == 0:
                 if last or (cfg.eval_every and (epoch + 1) % cfg.eval_every == 0):
-                    rep = _validate(model, val_waves, val_clips, fe, batch, device)
+                    try:
+                        rep = _validate(model, val_waves, val_clips, fe, batch, device)
+                    except DomainError as exc:  # finite weights, but so large that the outputs overflow
+                        raise DomainError(_diverged(f"validation outputs ({exc})", epoch, steps_per_epoch - 1,
+                                                    steps_per_epoch, lr, state_path)) from None
                     final_rep = rep if last else None  # the final model's report: not computed twice
                     record.update(val_macro_accuracy=rep["macro_accuracy"],
                                   val_per_device={d: v["macro_accuracy"] for d, v in rep["per_device"].items()})
@@ -553,6 +564,14 @@ def debias_batchnorm(model: torch.nn.Module) -> dict[str, Any] | None:
 def _validate(model, waves, clips, fe, batch, device) -> dict[str, Any]:
     logits = predict_logits(model, waves, fe, batch_size=batch, device=device)
     return classification_report([c.label for c in clips], logits.argmax(1), [c.device for c in clips])
+
+
+def _diverged(what: str, epoch: int, i: int, steps_per_epoch: int, lr: float, state_path: Path) -> str:
+    """The one-line message when training produces a non-finite loss or weights (nothing more is written)."""
+    kept = (f"{state_path} keeps the last good state (after epoch {epoch})" if state_path.is_file()
+            else "no training state was saved")
+    return (f"training diverged: non-finite {what} at epoch {epoch + 1}, step {epoch * steps_per_epoch + i} "
+            f"(lr {lr:.3g}); {kept}; lower optim.lr or check the data for clips out of range")
 
 
 def _save_state(path: Path, model, optimizer, epoch: int, history: list, cfg_dict: dict, scaler=None) -> None:

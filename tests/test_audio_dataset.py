@@ -5,6 +5,7 @@ import os
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from edgeasc.audio import fit_length, load_clip, read_audio, split_windows
 from edgeasc.dataset import TAUDataset, load_waveforms
@@ -84,6 +85,20 @@ def test_truncated_wav_is_an_error_not_a_shorter_clip(tmp_path, subtype):
     (tmp_path / "odd_cut.wav").write_bytes(odd[:-100])
     with pytest.raises(DataError, match="declares 100 more bytes"):
         read_audio(tmp_path / "odd_cut.wav", 32000)
+
+
+def test_float_audio_far_over_full_scale_is_refused_not_a_nan_log_mel(tmp_path):
+    from edgeasc.config import FrontendConfig
+    from edgeasc.features import LogMel
+
+    loud = np.full(32000, 1e30, dtype=np.float32)
+    sf.write(tmp_path / "loud.wav", loud, 32000, subtype="FLOAT")
+    with pytest.raises(DataError, match=r"loud.wav peaks at 1e\+30, over 1e\+06 times full scale"):
+        read_audio(tmp_path / "loud.wav", 32000)
+    assert not np.isfinite(LogMel(FrontendConfig())(torch.from_numpy(loud[None])).numpy()).all()  # what it would have given
+    # a float file written at integer scale is still read (its log-mel is finite)
+    sf.write(tmp_path / "int_scale.wav", np.full(32000, 30000.0, dtype=np.float32), 32000, subtype="FLOAT")
+    assert read_audio(tmp_path / "int_scale.wav", 32000).max() == pytest.approx(30000.0)
 
 
 def test_missing_and_empty_files(tmp_path):

@@ -70,6 +70,34 @@ def test_bad_input_exit_codes(runner, tiny_data, tmp_path):
     res = runner.invoke(cli, ["evaluate", str(bad), "--data", str(tiny_data)])
     assert res.exit_code == 2 and "cannot read checkpoint" in res.output
     assert "Traceback" not in res.output
+    for override, line in (("optim.lr=inf", "optim.lr must be a finite number, got inf"),
+                           ("seed=abc", "seed must be an integer, got 'abc'")):
+        res = runner.invoke(cli, ["train", "--data", str(tiny_data), "--out", str(tmp_path / "r"), "--set", override])
+        assert res.exit_code == 2 and line in res.output and "Traceback" not in res.output, res.output
+
+
+def test_nan_weights_and_a_diverging_run_are_one_line_errors(runner, tiny_data, tmp_path, cache_dir):
+    import torch
+
+    from edgeasc.checkpoint import save_checkpoint
+    from edgeasc.models import create_model
+
+    save_checkpoint(tmp_path / "ok.pt", create_model("test_cpmobile"), stage="train")
+    ckpt = torch.load(tmp_path / "ok.pt", weights_only=True)
+    ckpt["state_dict"] = {k: v * float("nan") if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
+    torch.save(ckpt, tmp_path / "nan.pt")
+    for args in (["evaluate", str(tmp_path / "nan.pt"), "--data", str(tiny_data)],
+                 ["export", str(tmp_path / "nan.pt"), "--data", str(tiny_data), "--out", str(tmp_path / "ex")],
+                 ["audit", str(tmp_path / "nan.pt")]):
+        res = runner.invoke(cli, args)
+        assert res.exit_code == 2 and "is not a usable model" in res.output, (args[0], res.output)
+        assert len(res.output.strip().splitlines()) == 1 and "Traceback" not in res.output
+    res = runner.invoke(cli, ["train", "--data", str(tiny_data), "--out", str(tmp_path / "run"), "--no-progress",
+                              "--set", "model.name=test_cpmobile", "--set", "optim.lr=1e30", "--set", "eval_every=0",
+                              "--set", "optim.warmup_steps=0", "--set", "optim.batch_size=512",
+                              "--set", f"data.cache_dir={str(cache_dir)!r}"])
+    assert res.exit_code == 1 and "error: training diverged: non-finite loss nan" in res.output, res.output
+    assert not (tmp_path / "run" / "model.pt").exists() and "Traceback" not in res.output
 
 
 def test_models_table(runner):

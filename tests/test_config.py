@@ -1,5 +1,7 @@
 """Config: recipes, overrides, validation and close-match suggestions."""
 
+import re
+
 import pytest
 
 from edgeasc.config import TrainConfig, apply_overrides, from_dict, resolve_train_config, to_dict
@@ -40,3 +42,30 @@ def test_missing_or_broken_recipe(tmp_path):
     bad.write_text("[optim\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         resolve_train_config(bad)
+
+
+@pytest.mark.parametrize("override, match", [
+    ("optim.epochs=2.5", "optim.epochs must be an integer, got 2.5"),
+    ("seed=abc", "seed must be an integer, got 'abc'"),
+    ('seed="zero"', "seed must be an integer, got 'zero'"),
+    ("optim.lr=nan", "optim.lr must be a finite number, got nan"),
+    ("optim.lr=inf", "optim.lr must be a finite number, got inf"),
+    ("optim.lr=abc", "optim.lr must be a finite number, got 'abc'"),
+    ("optim.batch_size=true", "optim.batch_size must be an integer, got True"),
+    ("optim.channels_last=maybe", "optim.channels_last must be true or false, got 'maybe'"),
+    ("optim.warmup_steps=1.5", "optim.warmup_steps must be an integer, got 1.5"),
+    ("frontend.f_max_hz=abc", "frontend.f_max_hz must be a finite number or none, got 'abc'"),
+    ("augment.dir_devices=[1]", "augment.dir_devices must be a list of strings"),
+    ("quant.weight_fake_quant=1", "quant.weight_fake_quant must be true or false, got 1"),
+    ("model.kwargs=3", "model.kwargs must be a table"),
+])
+def test_config_values_are_type_checked_with_one_line_naming_the_key(override, match):
+    with pytest.raises(ConfigError, match=re.escape(match)) as info:
+        resolve_train_config(None, (override,))
+    assert "\n" not in str(info.value) and str(info.value).count(match.split(" ")[0]) == 1
+
+
+def test_an_integer_for_a_float_is_stored_as_the_float():
+    cfg = resolve_train_config(None, ("optim.lr=1", "frontend.f_max_hz=8000", "optim.precision=32"))
+    assert cfg.optim.lr == 1.0 and isinstance(cfg.optim.lr, float)
+    assert isinstance(cfg.frontend.f_max_hz, float) and cfg.optim.precision == "32"

@@ -20,7 +20,7 @@ from edgeasc.checkpoint import read_checkpoint
 from edgeasc.cli import cli
 from edgeasc.complexity import count_dcase
 from edgeasc.config import FrontendConfig
-from edgeasc.errors import ConfigError, DataError
+from edgeasc.errors import ConfigError, DataError, DomainError
 from edgeasc.evaluate import predict_logits
 from edgeasc.labels import SCENES
 from edgeasc.submission import (describe_submission, over_budget_devices, package_name, rewrite_imports,
@@ -340,3 +340,16 @@ def test_submission_installs_with_pip(models, audio_files, tmp_path):
     got = _run_package(target, files, ["a"], tmp_path)
     want, _ = dcase.predict(files, ["a"], models["bundle"], use_cuda=False)
     np.testing.assert_allclose(np.array(got["logits"][0]), want[0].numpy(), atol=1e-6, rtol=0)
+
+
+def test_predict_wants_lists_and_refuses_nan_outputs(models, audio_files):
+    path = str(audio_files["mono32k_pcm16_1s"])
+    with pytest.raises(ConfigError, match="file_paths must be a list .* got the single str"):
+        dcase.predict(path, ["a"], models["checkpoint"], use_cuda=False)
+    with pytest.raises(ConfigError, match="device_ids must be a list"):
+        dcase.predict([path], "a", models["checkpoint"], use_cuda=False)
+    model = dcase.load_model(models["checkpoint"], "cpu")
+    inputs = dcase.load_inputs([path], ["a"], model)
+    inputs[0][..., 0] = float("inf")  # features out of range: the outputs overflow, never an argmax of NaN
+    with pytest.raises(DomainError, match="NaN or infinite outputs for 1 of 1 clip"):
+        dcase.predict_inputs(model, inputs, ["a"])

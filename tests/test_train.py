@@ -17,7 +17,7 @@ from edgeasc.checkpoint import load_model, read_checkpoint
 from edgeasc.config import resolve_train_config
 from edgeasc.dataset import TAUDataset
 from edgeasc.distill import TeacherLogits
-from edgeasc.errors import ConfigError, DataError
+from edgeasc.errors import CheckpointError, ConfigError, DataError, DomainError
 from edgeasc.labels import SCENES
 from edgeasc.train import batches_per_epoch, get_lr, train, warmup_warning
 
@@ -278,3 +278,39 @@ def test_fp16_evaluation_runs_a_half_copy_and_agrees_with_fp32(tiny_data, tmp_pa
 
     with pytest.raises(ConfigError, match="log-mel models"):  # PaSST's own STFT has no half-precision CPU kernel
         predict_logits(create_model("passt_tiny"), np.zeros((1, 32000), np.float32), FrontendConfig(), precision="fp16")
+
+
+def test_a_diverging_run_stops_at_once_and_keeps_the_last_good_state(tiny_data, tmp_path, cache_dir):
+    """lr 1e30 without warm-up: the first step leaves huge weights, the second a NaN loss. Training raises
+    (exit 1 in the CLI) and writes no model.pt; last.pt still holds epoch 1, whose weights are finite."""
+    cfg = resolve_train_config(None, ("model.name=test_cpmobile", "optim.epochs=4", "optim.batch_size=512",
+                                      "optim.warmup_steps=0", "optim.lr=1e30", "eval_every=0",
+                                      f"data.cache_dir={str(cache_dir)!r}"))
+    out = tmp_path / "run"
+    with pytest.raises(DomainError, match=r"training diverged: non-finite loss nan at epoch 2, step 1 .*"
+                                          r"last.pt keeps the last good state \(after epoch 1\)"):
+        train(cfg, tiny_data, out, progress=False)
+    assert not (out / "model.pt").exists() and DomainError.exit_code == 1
+    state = torch.load(out / "last.pt", weights_only=True)
+    assert state["epoch"] == 1 and all(torch.isfinite(v).all() for v in state["state_dict"].values()
+                                       if v.is_floating_point())
+    assert [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1]
+
+
+def test_no_checkpoint_with_nan_weights_is_written_or_read(tmp_path):
+    from edgeasc.checkpoint import save_checkpoint
+    from edgeasc.models import create_model
+
+    model = create_model("test_cpmobile")
+    save_checkpoint(tmp_path / "ok.pt", model, stage="train")
+    with torch.no_grad():
+        next(model.parameters())[0].fill_(float("nan"))
+    with pytest.raises(DomainError, match=r"refusing to write .*nan.pt: the model's 1 of \d+ tensors hold NaN"):
+        save_checkpoint(tmp_path / "nan.pt", model, stage="train")
+    assert not (tmp_path / "nan.pt").exists()
+    ckpt = read_checkpoint(tmp_path / "ok.pt")  # a NaN checkpoint written by something else
+    first = next(iter(ckpt["state_dict"]))
+    ckpt["state_dict"][first] = torch.full_like(ckpt["state_dict"][first], float("inf"))
+    torch.save(ckpt, tmp_path / "inf.pt")
+    with pytest.raises(CheckpointError, match=f"inf.pt is not a usable model: its 1 of .* \\(first: {first}\\)"):
+        load_model(tmp_path / "inf.pt")
