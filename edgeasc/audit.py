@@ -29,12 +29,16 @@ import dataclasses
 import logging
 import math
 import os
+import struct
+import sys
 import tempfile
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from edgeasc.errors import ConfigError, EdgeAscError
 
@@ -346,6 +350,65 @@ def read_tflite_model(buf: bytes, path: str | os.PathLike = "model") -> Any:
     return schema.Model.GetRootAs(buf, 0)
 
 
+MAX_RANK = 8
+"""Largest tensor rank a valid model may declare (TFLite kernels take up to 6)."""
+MAX_TENSOR_BYTES = 2**31 - 1
+"""Largest tensor a valid model may declare: TFLite sizes tensors with 32-bit integers."""
+VERIFY_TIMEOUT_S = 120.0
+
+_VERIFY_CHILD = """
+import sys
+try:
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+except ImportError:
+    sys.exit(4)
+try:
+    i = Interpreter(model_content=open(sys.argv[1], "rb").read(),
+                    experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+    i.allocate_tensors()
+except Exception as exc:
+    why = " ".join(str(exc).split())[:300] or type(exc).__name__
+    print(why)
+    sys.exit(5 if "unresolved custom op" in why else 3)
+"""
+
+
+def verify_tflite(path: str | os.PathLike) -> str | None:
+    """LiteRT's own checks of a .tflite, in a child process: the flatbuffer verifier (every offset and size
+    inside the file), the interpreter build (operator codes, tensor indices, constant buffers that match their
+    shapes) and AllocateTensors (each kernel's Prepare checks its shapes and quantisation).
+
+    Returns:
+        None when the file verifies; a warning when ai-edge-litert is not installed (nothing was verified) or
+        when the file verifies but uses a custom operator LiteRT has no kernel for (shapes not prepared).
+
+    Raises:
+        AuditError: "not a valid TFLite model: WHAT" (LiteRT refused it, crashed on it or timed out).
+    """
+    import subprocess
+
+    from edgeasc.children import run_child
+
+    try:
+        res = run_child([sys.executable, "-c", _VERIFY_CHILD, str(path)], timeout=VERIFY_TIMEOUT_S,
+                        capture_output=True, text=True)
+    except subprocess.TimeoutExpired:
+        raise AuditError(f"{path}: not a valid TFLite model: LiteRT did not load it within "
+                         f"{VERIFY_TIMEOUT_S:g} s") from None
+    if res.returncode == 0:
+        return None
+    if res.returncode == 4:
+        return "not verified by LiteRT (ai-edge-litert is not installed): the counts assume a valid file"
+    if res.returncode == 5:  # the flatbuffer verified; the interpreter has no kernel for a custom operator
+        return f"LiteRT verified the file but cannot prepare it: {_one_line(res.stdout.strip())}"
+    if res.returncode < 0:
+        raise AuditError(f"{path}: not a valid TFLite model: LiteRT crashed loading it (signal {-res.returncode})")
+    lines = [ln for ln in (res.stdout + "\n" + res.stderr).splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.startswith("ERROR:")]
+    why = (errors[0].removeprefix("ERROR:").strip() if errors else (lines[-1] if lines else f"exit {res.returncode}"))
+    raise AuditError(f"{path}: not a valid TFLite model: LiteRT refuses it ({_one_line(why)})")
+
+
 @dataclass
 class _Tensor:
     name: str
@@ -366,37 +429,111 @@ class _Op:
     options: dict[str, int]
 
 
+_ZERO_POINT_RANGE = {"INT8": (-128, 127), "UINT8": (0, 255), "INT16": (0, 0), "INT32": (0, 0), "INT4": (-8, 7)}
+"""Zero points TFLite's quantisation spec allows per type (int16 activations and int32 biases: symmetric)."""
+
+
+def _check_quantization(q: Any, dtype: str, shape: tuple[int, ...], constant: bool) -> str | None:
+    """What is wrong with a tensor's quantisation parameters (None: nothing, or not quantised)."""
+    if q is None or not q.ScaleLength():
+        return None
+    scales = q.ScaleAsNumpy()
+    if not (np.isfinite(scales).all() and (scales > 0).all()):
+        return "quantisation scales must be positive and finite"
+    n_zp = q.ZeroPointLength()
+    if n_zp not in (0, len(scales)):
+        return f"{n_zp} zero points for {len(scales)} scales"
+    if len(scales) > 1:
+        axis = q.QuantizedDimension()
+        if not 0 <= axis < len(shape) or shape[axis] != len(scales):
+            return f"{len(scales)} per-channel scales do not fit dimension {axis} of shape {list(shape)}"
+    if n_zp and dtype in _ZERO_POINT_RANGE:
+        lo, hi = _ZERO_POINT_RANGE[dtype]
+        if constant and len(scales) > 1:
+            lo = hi = 0  # per-channel weights are symmetric
+        zp = q.ZeroPointAsNumpy()
+        if zp.min() < lo or zp.max() > hi:
+            return f"zero point {int(zp.min() if zp.min() < lo else zp.max())} outside [{lo}, {hi}]"
+    return None
+
+
+def parse_tflite(buf: bytes, path: str | os.PathLike) -> tuple[list[_Tensor], list[_Op], list[int], list[int], int, str]:
+    """Tensors, ops, graph inputs and outputs of subgraph 0, the subgraph count and the description, after
+    checking what the counts rely on: schema version 3, known tensor types, shapes of rank <= `MAX_RANK` with
+    no dimension below -1 and at most `MAX_TENSOR_BYTES`, buffer and operator-code indices in range, constant
+    buffers of exactly their shape's size inside the file, tensor indices of ops and of the graph in range.
+
+    Raises:
+        AuditError: "not a valid TFLite model: WHAT", or not readable at all.
+    """
+    try:
+        return _parse_tflite(buf, Path(path))
+    except AuditError:
+        raise
+    except (struct.error, IndexError, TypeError, ValueError, OverflowError, AttributeError) as exc:
+        # a damaged flatbuffer fails in many ways: offsets outside the file, numbers out of their type's range
+        raise AuditError(f"{path}: not a readable TFLite model ({type(exc).__name__}: {_one_line(str(exc))})") from None
+
+
 def _parse_tflite(buf: bytes, path: Path) -> tuple[list[_Tensor], list[_Op], list[int], list[int], int, str]:
-    """Tensors, ops, graph inputs and outputs of subgraph 0, the subgraph count and the description."""
     schema = _tflite_schema()
     model = read_tflite_model(buf, path)
     type_names = _enum_names(schema.TensorType)
     op_names = _builtin_names()
     if model.SubgraphsLength() < 1:
         raise AuditError(f"{path}: TFLite model has no subgraph")
+    if model.Version() != 3:
+        raise AuditError(f"{path}: not a valid TFLite model: schema version {model.Version()}, expected 3")
     sg = model.Subgraphs(0)
     n_buffers = model.BuffersLength()
     tensors = []
+
+    def invalid(what: str) -> AuditError:
+        return AuditError(f"{path}: not a valid TFLite model: {what}")
+
     for i in range(sg.TensorsLength()):
         t = sg.Tensors(i)
         shape = tuple(int(d) for d in t.ShapeAsNumpy()) if t.ShapeLength() else ()
-        dtype = type_names.get(t.Type(), f"TYPE_{t.Type()}")
+        if t.Type() not in type_names:
+            raise invalid(f"tensor {i} has unknown type {t.Type()}")
+        dtype = type_names[t.Type()]
+        if len(shape) > MAX_RANK or any(d < -1 for d in shape):
+            raise invalid(f"tensor {i} has shape {list(shape)}")
+        elements = _prod([max(d, 1) for d in shape])
+        if _ceil_bytes(elements, _TFLITE_WIDTHS.get(dtype, 0)) > MAX_TENSOR_BYTES:
+            raise invalid(f"tensor {i} of shape {list(shape)} would need over {MAX_TENSOR_BYTES:,} bytes")
         b = t.Buffer()
+        if not 0 <= b < n_buffers:
+            raise invalid(f"tensor {i} refers to buffer {b}, but the model has {n_buffers}")
         const_bytes = 0
-        if 0 < b < n_buffers:
+        if b > 0:
             buffer = model.Buffers(b)
             const_bytes = buffer.DataLength()
             size = getattr(buffer, "Size", None)
             if const_bytes == 0 and size is not None and buffer.Offset() > 1:
                 const_bytes = int(size())  # models over 2 GB keep data outside the flatbuffer
+                if buffer.Offset() + const_bytes > len(buf):
+                    raise invalid(f"buffer {b} lies outside the file")
+            elif const_bytes > len(buf):
+                raise invalid(f"buffer {b} declares {const_bytes:,} bytes in a {len(buf):,}-byte file")
+            width = _TFLITE_WIDTHS.get(dtype, 0)
+            if const_bytes and width and dtype != "STRING" and const_bytes != _ceil_bytes(elements, width):
+                raise invalid(f"constant tensor {i} of shape {list(shape)} ({dtype.lower()}) holds {const_bytes:,} "
+                              f"bytes, expected {_ceil_bytes(elements, width):,}")
         name = (t.Name() or b"").decode("utf-8", "replace")
         q = t.Quantization()
+        bad_quant = _check_quantization(q, dtype, shape, const_bytes > 0)
+        if bad_quant:
+            raise invalid(f"tensor {i} ({dtype.lower()}): {bad_quant}")
         quant_bytes = 0 if q is None else 4 * (q.ScaleLength() + q.MinLength() + q.MaxLength()) + 8 * q.ZeroPointLength()
         tensors.append(_Tensor(name, shape, dtype, _TFLITE_WIDTHS.get(dtype, 0), const_bytes, b, bool(t.IsVariable()),
                                quant_bytes))
     ops = []
+    n_codes = model.OperatorCodesLength()
     for k in range(sg.OperatorsLength()):
         op = sg.Operators(k)
+        if not 0 <= op.OpcodeIndex() < n_codes:
+            raise invalid(f"op {k} has operator code {op.OpcodeIndex()}, but the model has {n_codes}")
         oc = model.OperatorCodes(op.OpcodeIndex())
         code = max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())
         name = op_names.get(code, f"BUILTIN_{code}")
@@ -414,12 +551,15 @@ def _parse_tflite(buf: bytes, path: Path) -> tuple[list[_Tensor], list[_Op], lis
             options = {"adj_x": int(bmm.AdjX())}
         ins = [int(i) for i in op.InputsAsNumpy()] if op.InputsLength() else []
         outs = [int(i) for i in op.OutputsAsNumpy()] if op.OutputsLength() else []
-        for i in ins + outs:
-            if i >= len(tensors):
-                raise AuditError(f"{path}: op {k} ({name}) refers to tensor {i}, but the graph has {len(tensors)}")
+        for i in ins + outs:  # -1: an optional input left out
+            if not -1 <= i < len(tensors) or (i == -1 and i in outs):
+                raise invalid(f"op {k} ({name}) refers to tensor {i}, but the graph has {len(tensors)}")
         ops.append(_Op(name, ins, outs, options))
     g_in = [int(i) for i in sg.InputsAsNumpy()] if sg.InputsLength() else []
     g_out = [int(i) for i in sg.OutputsAsNumpy()] if sg.OutputsLength() else []
+    for i in g_in + g_out:
+        if not 0 <= i < len(tensors):
+            raise invalid(f"the graph's inputs or outputs refer to tensor {i}, but it has {len(tensors)}")
     desc = (model.Description() or b"").decode("utf-8", "replace")
     return tensors, ops, g_in, g_out, model.SubgraphsLength(), desc
 
@@ -489,13 +629,11 @@ def audit_tflite(path: str | os.PathLike) -> AuditReport:
     """
     path = Path(path)
     buf = _read_file(path)
-    try:
-        tensors, ops, g_in, g_out, n_subgraphs, _ = _parse_tflite(buf, path)
-    except AuditError:
-        raise
-    except Exception as exc:  # a damaged flatbuffer fails in many ways (struct.error, IndexError, ...)
-        raise AuditError(f"{path}: not a readable TFLite model ({type(exc).__name__}: {_one_line(str(exc))})") from None
+    tensors, ops, g_in, g_out, n_subgraphs, _ = parse_tflite(buf, path)
     warnings = []
+    unverified = verify_tflite(path)
+    if unverified:
+        warnings.append(unverified)
     if n_subgraphs > 1:
         warnings.append(f"{n_subgraphs} subgraphs: only the main subgraph (0) is audited")
 

@@ -247,6 +247,13 @@ def read_graph(path: str | os.PathLike) -> Graph:
     buf = path.read_bytes()
     if len(buf) < 8 or buf[4:8] != b"TFL3":
         raise FirmwareError(f"{path}: not a TFLite flatbuffer (expected the file identifier TFL3)")
+    from edgeasc.audit import AuditError, parse_tflite, verify_tflite
+
+    try:  # the auditor's checks and LiteRT's own: nothing below reads a damaged file
+        parse_tflite(buf, path)
+        verify_tflite(path)
+    except AuditError as exc:
+        raise FirmwareError(str(exc)) from None
     schema = _schema()
     model = schema.ModelT.InitFromPackedBuf(bytearray(buf), 0)
     if len(model.subgraphs or []) != 1:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import struct
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -299,7 +300,9 @@ class TFLiteModel:
                 out = list(pool.map(lambda xi: self.invoke(xi).reshape(-1), x))
         if not out:
             return np.zeros((0, int(np.prod(self.output.shape[1:]))), dtype=np.float32)
-        return np.stack(out)
+        from edgeasc.metrics import require_finite_logits
+
+        return require_finite_logits(np.stack(out), f"{self.path}")
 
     def metadata(self) -> dict[str, Any] | None:
         """The edgeasc metadata of this model (embedded, else the sidecar JSON), or None."""
@@ -312,15 +315,21 @@ def embedded_metadata(path: str | os.PathLike) -> dict[str, Any] | None:
 
     buf = Path(path).read_bytes()
     model = read_tflite_model(buf, path)
-    for i in range(model.MetadataLength()):
-        entry = model.Metadata(i)
-        if (entry.Name() or b"").decode("utf-8", "replace") == METADATA_NAME:
-            data = model.Buffers(entry.Buffer()).DataAsNumpy()
-            try:
-                return json.loads(bytes(data).decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise ModelFileError(f"{path}: embedded {METADATA_NAME!r} metadata is not JSON: {exc}") from None
-    return None
+    try:
+        for i in range(model.MetadataLength()):
+            entry = model.Metadata(i)
+            if (entry.Name() or b"").decode("utf-8", "replace") == METADATA_NAME:
+                data = bytes(model.Buffers(entry.Buffer()).DataAsNumpy())
+                break
+        else:
+            return None
+    except (struct.error, IndexError, TypeError, ValueError, OverflowError, AttributeError) as exc:
+        # a damaged flatbuffer fails in many ways: offsets outside the file, numbers out of their type's range
+        raise ModelFileError(f"{path}: unreadable metadata list ({type(exc).__name__}: {exc})") from None
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFileError(f"{path}: embedded {METADATA_NAME!r} metadata is not JSON: {exc}") from None
 
 
 def sidecar_path(path: str | os.PathLike) -> Path:

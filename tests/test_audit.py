@@ -4,6 +4,8 @@ and exit codes, and malformed files (exit 2, one line, no traceback)."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -33,7 +35,8 @@ from edgeasc.models import create_model
 # --------------------------------------------------------------------------------------------------
 def build_tflite(tensors, ops, inputs, outputs) -> bytes:
     """A .tflite from tensor specs `(name, shape, type name, data | None)` and ops `(builtin name | "CUSTOM:x",
-    inputs, outputs)`, written with the TFLite schema's object API."""
+    inputs, outputs)`, written with the TFLite schema's object API. int8 and int32 tensors (except one named
+    `shape`) are quantised, so that LiteRT loads the model as the auditor requires."""
     import flatbuffers
     from ai_edge_litert import schema_py_generated as s
 
@@ -44,6 +47,9 @@ def build_tflite(tensors, ops, inputs, outputs) -> bytes:
     for name, shape, ttype, data in tensors:
         t = s.TensorT()
         t.name, t.shape, t.type, t.buffer = name, list(shape), getattr(s.TensorType, ttype), 0
+        if ttype in ("INT8", "INT32") and not (ttype == "INT32" and name == "shape"):
+            t.quantization = s.QuantizationParametersT()  # int8 at scale 0.05; int32 biases at 0.05 * 0.05
+            t.quantization.scale, t.quantization.zeroPoint = [0.05 if ttype == "INT8" else 0.0025], [0]
         if data is not None:
             b = s.BufferT()
             b.data = np.frombuffer(np.ascontiguousarray(data).tobytes(), np.uint8)
@@ -377,3 +383,64 @@ def test_converted_models_run(converted):
         m = TFLiteModel(converted[name])
         y = m.predict(np.random.default_rng(1).standard_normal((2, *shape[1:])).astype(np.float32))
         assert y.shape == (2, 3 if name == "golden" else 12) and np.all(np.isfinite(y))
+
+
+def _mutants(good: bytes, n: int, seed: int):
+    """Seeded mutants of a model: 1, 4 or 50 random bytes replaced (most stay readable flatbuffers at 1)."""
+    rng = np.random.default_rng(seed)
+    for k in range(n):
+        b = bytearray(good)
+        for p in rng.integers(0, len(b), (1, 4, 50)[k % 3]):
+            b[p] = rng.integers(0, 256)
+        yield k, bytes(b)
+
+
+def _tflm_runs(path) -> bool:
+    """An independent check that a file is a usable model: TensorFlow Lite Micro (the runtime the file ships
+    to) builds its interpreter and runs one inference, in a child process."""
+    code = ("import sys, numpy as np; from tflite_micro.python.tflite_micro import runtime as t; "
+            "i = t.Interpreter.from_file(sys.argv[1], arena_size=4_000_000); "
+            "d = i.get_input_details(0); i.set_input(np.zeros(d['shape'], d['dtype']), 0); i.invoke()")
+    return subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True).returncode == 0
+
+
+@pytest.mark.slow
+def test_fuzzed_int8_models_never_pass_the_audit_invalid_nor_give_a_traceback(converted, tmp_path):
+    """200 seeded mutants of a real int8 model (the DS-CNN converted above): `edgeasc audit --json` gives
+    exit 0 or 1 only for a file TensorFlow Lite Micro still runs, with non-negative counts no larger than the file allows,
+    and otherwise exit 2 with one line; never a traceback."""
+    good = converted["dscnn"].read_bytes()
+    runner, verdicts = CliRunner(), {0: 0, 1: 0, 2: 0}
+    for k, data in _mutants(good, 200, seed=0):
+        path = tmp_path / f"m{k}.tflite"
+        path.write_bytes(data)
+        res = runner.invoke(cli, ["audit", str(path), "--json"])
+        assert res.exit_code in (0, 1, 2) and "Traceback" not in res.output, (k, res.output[-500:])
+        assert not isinstance(res.exception, Exception) or isinstance(res.exception, SystemExit), (k, res.exception)
+        verdicts[res.exit_code] += 1
+        if res.exit_code == 2:
+            assert len(res.output.strip().splitlines()) == 1 and "error:" in res.output, (k, res.output)
+            continue
+        report = json.loads(res.output)
+        assert 0 <= report["param_bytes"] <= len(data) and report["param_count"] >= 0, k
+        assert report["macs"] >= 0 and report["macs_dcase"] >= 0 and report["peak_activation_bytes"] >= 0, k
+        assert _tflm_runs(path), f"mutant {k} was audited (exit {res.exit_code}) but TFLite Micro cannot run it"
+    assert verdicts[2] >= 50 and verdicts[0] + verdicts[1] >= 20, verdicts  # the mutants exercise both sides
+
+
+@pytest.mark.slow
+def test_fuzzed_int8_models_give_firmware_and_bench_one_line_errors(converted, tmp_path):
+    from edgeasc.bench import bench_model
+    from edgeasc.errors import EdgeAscError
+    from edgeasc.firmware import generate_firmware
+
+    good = converted["dscnn"].read_bytes()
+    for k, data in _mutants(good, 60, seed=1):
+        path = tmp_path / f"m{k}.tflite"
+        path.write_bytes(data)
+        for run in (lambda: generate_firmware(path, tmp_path / f"fw{k}"),
+                    lambda: bench_model(path, runs=1, warmup=0, n_inputs=1)):
+            try:
+                run()
+            except EdgeAscError as exc:
+                assert exc.exit_code == 2 and "\n" not in str(exc), (k, str(exc))

@@ -104,6 +104,10 @@ def _single_op_model(op_name: str) -> bytes:
     model.operatorCodes = [code]
     op = schema.OperatorT()
     op.opcodeIndex, op.inputs, op.outputs = 0, [0], [1]
+    if op_name == "RESHAPE":  # the new shape, so that LiteRT (and the auditor's check) prepares the model
+        op.builtinOptionsType = schema.BuiltinOptions.ReshapeOptions
+        op.builtinOptions = schema.ReshapeOptionsT()
+        op.builtinOptions.newShape = [1, 4]
     sg = schema.SubGraphT()
     sg.tensors, sg.inputs, sg.outputs, sg.operators = [tensor("x"), tensor("y")], [0], [1], [op]
     model.subgraphs = [sg]
