@@ -497,10 +497,12 @@ def _parse_tflite(buf: bytes, path: Path) -> tuple[list[_Tensor], list[_Op], lis
         if t.Type() not in type_names:
             raise invalid(f"tensor {i} has unknown type {t.Type()}")
         dtype = type_names[t.Type()]
+        width = _TFLITE_WIDTHS.get(dtype, 0)
         if len(shape) > MAX_RANK or any(d < -1 for d in shape):
             raise invalid(f"tensor {i} has shape {list(shape)}")
         elements = _prod([max(d, 1) for d in shape])
-        if _ceil_bytes(elements, _TFLITE_WIDTHS.get(dtype, 0)) > MAX_TENSOR_BYTES:
+        need = _ceil_bytes(elements, width)
+        if need > MAX_TENSOR_BYTES:
             raise invalid(f"tensor {i} of shape {list(shape)} would need over {MAX_TENSOR_BYTES:,} bytes")
         b = t.Buffer()
         if not 0 <= b < n_buffers:
@@ -516,18 +518,16 @@ def _parse_tflite(buf: bytes, path: Path) -> tuple[list[_Tensor], list[_Op], lis
                     raise invalid(f"buffer {b} lies outside the file")
             elif const_bytes > len(buf):
                 raise invalid(f"buffer {b} declares {const_bytes:,} bytes in a {len(buf):,}-byte file")
-            width = _TFLITE_WIDTHS.get(dtype, 0)
-            if const_bytes and width and dtype != "STRING" and const_bytes != _ceil_bytes(elements, width):
+            if const_bytes and width and dtype != "STRING" and const_bytes != need:
                 raise invalid(f"constant tensor {i} of shape {list(shape)} ({dtype.lower()}) holds {const_bytes:,} "
-                              f"bytes, expected {_ceil_bytes(elements, width):,}")
+                              f"bytes, expected {need:,}")
         name = (t.Name() or b"").decode("utf-8", "replace")
         q = t.Quantization()
         bad_quant = _check_quantization(q, dtype, shape, const_bytes > 0)
         if bad_quant:
             raise invalid(f"tensor {i} ({dtype.lower()}): {bad_quant}")
         quant_bytes = 0 if q is None else 4 * (q.ScaleLength() + q.MinLength() + q.MaxLength()) + 8 * q.ZeroPointLength()
-        tensors.append(_Tensor(name, shape, dtype, _TFLITE_WIDTHS.get(dtype, 0), const_bytes, b, bool(t.IsVariable()),
-                               quant_bytes))
+        tensors.append(_Tensor(name, shape, dtype, width, const_bytes, b, bool(t.IsVariable()), quant_bytes))
     ops = []
     n_codes = model.OperatorCodesLength()
     for k in range(sg.OperatorsLength()):

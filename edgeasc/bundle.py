@@ -26,7 +26,7 @@ from torch import nn
 
 from edgeasc import __version__
 from edgeasc.artifacts import save_torch_atomic
-from edgeasc.checkpoint import REQUIRED_KEYS, describe_nonfinite, nonfinite_tensors
+from edgeasc.checkpoint import REQUIRED_KEYS, check_finite_weights
 from edgeasc.errors import CheckpointError
 
 BUNDLE_FORMAT = "edgeasc-bundle"
@@ -90,10 +90,7 @@ class Bundle:
 def _check_member(name: str, ckpt: Any) -> None:
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in REQUIRED_KEYS):
         raise CheckpointError(f"bundle member {name!r} is not an edgeasc checkpoint")
-    state = ckpt["state_dict"]
-    bad = nonfinite_tensors(state) if isinstance(state, dict) else []
-    if bad:
-        raise CheckpointError(f"bundle member {name!r} is not a usable model: its {describe_nonfinite(bad, len(state))}")
+    check_finite_weights(ckpt, f"bundle member {name!r}")
 
 
 def save_bundle(path: str | os.PathLike, general: dict[str, Any], devices: dict[str, dict[str, Any]],

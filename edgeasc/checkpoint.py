@@ -32,9 +32,22 @@ def nonfinite_tensors(state_dict: dict[str, Any]) -> list[str]:
             if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
 
 
-def describe_nonfinite(bad: list[str], total: int) -> str:
-    """'3 of 126 tensors hold NaN or infinite values (first: in_c.0.0.weight)'."""
-    return f"{len(bad)} of {total} tensors hold NaN or infinite values (first: {bad[0]})"
+def nonfinite_summary(state_dict: Any) -> str | None:
+    """'3 of 126 tensors hold NaN or infinite values (first: in_c.0.0.weight)', or None when all are finite
+    (or `state_dict` is not a dict, which the strict load reports)."""
+    bad = nonfinite_tensors(state_dict) if isinstance(state_dict, dict) else []
+    return f"{len(bad)} of {len(state_dict)} tensors hold NaN or infinite values (first: {bad[0]})" if bad else None
+
+
+def check_finite_weights(ckpt: dict[str, Any], what: str) -> None:
+    """Refuse a checkpoint dict (`what` names it in the message) whose weights are not all finite.
+
+    Raises:
+        CheckpointError: "WHAT is not a usable model: its 3 of 126 tensors hold NaN or infinite values (...)".
+    """
+    problem = nonfinite_summary(ckpt.get("state_dict"))
+    if problem:
+        raise CheckpointError(f"{what} is not a usable model: its {problem}")
 
 
 def save_checkpoint(
@@ -50,9 +63,9 @@ def save_checkpoint(
     if model_config is None:
         raise CheckpointError(f"{type(model).__name__} has no model_config; build it with create_model()")
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    bad = nonfinite_tensors(state)
-    if bad:  # a diverged model is never written as a result
-        raise DomainError(f"refusing to write {path}: the model's {describe_nonfinite(bad, len(state))}")
+    problem = nonfinite_summary(state)
+    if problem:  # a diverged model is never written as a result
+        raise DomainError(f"refusing to write {path}: the model's {problem}")
     obj = {
         "model_config": model_config,
         "state_dict": state,
@@ -83,10 +96,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
             f"{path} is not an edgeasc checkpoint (expected keys {', '.join(REQUIRED_KEYS)}); "
             "for a CPJKU or seed Lightning checkpoint run `edgeasc import-checkpoint` first"
         )
-    state = obj["state_dict"]
-    bad = nonfinite_tensors(state) if isinstance(state, dict) else []
-    if bad:
-        raise CheckpointError(f"{path} is not a usable model: its {describe_nonfinite(bad, len(state))}")
+    check_finite_weights(obj, str(path))
     return obj
 
 
