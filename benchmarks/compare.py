@@ -65,8 +65,15 @@ different float rounding of another CPU or thread count (tiny data: 300 test cli
 
 ACCURACY_GATES = ("accuracy.student.torch", "accuracy.student.tflite_int8")
 AGREEMENT_GATE = "accuracy.student.int8_agreement"
-AGREEMENT_TOLERANCE_PP = 3.0
-"""Largest allowed drop of int8-vs-torch top-1 agreement (percentage points)."""
+AGREEMENT_TOLERANCE_PP = {"ci": 5.0, "full": 3.0}
+"""Largest allowed drop of int8-vs-torch top-1 agreement (percentage points), per profile."""
+
+CI_TORCH_FLOOR = 0.15
+"""ci profile: the student's torch macro accuracy must stay above this (chance is 0.10). Not a drop from the
+baseline: on `tiny`, 8 epochs amplify float rounding, and another CPU or thread count moves it by up to 21 pp
+(benchmarks/experiments/ci_accuracy_spread.py: 22.3-43.0% over 6 seeds, 43.0% -> 27.3% from 1 to 2 threads)."""
+CI_INT8_MINUS_TORCH_PP = -3.0
+"""ci profile: int8 minus torch macro accuracy in the same run must stay above this (measured -0.7..+2.3 pp)."""
 
 TIMING_WARN_FACTOR = 2.0
 """Warn when a same-run timing ratio is more than this factor worse than in the baseline."""
@@ -178,10 +185,22 @@ def compare(result: dict[str, Any], baseline: dict[str, Any]) -> Comparison:
         return judge
 
     tol = ACCURACY_TOLERANCE_PP[profile]
-    for key in ACCURACY_GATES:
-        out.gated.append(_gate(key, base, cur, f"drop <= {tol:g} pp", max_drop(tol)))
-    out.gated.append(_gate(AGREEMENT_GATE, base, cur, f"drop <= {AGREEMENT_TOLERANCE_PP:g} pp",
-                           max_drop(AGREEMENT_TOLERANCE_PP)))
+    if profile == "ci":  # figures that do not depend on the CPU's rounding (CI_TORCH_FLOOR)
+        torch_key, int8_key = ACCURACY_GATES
+        out.gated.append(_gate(torch_key, base, cur, f"above {CI_TORCH_FLOOR:g}",
+                               lambda b, c: "ok" if c > CI_TORCH_FLOOR else "REGRESSION"))
+        diff_key = "accuracy.student.int8_minus_torch"
+        derived = {k: f[int8_key] - f[torch_key] for k, f in (("base", base), ("cur", cur))
+                   if int8_key in f and torch_key in f}
+        out.gated.append(_gate(diff_key, {diff_key: derived["base"]} if "base" in derived else {},
+                               {diff_key: derived["cur"]} if "cur" in derived else {},
+                               f"same run, >= {CI_INT8_MINUS_TORCH_PP:g} pp",
+                               lambda b, c: "ok" if 100 * c >= CI_INT8_MINUS_TORCH_PP - 1e-9 else "REGRESSION"))
+    else:
+        for key in ACCURACY_GATES:
+            out.gated.append(_gate(key, base, cur, f"drop <= {tol:g} pp", max_drop(tol)))
+    agree_tol = AGREEMENT_TOLERANCE_PP[profile]
+    out.gated.append(_gate(AGREEMENT_GATE, base, cur, f"drop <= {agree_tol:g} pp", max_drop(agree_tol)))
 
     def max_relative_increase(tol: float) -> Any:
         def judge(b: float, c: float) -> str:

@@ -59,6 +59,7 @@ class Profile:
         reference_epochs: epochs of the CP-Mobile timing reference (at least 2).
         dcase_step_epochs: epochs of the DCASE-baseline-style loop (at least 2).
         batch_size: training batch of all three.
+        warmup_steps: linear learning-rate warm-up of the student and the reference (optimiser steps).
         calib_clips: int8 calibration clips.
         bench_runs, bench_warmup: `edgeasc bench` settings.
     """
@@ -69,6 +70,7 @@ class Profile:
     reference_epochs: int
     dcase_step_epochs: int
     batch_size: int
+    warmup_steps: int
     calib_clips: int
     bench_runs: int
     bench_warmup: int
@@ -77,10 +79,10 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     # 5.5-7.5 minutes on this project's 2-core machine (single thread, other jobs on the cores)
     "ci": Profile(scale="tiny", train_split="split100", epochs=8, reference_epochs=2, dcase_step_epochs=2,
-                  batch_size=32, calib_clips=100, bench_runs=30, bench_warmup=5),
+                  batch_size=32, warmup_steps=100, calib_clips=100, bench_runs=30, bench_warmup=5),
     # the demo recipe (recipes/demo_student.toml) on `small`; about an hour single-threaded
     "full": Profile(scale="small", train_split="split25", epochs=16, reference_epochs=2, dcase_step_epochs=2,
-                    batch_size=64, calib_clips=300, bench_runs=100, bench_warmup=10),
+                    batch_size=64, warmup_steps=100, calib_clips=300, bench_runs=100, bench_warmup=10),
 }
 
 
@@ -167,14 +169,17 @@ class Stage:
         log.info("[%s] %.1f s", self.name, self.seconds)
 
 
-def train_model(model_name: str, epochs: int, prof: Profile, data: Path, out: Path, cache: Path) -> dict[str, Any]:
-    """`edgeasc train` with the demo recipe's optimiser and augmentation; throughput from its metrics."""
+def train_model(model_name: str, epochs: int, prof: Profile, data: Path, out: Path, cache: Path,
+                extra: tuple[str, ...] = ()) -> dict[str, Any]:
+    """`edgeasc train` with the demo recipe's optimiser and augmentation (plus `extra` overrides); throughput
+    from its metrics."""
     from edgeasc.config import resolve_train_config
     from edgeasc.train import train
 
     overrides = (f"model.name={model_name!r}", f"optim.epochs={epochs}", f"optim.batch_size={prof.batch_size}",
+                 f"optim.warmup_steps={prof.warmup_steps}",
                  f"data.train_split={prof.train_split!r}", "eval_every=0", "device='cpu'",
-                 f"data.cache_dir={str(cache)!r}")
+                 f"data.cache_dir={str(cache)!r}", *extra)
     cfg = resolve_train_config(HERE.parent / "recipes" / "demo_student.toml", overrides)
     result = train(cfg, data, out, progress=False)
     history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]

@@ -264,9 +264,8 @@ def test_gate_passes_an_identical_result():
     ("static.reference.tflm_arena_min_bytes", 334_144),
     ("static.student.tflm_arena_head_bytes", 304_656),
     ("static.student.bit_exact", False),
-    ("accuracy.student.torch", 0.40 - 0.051),  # more than 5 pp (ci tolerance)
-    ("accuracy.student.tflite_int8", 0.30),
-    ("accuracy.student.int8_agreement", 0.919),  # more than 3 pp
+    ("accuracy.student.tflite_int8", 0.40 - 0.0301),  # int8 more than 3 pp below torch in the same run
+    ("accuracy.student.int8_agreement", 0.899),  # more than 5 pp (ci)
     ("firmware.student.cortex-m4.instructions_per_mac", 56_830_480 / 30_580_864 * 1.0051),  # over +0.5%
     ("firmware.student.cortex-m7.instructions_per_inference", 57_200_000),  # +0.504%
     ("firmware.student.cortex-m4.flash_bytes", 216_589),
@@ -276,11 +275,22 @@ def test_gate_passes_an_identical_result():
 def test_gate_fails_a_regression(key, value):
     cur, base = _pair(**{key: value})
     cmp = compare_mod.compare(cur, base)
-    assert [r.key for r in cmp.failures] == [key]
+    expected = "accuracy.student.int8_minus_torch" if key == "accuracy.student.tflite_int8" else key
+    assert [r.key for r in cmp.failures] == [expected]
+
+
+def test_ci_accuracy_gates_do_not_depend_on_the_cpus_rounding():
+    # another CPU moved the ci student from 43% to 27% (ci_accuracy_spread.py): not a regression as long as
+    # it learns (above CI_TORCH_FLOOR) and int8 keeps up with torch in the same run
+    cur, base = _pair(**{"accuracy.student.torch": 0.223, "accuracy.student.tflite_int8": 0.22})
+    assert not compare_mod.compare(cur, base).failures
+    cur, base = _pair(**{"accuracy.student.torch": 0.14, "accuracy.student.tflite_int8": 0.14})  # near chance
+    assert [r.key for r in compare_mod.compare(cur, base).failures] == ["accuracy.student.torch"]
 
 
 def test_gate_passes_changes_within_tolerance_and_improvements():
-    cur, base = _pair(**{"accuracy.student.torch": 0.36, "accuracy.student.int8_agreement": 0.93,
+    cur, base = _pair(**{"accuracy.student.torch": 0.36, "accuracy.student.tflite_int8": 0.35,
+                         "accuracy.student.int8_agreement": 0.93,
                          "static.student.macs": 20_000_000})
     cmp = compare_mod.compare(cur, base)
     assert not cmp.failures
