@@ -58,6 +58,39 @@ def save_torch_atomic(path: str | os.PathLike, obj: Any) -> Path:
     return write_atomic(path, lambda p: torch.save(obj, p))
 
 
+def load_torch(path: str | os.PathLike, what: str = "checkpoint", safe_globals: tuple[type, ...] = ()) -> Any:
+    """`torch.load` with `weights_only=True` (no pickled code runs), every failure one `CheckpointError` line.
+
+    Args:
+        path: the file.
+        what: what the file should be, for the messages ("checkpoint", "training state", ...).
+        safe_globals: inert classes the file may hold besides tensors (e.g. argparse.Namespace).
+
+    Raises:
+        CheckpointError: missing file, unreadable or foreign file, or one that pickles other Python objects.
+            torch's own advice to retry with `weights_only=False` (which runs the file's code) is not passed on.
+    """
+    import torch
+
+    from edgeasc.errors import CheckpointError
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{what} not found: {path}")
+    try:
+        with torch.serialization.safe_globals(list(safe_globals)):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for truncated or foreign files
+        text = str(exc).strip()
+        if "Weights only load failed" in text or "weights_only" in text:
+            raise CheckpointError(
+                f"cannot read {what} {path} safely: it pickles Python objects besides tensors, and edgeasc never "
+                "runs a file's code; re-save only its tensors (e.g. torch.save({'state_dict': sd}, ...))"
+            ) from None
+        first = (text.splitlines() or [""])[0]
+        raise CheckpointError(f"cannot read {what} {path}: {type(exc).__name__}: {first}") from None
+
+
 @contextmanager
 def exclusive_run(folder: str | os.PathLike, what: str) -> Iterator[None]:
     """Hold an exclusive lock on `folder/.edgeasc.lock` while a run writes into `folder`.

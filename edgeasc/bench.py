@@ -793,10 +793,9 @@ def bench_model(
         raise ConfigError(f"need runs >= 1, warmup >= 0 and inputs >= 1 (got {runs}, {warmup}, {n_inputs})")
     path = Path(path)
     fmt = detect_format(path)
-    if fmt != "tflite":
-        kind = {"onnx": "an ONNX model", "checkpoint": "an edgeasc checkpoint"}.get(fmt, fmt)
-        raise AuditError(f"{path}: edgeasc bench runs .tflite models; this is {kind} (export it first: "
-                         "edgeasc export CHECKPOINT --int8 --data DATA)")
+    if fmt != "tflite":  # named by its suffix only: the file is not read, so not called a checkpoint or a model
+        raise AuditError(f"{path}: edgeasc bench runs .tflite models, not {path.suffix or 'suffix-less'} files "
+                         "(export a checkpoint first: edgeasc export CHECKPOINT --int8 --data DATA)")
     audit = audit_tflite(path)  # the loader's checks: missing, truncated or foreign files fail here
     ref = _LiteRT(path, reference_kernels=True)
     in_details = ref.interp.get_input_details()

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from edgeasc import __version__
-from edgeasc.artifacts import save_torch_atomic
+from edgeasc.artifacts import load_torch, save_torch_atomic
 from edgeasc.checkpoint import REQUIRED_KEYS, check_finite_weights
 from edgeasc.errors import CheckpointError
 
@@ -114,13 +114,7 @@ def save_bundle(path: str | os.PathLike, general: dict[str, Any], devices: dict[
 
 
 def _load(path: Path) -> Any:
-    if not path.is_file():
-        raise CheckpointError(f"model file not found: {path}")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for corrupt files
-        first = (str(exc).strip().splitlines() or [""])[0]
-        raise CheckpointError(f"cannot read {path}: {type(exc).__name__}: {first}") from None
+    return load_torch(path, "model file")
 
 
 def is_bundle(path: str | os.PathLike) -> bool:

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from edgeasc import __version__
-from edgeasc.artifacts import save_torch_atomic
+from edgeasc.artifacts import load_torch, save_torch_atomic
 from edgeasc.errors import CheckpointError, DomainError
 
 REQUIRED_KEYS = ("model_config", "state_dict", "stage", "edgeasc_version")
@@ -84,13 +84,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         CheckpointError: missing, unreadable, not an edgeasc checkpoint, or its weights are not all finite.
     """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for corrupt files
-        first = (str(exc).strip().splitlines() or [""])[0]
-        raise CheckpointError(f"cannot read checkpoint {path}: {type(exc).__name__}: {first}") from None
+    obj = load_torch(path, "checkpoint")
     if not isinstance(obj, dict) or any(k not in obj for k in REQUIRED_KEYS):
         raise CheckpointError(
             f"{path} is not an edgeasc checkpoint (expected keys {', '.join(REQUIRED_KEYS)}); "

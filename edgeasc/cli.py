@@ -1,7 +1,7 @@
 """Command-line interface: `edgeasc <verb> ...`. Parses, calls one library function, prints.
 
 Exit codes: 0 ok; 1 a domain failure (e.g. a check that fails); 2 bad usage or unreadable input
-(missing or corrupt files, invalid config); 130 interrupted (Ctrl-C; a training run resumes with --resume).
+(missing or corrupt files, invalid config); 130 interrupted (Ctrl-C; the message says how to continue).
 """
 
 from __future__ import annotations
@@ -42,6 +42,16 @@ def _size(path: Path) -> str:
     return f"{n} B"
 
 
+_RESUME_HINTS = {
+    "train": "; continue the run with --resume",
+    "prune": "; continue the stages with --resume",
+    "finetune": "; run the same command again to resume the device runs",
+    "teacher-logits": "; run the same command again to reuse the finished members",
+    "pipeline": "; run the same command again to continue from the interrupted stage",
+}
+"""What a Ctrl-C leaves behind, per command (every other command simply stops)."""
+
+
 class _Group(click.Group):
     """Turns expected errors into one line on stderr and their documented exit code."""
 
@@ -52,7 +62,7 @@ class _Group(click.Group):
             click.echo(f"error: {exc}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
-            click.echo("interrupted; a training run continues with --resume", err=True)
+            click.echo(f"interrupted{_RESUME_HINTS.get(ctx.invoked_subcommand or '', '')}", err=True)
             ctx.exit(130)
 
 

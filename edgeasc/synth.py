@@ -973,7 +973,8 @@ def _prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
     if (out_dir / "meta.csv").exists():
         if not overwrite:
             raise DataError(
-                f"{out_dir} already holds a complete dataset (meta.csv found); pass overwrite=True to regenerate it"
+                f"{out_dir} already holds a complete dataset (meta.csv found); regenerate it with --overwrite "
+                "(edgeasc synth) or overwrite=True (generate_dataset), or keep it with --if-missing"
             )
         readme = out_dir / "README.md"
         if not (out_dir / _MARKER).exists() and not (readme.exists() and _README_TAG in readme.read_text("utf-8")):

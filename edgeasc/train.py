@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from edgeasc import __version__
-from edgeasc.artifacts import exclusive_run, save_torch_atomic, write_json_atomic, write_text_atomic
+from edgeasc.artifacts import exclusive_run, load_torch, save_torch_atomic, write_json_atomic, write_text_atomic
 from edgeasc.augment import dir_augment, freq_mixstyle, mask_along, roll_waveform
 from edgeasc.checkpoint import nonfinite_tensors, save_checkpoint
 from edgeasc.config import TrainConfig, from_dict, to_dict
@@ -182,10 +182,7 @@ def _train(cfg: TrainConfig, data_dir: str | os.PathLike, out_dir: str | os.Path
     if state_path.is_file():
         if not resume:
             raise DataError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
-        try:
-            state = torch.load(state_path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise CheckpointError(f"cannot read training state {state_path}: {type(exc).__name__}: {exc}") from None
+        state = load_torch(state_path, "training state")
         saved_cfg = _normalised_config(state.get("config"))
         if saved_cfg != cfg_dict:
             raise ConfigError(

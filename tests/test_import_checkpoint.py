@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from conftest import randomize_batchnorm
-from edgeasc.checkpoint import load_model
+from edgeasc.bundle import read_bundle
+from edgeasc.checkpoint import load_model, read_checkpoint
 from edgeasc.config import FrontendConfig
 from edgeasc.errors import CheckpointError, ConfigError
 from edgeasc.evaluate import frontend_of
@@ -200,9 +201,14 @@ def test_garbage_and_missing_files(tmp_path):
 def test_unsafe_pickle_is_refused(tmp_path):
     src = tmp_path / "unsafe.ckpt"
     torch.save({"state_dict": {}, "callback": _random_model}, src)  # a pickled function, not data
-    with pytest.raises(CheckpointError, match="weights_only") as e:
+    with pytest.raises(CheckpointError, match="pickles Python objects") as e:
         import_checkpoint(src, tmp_path / "o.pt")
     _one_line(e)
+    assert "weights_only=False" not in str(e.value)  # torch's advice runs the file's code: never passed on
+    for reader in (read_checkpoint, read_bundle):  # the edgeasc readers share the one loader
+        with pytest.raises(CheckpointError, match="pickles Python objects") as e:
+            reader(src)
+        assert "weights_only=False" not in str(e.value)
 
 
 def test_checkpoint_without_a_network(tmp_path):

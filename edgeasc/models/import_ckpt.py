@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from edgeasc.artifacts import load_torch
 from edgeasc.checkpoint import save_checkpoint
 from edgeasc.config import FrontendConfig, to_dict
 from edgeasc.errors import CheckpointError, ConfigError
@@ -46,20 +47,8 @@ _BLOCK_KEY = re.compile(r"^stages\.s(\d+)\.b(\d+)\.(block\.0\.0|exp_conv\.0)\.we
 
 
 def _load_raw(path: Path) -> Any:
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        # Lightning may store argparse.Namespace hyper-parameters; that class is inert, so allow it.
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for truncated or foreign files
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        if "Weights only load failed" in msg or "weights_only" in msg:
-            raise CheckpointError(
-                f"cannot read {path} safely (weights_only=True): it pickles Python objects besides tensors; "
-                "re-save just its state_dict with torch.save({'state_dict': sd}, ...) and import that"
-            ) from None
-        raise CheckpointError(f"cannot read checkpoint {path}: {type(exc).__name__}: {msg}") from None
+    # Lightning may store argparse.Namespace hyper-parameters; that class is inert, so allow it.
+    return load_torch(path, "checkpoint", safe_globals=(argparse.Namespace,))
 
 
 def network_prefixes(keys: Any, anchor_key: str) -> set[str]:
