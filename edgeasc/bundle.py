@@ -113,17 +113,13 @@ def save_bundle(path: str | os.PathLike, general: dict[str, Any], devices: dict[
     return save_torch_atomic(path, obj)
 
 
-def _load(path: Path) -> Any:
-    return load_torch(path, "model file")
-
-
 def is_bundle(path: str | os.PathLike) -> bool:
     """True when `path` is a readable edgeasc bundle (False for checkpoints, other files, missing files)."""
     path = Path(path)
     if path.suffix.lower() in (".tflite", ".onnx") or not path.is_file():
         return False
     try:
-        obj = _load(path)
+        obj = load_torch(path, "model file")
     except CheckpointError:
         return False
     return isinstance(obj, dict) and obj.get("format") == BUNDLE_FORMAT
@@ -136,7 +132,7 @@ def read_bundle(path: str | os.PathLike) -> Bundle:
         CheckpointError: missing, unreadable, not a bundle, or a newer bundle version.
     """
     path = Path(path)
-    obj = _load(path)
+    obj = load_torch(path, "model file")
     if not isinstance(obj, dict) or obj.get("format") != BUNDLE_FORMAT:
         raise CheckpointError(f"{path} is not an edgeasc device bundle (write one with `edgeasc finetune`)")
     if int(obj.get("bundle_version", 0)) > BUNDLE_VERSION:
