@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeasc.children import kill_group, start_child
 from edgeasc.errors import ConfigError, DomainError, EdgeAscError
 
 log = logging.getLogger(__name__)
@@ -489,7 +490,7 @@ class _ArenaProbe:
             package_root = str(Path(__file__).resolve().parents[1])
             env = dict(os.environ, PYTHONPATH=os.pathsep.join(
                 p for p in (package_root, os.environ.get("PYTHONPATH")) if p))
-            self._proc = subprocess.Popen(
+            self._proc = start_child(
                 [sys.executable, "-m", "edgeasc.bench", "--arena-probe", str(self.path)],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._err, text=True, bufsize=1, env=env,
             )
@@ -529,8 +530,7 @@ class _ArenaProbe:
             try:
                 self._proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+                kill_group(self._proc)
         self._proc = None
         self._err.close()
 

@@ -37,7 +37,7 @@ import numpy as np
 
 from edgeasc.artifacts import write_atomic, write_bytes_atomic, write_json_atomic, write_text_atomic
 from edgeasc.errors import EdgeAscError, ExportError
-from edgeasc.runtime import InputNormalization
+from edgeasc.runtime import InputNormalization, sidecar_path
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +99,8 @@ CALIBRATION_IDS_FILE = "calibration_clips.txt"
 REPORT_FILE = "export_report.json"
 LOG_FILE = "convert.log"
 INT16_LOG_FILE = "convert_int16.log"
+FAILED_LOG_FILE = "convert_failed.log"  # in the output folder: the log of a conversion that failed
+STAGING_PREFIX = ".export_"  # an export in progress: OUT/.export_XXXX/, moved into OUT when complete
 SIGNATURE_FLOAT = "float_signature.tflite"  # in the work folder: what ai-edge-quantizer quantises
 INT16_TARGET = 0.995
 """`--int16-layers auto` adds int16 layers until the simulated agreement on held-out training clips reaches this
@@ -211,7 +213,7 @@ def export_onnx(
         raise ValueError(f"opset must be >= 17, got {opset}")
     folded = exported_network(model, input_norm)
     path = Path(path)
-    with tempfile.TemporaryDirectory(prefix="edgeasc_onnx_") as tmp:
+    with tempfile.TemporaryDirectory(prefix=".onnx_", dir=path.parent) as tmp:  # not the system's temp folder
         tmp_file = Path(tmp) / "model.onnx"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notices
@@ -351,7 +353,8 @@ def convert_onnx_to_tflite(
     The conversions are shared round-robin among `jobs` child processes that run at once (default: one per
     CPU core, at most 4; a conversion is mostly single-threaded). A conversion with a `"log"` path gets the
     converter's output in that file of its own; the rest is written to `log_path` when the children end
-    (default: nowhere, unless something fails: then next to the failed model's output folder). `timeout_s` applies per conversion.
+    (default: nowhere, unless something fails: then next to the failed model's output folder). A conversion
+    with a `"failed_log"` path gets a copy of its log there when it fails. `timeout_s` applies per conversion.
 
     Raises:
         ExportError: a child failed, was killed by a signal or timed out; the message names the log of the
@@ -364,8 +367,11 @@ def convert_onnx_to_tflite(
     for conv in conversions:
         if conv.get("log"):
             Path(conv["log"]).parent.mkdir(parents=True, exist_ok=True)
+    from edgeasc.children import kill_group, start_child
+
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
-    with tempfile.TemporaryDirectory(prefix="edgeasc_convert_") as tmp:
+    # beside the first model's output (an export's own work folder), not in the system's temporary folder
+    with tempfile.TemporaryDirectory(prefix="edgeasc_convert_", dir=Path(conversions[0]["out_dir"]).parent) as tmp:
         logs = [Path(tmp) / f"convert_{i}.log" for i in range(jobs)]
         start = time.perf_counter()
         procs: list[subprocess.Popen] = []
@@ -374,22 +380,19 @@ def convert_onnx_to_tflite(
                 job = Path(tmp) / f"job_{i}.json"
                 job.write_text(json.dumps({"conversions": group}), encoding="utf-8")
                 with open(logs[i], "w", encoding="utf-8") as log_f:  # the child holds its own descriptor
-                    procs.append(subprocess.Popen([sys.executable, "-m", "edgeasc._convert_tflite", str(job)],
-                                                  stdout=log_f, stderr=subprocess.STDOUT, cwd=tmp, env=env))
+                    procs.append(start_child([sys.executable, "-m", "edgeasc._convert_tflite", str(job)],
+                                             stdout=log_f, stderr=subprocess.STDOUT, cwd=tmp, env=env))
             deadline = None if timeout_s is None else time.monotonic() + timeout_s * max(map(len, groups))
             codes: list[int | None] = []
             for proc in procs:
                 try:
                     codes.append(proc.wait(None if deadline is None else max(0.0, deadline - time.monotonic())))
                 except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+                    kill_group(proc)
                     codes.append(None)
-        finally:  # an interrupt (or an error above) leaves no converter running
+        finally:  # an interrupt (or an error above) leaves no converter, nor any process it started, running
             for proc in procs:
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait()
+                kill_group(proc)
         if log_path is not None:
             Path(log_path).parent.mkdir(parents=True, exist_ok=True)
             write_text_atomic(log_path, "".join(f.read_text(encoding="utf-8", errors="replace") for f in logs))
@@ -404,6 +407,9 @@ def convert_onnx_to_tflite(
             where = Path(failed["log"])
             if not where.is_file():
                 shutil.copyfile(main_log, where)
+            if failed.get("failed_log"):  # the own log is in a folder that goes: a copy stays
+                Path(failed["failed_log"]).parent.mkdir(parents=True, exist_ok=True)
+                where = Path(shutil.copyfile(where, failed["failed_log"]))
         elif log_path is not None:
             where = Path(log_path)
         else:  # keep the child's log (the temporary folder goes): the error message points at it
@@ -766,8 +772,8 @@ class _Prepared:
     """One model of an export batch between its ONNX/calibration step and its TFLite conversion."""
 
     checkpoint: Path
-    out: Path
-    work: Path
+    out: Path  # the staging folder inside `dest`, where every artifact is written first
+    work: Path  # scratch inside `out`
     model: Any
     name: str
     frontend: Any
@@ -783,6 +789,7 @@ class _Prepared:
     bias_info: dict[str, Any] | None = None
     int16: dict[str, Any] | None = None  # the plan carried out (report and metadata)
     input_cov: dict[str, Any] = field(default_factory=dict)  # conv path -> E[patch patch^T] on the calibration clips
+    dest: Path | None = None  # the output folder the artifacts move into when the export is complete
     _sim: Any = None
 
     def simulator(self) -> Any:
@@ -857,12 +864,13 @@ def export_checkpoints(
                                    progress, input_norm)
             prep.weight_rounding = weight_rounding
             prep.bias_correction = bias_correction
-            stack.callback(shutil.rmtree, prep.work, ignore_errors=True)
+            stack.callback(shutil.rmtree, prep.out, ignore_errors=True)
             prepared.append(prep)
         log.info("converting %d model(s) to TFLite with onnx2tf in child processes", len(prepared))
         convert_onnx_to_tflite(
             [{"onnx": str(p.result.artifacts["onnx"]), "out_dir": str(p.work / "tf"), "input_name": INPUT_NAME,
               "calibration_npy": str(p.calib_npy) if p.calib_npy else None, "log": str(p.out / LOG_FILE),
+              "failed_log": str(p.dest / FAILED_LOG_FILE),
               "signature_float": str(p.work / SIGNATURE_FLOAT) if int16_layers else None}
              for p in prepared],
         )
@@ -870,10 +878,12 @@ def export_checkpoints(
             _convert_int16(prepared, ds, int16_layers, int16_target, seed, cache_dir, progress)
         for p in prepared:
             _finish_tflite(p, int8)
-    failures = []
-    for p in prepared:
-        failures += _finish_report(p, ds, eval_split, eval_clips, seed, cache_dir, progress, workers,
-                                   sensitivity_clips)
+        failures = []
+        for p in prepared:
+            failures += _finish_report(p, ds, eval_split, eval_clips, seed, cache_dir, progress, workers,
+                                       sensitivity_clips)
+        for p in prepared:
+            publish_export(p.out, p.dest, p.result)
     if failures:
         c, out = failures[0]
         raise ExportError(f"{c['runtime']} agrees with torch on {100 * c['value']:.2f}% of clips (target "
@@ -903,9 +913,9 @@ def _prepare_export(checkpoint: Path, out_dir: str | os.PathLike | None, ds: Any
     calib_split = calib_split or ((ckpt.get("config") or {}).get("data") or {}).get("train_split") or "split25"
     if calib_split == "test":
         raise ConfigError("calibration must use training clips, not the test split")
-    out = (Path(out_dir) if out_dir else checkpoint.parent / "export").resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    result = ExportResult(out)
+    dest = (Path(out_dir) if out_dir else checkpoint.parent / "export").resolve()
+    out = _staging_folder(dest)
+    result = ExportResult(dest)
     input_size = (1, 1, frontend.n_mels, frontend.n_frames)
     with torch.no_grad():
         n_out = int(model(torch.zeros(input_size)).shape[-1])
@@ -924,8 +934,9 @@ def _prepare_export(checkpoint: Path, out_dir: str | os.PathLike | None, ds: Any
 
     # 1. Calibration features (int8): a class-balanced, seeded subset of the training split; the input
     # normalisation is computed on them.
-    work = Path(tempfile.mkdtemp(prefix=".convert_", dir=out)).resolve()  # the caller removes it
+    work = out / "work"
     try:
+        work.mkdir()
         feats, calib_info = _calibration(out, ds, frontend, int8, calib_clips, calib_split, seed, cache_dir,
                                          progress, result)
         norm = InputNormalization.of(feats) if feats is not None and input_norm else None
@@ -945,12 +956,11 @@ def _prepare_export(checkpoint: Path, out_dir: str | os.PathLike | None, ds: Any
                                 "description": "scene logits in label order"}}
         onnx_path = export_onnx(model, out / "model.onnx", input_size, onnx_meta, input_norm=norm)
     except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(out, ignore_errors=True)
         raise
     result.artifacts["onnx"] = onnx_path
-    log.info("wrote %s", onnx_path)
     return _Prepared(checkpoint, out, work, model, name, frontend, base_meta, calib_npy, calib_info, result, norm,
-                     feats)
+                     feats, dest=dest)
 
 
 def calibration_features(waves: np.ndarray, frontend: Any) -> np.ndarray:
@@ -970,6 +980,63 @@ def calibration_features(waves: np.ndarray, frontend: Any) -> np.ndarray:
         return np.concatenate([x for _, x in feature_batches(waves, frontend, 64)])
     finally:
         torch.set_num_threads(threads)
+
+
+def _staging_folder(dest: Path) -> Path:
+    """A new `dest/.export_XXXX/` for one export (with this process's id in it), after removing the staging
+    folders of exports whose process is gone (killed; a finished export removes its own)."""
+    from edgeasc.errors import ConfigError
+
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+        for old in dest.glob(STAGING_PREFIX + "*"):
+            try:
+                pid = int((old / "pid").read_text())
+            except (OSError, ValueError):
+                pid = None
+            if pid is None or not _alive(pid):
+                log.info("removing %s (an export that did not finish)", old)
+                shutil.rmtree(old, ignore_errors=True)
+        stage = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=dest))
+        (stage / "pid").write_text(str(os.getpid()))
+    except OSError as exc:
+        raise ConfigError(f"cannot write the export into {dest}: {exc.strerror or exc}") from None
+    return stage
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+EXPORT_FILES: frozenset[str] = frozenset(
+    {f.filename for f in EXPORT_FORMATS}
+    | {sidecar_path(f.filename).name for f in EXPORT_FORMATS if f.filename.endswith(".tflite")}
+    | {CALIBRATION_IDS_FILE, LOG_FILE, INT16_LOG_FILE, FAILED_LOG_FILE, REPORT_FILE})
+"""Every name an export writes into its output folder (what a new export there replaces or removes)."""
+
+
+def publish_export(stage: Path, dest: Path, result: ExportResult) -> None:
+    """Move a complete export from its staging folder into `dest`, the report last, and remove the stage.
+
+    The old report goes first and the files of the old export that the new one does not write (an int8 file
+    after a float-only export, a failure log) go too, so `dest` never holds a report with another export's
+    files. Each move is atomic (same file system); `result.artifacts` then name the files in `dest`."""
+    files = sorted(f for f in stage.iterdir() if f.is_file() and f.name in EXPORT_FILES)
+    (dest / REPORT_FILE).unlink(missing_ok=True)
+    new = {f.name for f in files}
+    for name in EXPORT_FILES - new:
+        (dest / name).unlink(missing_ok=True)
+    for f in sorted(files, key=lambda f: f.name == REPORT_FILE):
+        os.replace(f, dest / f.name)
+    shutil.rmtree(stage, ignore_errors=True)
+    result.artifacts = {k: dest / Path(v).name for k, v in result.artifacts.items()}
+    log.info("wrote %s", ", ".join(str(dest / n) for n in sorted(new)))
 
 
 def _calibration(out: Path, ds: Any, frontend: Any, int8: bool, calib_clips: int, calib_split: str, seed: int,
@@ -1004,7 +1071,7 @@ def _calibration(out: Path, ds: Any, frontend: Any, int8: bool, calib_clips: int
 def _finish_tflite(p: _Prepared, int8: bool) -> None:
     """3. Move the converted TFLite files into place with their metadata (embedded and sidecar)."""
     from edgeasc.labels import SCENES
-    from edgeasc.runtime import TFLiteModel, sidecar_path
+    from edgeasc.runtime import TFLiteModel
 
     out = p.out
     p.result.artifacts["log"] = out / LOG_FILE
@@ -1013,7 +1080,8 @@ def _finish_tflite(p: _Prepared, int8: bool) -> None:
         produced["tflite_int8"] = p.work / "tf" / "model_full_integer_quant.tflite"
     for key, src in produced.items():
         if not src.is_file():
-            raise ExportError(f"onnx2tf did not write {src.name}; see {out / LOG_FILE}")
+            kept = shutil.copyfile(out / LOG_FILE, p.dest / FAILED_LOG_FILE)
+            raise ExportError(f"onnx2tf did not write {src.name}; see {kept}")
         fmt = next(f for f in EXPORT_FORMATS if f.key == key)
         dst = out / fmt.filename
         data = src.read_bytes()
@@ -1042,7 +1110,6 @@ def _finish_tflite(p: _Prepared, int8: bool) -> None:
         write_bytes_atomic(dst, embed_tflite_metadata(dst.read_bytes(), meta))
         p.result.artifacts[key] = dst
         p.result.artifacts[key + "_metadata"] = write_json_atomic(sidecar_path(dst), meta)
-        log.info("wrote %s", dst)
 
 
 def _convert_int16(prepared: list[_Prepared], ds: Any, request: Any, target: float, seed: int, cache_dir: Any,
@@ -1166,7 +1233,8 @@ def _finish_report(p: _Prepared, ds: Any, eval_split: str, eval_clips: int | Non
     report = measure_parity(p.model, result.artifacts, ds, eval_split, p.frontend, eval_clips, seed, cache_dir,
                             progress, workers, p.norm)
     report = {"model_name": p.name, "checkpoint": str(p.checkpoint), "edgeasc_version": __version__,
-              "artifacts": {k: {"path": str(f), "bytes": f.stat().st_size} for k, f in result.artifacts.items()},
+              "artifacts": {k: {"path": str(p.dest / f.name), "bytes": f.stat().st_size}
+                            for k, f in result.artifacts.items()},
               "calibration": p.calib_info, "input_normalization": p.norm.to_dict() if p.norm else None,
               "weight_rounding": {"method": p.weight_rounding, **(p.rounding_info or {})} if p.calib_info else None,
               "bias_correction": ({"enabled": p.bias_correction, **(p.bias_info or {})} if p.calib_info else None),
@@ -1177,12 +1245,12 @@ def _finish_report(p: _Prepared, ds: Any, eval_split: str, eval_clips: int | Non
         report["sensitivity"]["tflite_int8_agreement"] = report["results"]["tflite_int8"]["agreement"]
     result.report = report
     result.artifacts["report"] = write_json_atomic(out / REPORT_FILE, report)
-    report["artifacts"]["report"] = {"path": str(out / REPORT_FILE), "bytes": (out / REPORT_FILE).stat().st_size}
+    report["artifacts"]["report"] = {"path": str(p.dest / REPORT_FILE), "bytes": (out / REPORT_FILE).stat().st_size}
     failed = [c for c in report["checks"] if not c["passed"]]
     for c in failed:
         log.warning("parity target missed: %s %s = %.4f (target %s)", c["runtime"], c["metric"], c["value"],
                     c["target"])
-    return [(c, out) for c in failed if c["runtime"] != "tflite_int8"]
+    return [(c, p.dest) for c in failed if c["runtime"] != "tflite_int8"]
 
 
 def _graph_inputs(p: _Prepared, ds: Any, clips: list[Any], cache_dir: Any, progress: bool) -> np.ndarray:

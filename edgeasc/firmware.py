@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from edgeasc.artifacts import write_json_atomic, write_text_atomic
+from edgeasc.children import run_child
 from edgeasc.errors import EdgeAscError
 
 log = logging.getLogger(__name__)
@@ -1122,7 +1123,7 @@ def build_firmware(target: str, gen_dir: str | os.PathLike, build_dir: str | os.
         raise FirmwareBuildError(f"cannot build for {target}: {reason}")
     gen_dir, build_dir = Path(gen_dir).resolve(), Path(build_dir).resolve()
     cmd = ["make", "-s", "-C", str(STUB_DIR), target, f"GEN={gen_dir}", f"BUILD={build_dir}"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    proc = run_child(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-8:])
         raise FirmwareBuildError(f"building {target} failed:\n{tail}")
@@ -1208,7 +1209,7 @@ def tflm_outputs(tflite_path: str | os.PathLike, inputs: np.ndarray, arena_size:
 
 def _run(cmd: list[str], what: str, cwd: str | os.PathLike | None = None, timeout_s: float = 600) -> str:
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=timeout_s, check=False)
+        proc = run_child(cmd, capture_output=True, text=True, cwd=cwd, timeout=timeout_s)
     except subprocess.TimeoutExpired:
         raise FirmwareBuildError(f"{what} did not finish within {timeout_s:.0f} s") from None
     if proc.returncode != 0:

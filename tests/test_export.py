@@ -7,6 +7,12 @@ Conversions run once per module (TensorFlow start-up dominates); they are marked
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -278,13 +284,29 @@ def test_audit_exported_tiny_model_exits_0(tiny_export):
 
 @pytest.mark.slow
 def test_float_only_export_without_int8(tmp_path, tiny_data, cache_dir):
+    """Also: the new export replaces an earlier int8 one whole (its int8 files and report go, a user's file
+    stays), and the staging folder of an export that was killed is removed."""
     pytest.importorskip("onnx2tf")
     from edgeasc.export import export_checkpoint
 
+    out = tmp_path / "out"
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (out / ".export_killed" / "work").mkdir(parents=True)
+    (out / ".export_killed" / "pid").write_text(str(dead.pid))
+    for name in ("model_int8.tflite", "model_int8.json", CALIBRATION_IDS_FILE, "export_report.json",
+                 "convert_failed.log", "notes.txt"):
+        (out / name).write_text("from before")
     ckpt = save_checkpoint(tmp_path / "model.pt", randomized("test_cpmobile"), stage="test")
-    result = export_checkpoint(ckpt, tiny_data, tmp_path / "out", int8=False, eval_clips=50, cache_dir=cache_dir)
+    result = export_checkpoint(ckpt, tiny_data, out, int8=False, eval_clips=50, cache_dir=cache_dir)
+    assert sorted(p.name for p in out.iterdir()) == ["convert.log", "export_report.json", "model.onnx",
+                                                    "model_float32.json", "model_float32.tflite", "notes.txt"]
+    assert all(Path(f).parent == out and Path(f).is_file() for f in result.artifacts.values())
+    report = json.loads((out / "export_report.json").read_text())
+    assert {Path(a["path"]) for a in report["artifacts"].values()} | {out / "export_report.json"} == set(
+        result.artifacts.values())
     assert set(result.artifacts) >= {"onnx", "tflite_float32", "tflite_float32_metadata", "report"}
-    assert "tflite_int8" not in result.artifacts and not (tmp_path / "out" / CALIBRATION_IDS_FILE).exists()
+    assert "tflite_int8" not in result.artifacts and not (out / CALIBRATION_IDS_FILE).exists()
     assert set(result.report["results"]) == {"torch", "onnxruntime", "tflite_float32"}
     assert result.report["eval"]["n_clips"] == 50 and result.report["eval"]["subset"]
     assert result.report["targets_met"] and result.report["calibration"] is None
@@ -311,6 +333,45 @@ def test_batched_conversion_names_the_log_of_the_model_that_failed(tmp_path):
     good_log, bad_log = (tmp_path / "good.log").read_text(), (tmp_path / "bad.log").read_text()
     assert "[edgeasc] done" in good_log and "bad.onnx" not in good_log
     assert "Traceback" in bad_log and "[edgeasc] done" not in bad_log
+
+
+@pytest.mark.slow
+def test_a_killed_export_leaves_the_previous_export_and_no_process(tmp_path, tiny_export, cache_dir):
+    """SIGKILL of `edgeasc export` while onnx2tf converts: no converter (nor its children) keeps running, and
+    the output folder still holds the previous complete export, byte for byte; the next export removes the
+    killed one's staging folder."""
+    from test_children import descendants, wait_gone
+
+    out = tmp_path / "export"
+    out.mkdir()
+    before = {}
+    for f in tiny_export["out"].iterdir():
+        if f.is_file():
+            before[f.name] = f.read_bytes()
+            (out / f.name).write_bytes(before[f.name])
+    cmd = [sys.executable, "-m", "edgeasc.cli", "export", str(tiny_export["ckpt"]), "--int8", "--data",
+           str(tiny_export["data"]), "--out", str(out), "--calib-clips", "40", "--cache-dir", str(cache_dir)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and proc.poll() is None:
+            logs = list(out.glob(".export_*/convert.log"))
+            if logs and logs[0].stat().st_size > 0:  # the converter has started writing
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, "the export ended before its conversion could be interrupted"
+        tree = descendants(proc.pid)
+        assert tree, "no converter process below the export"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert not wait_gone(tree, 3), "converter processes outlived the killed export"  # a conversion takes ~10 s
+    assert {f.name: f.read_bytes() for f in out.iterdir() if f.is_file()} == before
+    assert len(list(out.glob(".export_*"))) == 1
+    from edgeasc.export import _staging_folder
+
+    stage = _staging_folder(out)
+    assert [p.name for p in out.glob(".export_*")] == [stage.name] and (stage / "pid").read_text() == str(os.getpid())
 
 
 # --------------------------------------------------------------------------------------------------
