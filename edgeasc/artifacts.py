@@ -78,6 +78,14 @@ def load_torch(path: str | os.PathLike, what: str = "checkpoint", safe_globals: 
     if not path.is_file():
         raise CheckpointError(f"{what} not found: {path}")
     try:
+        with path.open("rb") as f:
+            head = f.read(8)
+    except OSError as exc:
+        raise CheckpointError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    foreign = _not_torch(head)
+    if foreign:
+        raise CheckpointError(f"{path} is not a PyTorch {what} ({foreign})")
+    try:
         with torch.serialization.safe_globals(list(safe_globals)):
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for truncated or foreign files
@@ -89,6 +97,26 @@ def load_torch(path: str | os.PathLike, what: str = "checkpoint", safe_globals: 
             ) from None
         first = (text.splitlines() or [""])[0]
         raise CheckpointError(f"cannot read {what} {path}: {type(exc).__name__}: {first}") from None
+
+
+_MAGIC: tuple[tuple[int, bytes, str], ...] = (
+    (0, b"RIFF", "a WAV audio file"),
+    (0, b"fLaC", "a FLAC audio file"),
+    (4, b"TFL3", "a TFLite model"),
+    (0, b"\x08", "an ONNX model or another protobuf file"),
+    (0, b"\x89HDF", "an HDF5 file"),
+)
+
+
+def _not_torch(head: bytes) -> str:
+    """What a file that `torch.save` did not write looks like ("" when it may be one: a zip archive, or the
+    legacy pickle format)."""
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
+        return ""
+    for offset, magic, name in _MAGIC:
+        if head[offset:offset + len(magic)] == magic:
+            return f"it is {name}"
+    return "neither a zip archive nor a pickle" if head else "the file is empty"
 
 
 @contextmanager

@@ -72,8 +72,11 @@ class Clip:
 def _read_tsv(path: Path) -> list[dict[str, str]]:
     if not path.is_file():
         raise DataError(f"missing dataset file: {path}")
-    with path.open(newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f, delimiter="\t"))
+    try:  # utf-8-sig: a byte-order mark (as spreadsheet programs write) is not part of the first column's name
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.DictReader(f, delimiter="\t"))
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     if rows and "filename" not in rows[0]:
         raise DataError(f"{path}: expected a tab-separated file with a 'filename' column")
     return rows
@@ -96,7 +99,9 @@ class TAUDataset:
         self.meta: dict[str, Clip] = {}
         for row in _read_tsv(self.root / "meta.csv"):
             try:
-                clip = Clip(row["filename"], row["scene_label"], row["source_label"], row["identifier"])
+                # device ids as `edgeasc.dcase` routes them: "A" is device a, not a tenth device
+                clip = Clip(row["filename"], row["scene_label"], row["source_label"].strip().lower(),
+                            row["identifier"])
             except KeyError as exc:
                 raise DataError(f"{self.root / 'meta.csv'}: missing column {exc}") from None
             if clip.scene not in SCENES:

@@ -181,3 +181,18 @@ def test_loader_errors(tmp_path):
     with pytest.raises(DataError, match="cannot read audio"):
         load_waveforms(root, ds.clips("train"), 32000, 32000, tmp_path / "c")
     assert not list((tmp_path / "c").glob("wave_*.f32"))  # no half-written cache left behind
+
+
+def test_meta_csv_with_a_byte_order_mark_and_upper_case_device_ids(tmp_path):
+    """A meta.csv saved by a spreadsheet program (UTF-8 BOM) reads like any other, and a device id "A" is
+    device a (as `edgeasc.dcase` routes it), not a device of its own; a non-UTF-8 file is one clear error."""
+    root = tmp_path / "tau"
+    make_layout(root, [("park-milan-1-2-0-a.wav", "park", "A", tone(44100, 1.0), 44100, "PCM_16"),
+                       ("bus-lyon-1-3-0-s1.wav", "bus", " s1", tone(44100, 1.0), 44100, "PCM_16")])
+    meta = root / "meta.csv"
+    meta.write_bytes(b"\xef\xbb\xbf" + meta.read_bytes())
+    clips = TAUDataset(root).clips("train")
+    assert [c.device for c in clips] == ["a", "s1"]
+    meta.write_bytes(meta.read_bytes().replace(b"park", b"p\xe4rk", 1))
+    with pytest.raises(DataError, match="not UTF-8 text"):
+        TAUDataset(root)

@@ -68,8 +68,16 @@ def test_bad_input_exit_codes(runner, tiny_data, tmp_path):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"\x00garbage")
     res = runner.invoke(cli, ["evaluate", str(bad), "--data", str(tiny_data)])
-    assert res.exit_code == 2 and "cannot read checkpoint" in res.output
+    assert res.exit_code == 2 and "is not a PyTorch checkpoint (neither a zip archive nor a pickle)" in res.output
     assert "Traceback" not in res.output
+    # foreign files that torch.load misreads ("IndexError: pop from empty list") are named for what they are
+    onnx = tmp_path / "model.onnx"
+    onnx.write_bytes(b"\x08\x08\x12\x07pytorch")  # an ONNX ModelProto starts with its ir_version field
+    wav = next(tiny_data.glob("audio/*.wav"))
+    for path, what in ((onnx, "an ONNX model"), (wav, "a WAV audio file")):
+        res = runner.invoke(cli, ["evaluate", str(path), "--data", str(tiny_data)])
+        assert res.exit_code == 2 and f"is not a PyTorch checkpoint (it is {what}" in res.output, res.output
+        assert len(res.output.strip().splitlines()) == 1
     for override, line in (("optim.lr=inf", "optim.lr must be a finite number, got inf"),
                            ("seed=abc", "seed must be an integer, got 'abc'")):
         res = runner.invoke(cli, ["train", "--data", str(tiny_data), "--out", str(tmp_path / "r"), "--set", override])
