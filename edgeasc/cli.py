@@ -48,6 +48,7 @@ _RESUME_HINTS = {
     "finetune": "; run the same command again to resume the device runs",
     "teacher-logits": "; run the same command again to reuse the finished members",
     "pipeline": "; run the same command again to continue from the interrupted stage",
+    "export": "; the output folder keeps its previous export, if it had one",
 }
 """What a Ctrl-C leaves behind, per command (every other command simply stops)."""
 
@@ -142,6 +143,10 @@ def train(data_dir: Path, out_dir: Path, recipe: Path | None, overrides: tuple[s
         click.echo(f"validation macro accuracy ({m.get('split')}): {100 * m['macro_accuracy']:.2f}%")
     if result.model_path.is_file():
         click.echo(f"model: {result.model_path} ({_size(result.model_path)})")
+        if result.best_path is not None and "best" in result.final_metrics:
+            b = result.final_metrics["best"]
+            click.echo(f"best: {result.best_path} (epoch {b['epoch']}, val {100 * b['val_macro_accuracy']:.2f}%); "
+                       f"curves: {result.run_dir / 'curves.png'}")
         click.echo(f"next: edgeasc evaluate {result.model_path} --data {data_dir}")
 
 
@@ -196,7 +201,7 @@ def evaluate(model_path: Path, data_dir: Path, split: str, out_dir: Path | None,
     at = f", {report['precision']}" if report.get("precision", "fp32") != "fp32" else ""
     click.echo(format_report(report, title=f"{report['model_name']} on {split} ({report['n_clips']} clips{at}), "
                                            "macro accuracy %"))
-    click.echo(f"\nwrote {report['artifacts']['eval_json']} and {report['artifacts']['confusion_png']}")
+    click.echo(f"\nwrote {', '.join(report['artifacts'].values())}")
 
 
 @cli.command("export")
@@ -611,6 +616,48 @@ def pipeline_cmd(recipe: Path, data_dir: Path, out_dir: Path, seed: int | None, 
         return
     click.echo(format_summary(result.summary))
     click.echo(f"\nwrote {out_dir / 'summary.json'}")
+
+
+def _check_top(ctx: click.Context, param: click.Parameter, value: int) -> int:
+    from edgeasc.labels import SCENES
+
+    if not 1 <= value <= len(SCENES):  # checked before any file is read
+        raise click.BadParameter(f"{value} is not between 1 and {len(SCENES)} (the number of scenes)")
+    return value
+
+
+@cli.command("predict")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--model", "model_path", required=True, type=click.Path(path_type=Path),
+              help="An edgeasc checkpoint (.pt), a device bundle (edgeasc finetune's bundle.pt) or a .tflite.")
+@click.option("--device-id", default="unknown", show_default=True,
+              help="Recording device of every file (a, b, c, s1-s10); ids without their own model in a bundle "
+                   "(and 'unknown') use the general model.")
+@click.option("--windows", type=click.Choice(["first", "mean"]), default="first", show_default=True,
+              help="Files longer than 1 s: classify the first second, or average the logits of every 1-s window.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Files per forward pass.")
+@click.option("--top", type=int, default=1, show_default=True, callback=_check_top,
+              help="Show the K most probable scenes per file (the JSON always holds all of them).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON list: per file its scene and probabilities.")
+def predict_cmd(files: tuple[Path, ...], model_path: Path, device_id: str, windows: str, batch_size: int,
+                top: int, as_json: bool) -> None:
+    """Predict the acoustic scene of WAV/FLAC files of any length (a folder: its .wav/.flac files, sorted).
+
+    Prints one line per file: the scene, its probability (softmax of the logits) and the model that answered.
+    Checkpoints and bundles run through the DCASE inference API (edgeasc.dcase, on the GPU when there is one);
+    a .tflite runs on LiteRT's reference kernels. Exit code 0 ok, 2 a missing or unreadable audio file or model.
+
+    Example: edgeasc predict clip.wav street.flac --model runs/finetune/bundle.pt --device-id a --top 3
+    """
+    from edgeasc.prediction import format_predictions, predict_files
+
+    predictions = predict_files(list(files), model_path, device_id=device_id, windows=windows,
+                                batch_size=batch_size)
+    if as_json:
+        click.echo(json.dumps([p.to_dict() for p in predictions], indent=2, allow_nan=False))
+        return
+    click.echo(format_predictions(predictions, top=top))
 
 
 def main() -> None:

@@ -160,11 +160,17 @@ def load_model(model_file_path: str | os.PathLike | None = None, device: str | t
     return DeviceModels(frontend, general, members, device)
 
 
+def require_list(name: str, value: Any) -> None:
+    """ConfigError when `value` is a single str or path: a str is iterable too, and "one.wav" would otherwise
+    be read as seven files named by its characters."""
+    if isinstance(value, (str, bytes, os.PathLike)):
+        raise ConfigError(f"{name} must be a list (one entry per file), got the single {type(value).__name__} "
+                          f"{value!r}; wrap it in a list")
+
+
 def _check_lengths(file_paths: list[str], device_ids: list[str]) -> None:
-    for name, value in (("file_paths", file_paths), ("device_ids", device_ids)):
-        if isinstance(value, (str, bytes, os.PathLike)):
-            raise ConfigError(f"{name} must be a list (one entry per file), got the single {type(value).__name__} "
-                              f"{value!r}; wrap it in a list")
+    require_list("file_paths", file_paths)
+    require_list("device_ids", device_ids)
     if len(file_paths) != len(device_ids):
         raise ConfigError(f"got {len(file_paths)} files but {len(device_ids)} device ids; give one id per file")
 
@@ -199,10 +205,34 @@ def load_inputs(
         ConfigError: lengths differ or `windows` is unknown.
     """
     _check_lengths(file_paths, device_ids)
+    return log_mel_inputs(file_paths, model.frontend_config, windows, batch_size, num_workers,
+                          mel=model.frontend, device=model.compute_device)
+
+
+def log_mel_inputs(
+    file_paths: list[str | os.PathLike],
+    frontend: FrontendConfig,
+    windows: str = "first",
+    batch_size: int = 256,
+    num_workers: int = 1,
+    mel: nn.Module | None = None,
+    device: str | torch.device = "cpu",
+) -> list[Tensor]:
+    """`load_inputs` without a `DeviceModels`: the log-mel input of `frontend` for each file.
+
+    For models that are not PyTorch members (a .tflite: `edgeasc.prediction`); same arguments, returns and
+    errors as `load_inputs`.
+
+    Args:
+        mel: the `LogMel` module to run (default: a new one of `frontend`).
+        device: where `mel` runs.
+    """
+    require_list("file_paths", file_paths)
     if windows not in WINDOW_MODES:
         raise ConfigError(f"windows must be one of {', '.join(WINDOW_MODES)}, got {windows!r}")
-    fe = model.frontend_config
+    fe = frontend
     n = fe.clip_samples
+    mel = mel if mel is not None else LogMel(fe).to(device)
 
     def read(path: str | os.PathLike) -> np.ndarray:
         wave = read_audio(path, fe.sample_rate_hz)
@@ -220,8 +250,8 @@ def load_inputs(
     mels = []
     with torch.no_grad():
         for s in range(0, len(waves), batch_size):
-            x = torch.from_numpy(waves[s : s + batch_size]).to(model.compute_device)
-            mels.append(model.frontend(x).float().cpu())
+            x = torch.from_numpy(waves[s : s + batch_size]).to(device)
+            mels.append(mel(x).float().cpu())
     return list(torch.cat(mels).split(counts))
 
 
@@ -254,13 +284,20 @@ def predict(
     _check_lengths(file_paths, device_ids)
     device = "cuda" if use_cuda and torch.cuda.is_available() else "cpu"
     model = load_model(model_file_path, device)
+    return predict_with(model, file_paths, device_ids, batch_size, windows), list(model.class_order)
+
+
+def predict_with(model: DeviceModels, file_paths: list[str | os.PathLike], device_ids: list[str],
+                 batch_size: int = 64, windows: str = "first") -> list[Tensor]:
+    """`predict` with a model already loaded (`load_model`): per file a float32 CPU tensor (n_classes,)."""
+    _check_lengths(file_paths, device_ids)
     outputs: list[Tensor] = []
     # files are read in chunks so the log-mel features of a large evaluation set never sit in memory at once
     for s in range(0, len(file_paths), LOAD_CHUNK_FILES):
         paths, ids = file_paths[s : s + LOAD_CHUNK_FILES], device_ids[s : s + LOAD_CHUNK_FILES]
         inputs = load_inputs(paths, ids, model, windows=windows)
         outputs.extend(predict_inputs(model, inputs, ids, batch_size))
-    return outputs, list(model.class_order)
+    return outputs
 
 
 @torch.no_grad()
