@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -40,6 +41,25 @@ def _umask() -> int:
     return mask
 
 
+def require_writable(folder: str | os.PathLike, what: str) -> Path:
+    """Create `folder` if needed and check that a file can be written in it, before long work writes there.
+
+    Raises:
+        ConfigError: one line naming the folder and the reason (permission, read-only file system, full disk).
+    """
+    from edgeasc.errors import ConfigError
+
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write_check_", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ConfigError(f"cannot write the {what} in {folder}: {exc.strerror or exc}") from None
+    return folder
+
+
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
     return write_atomic(path, lambda p: p.write_bytes(data))
 
@@ -48,8 +68,25 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     return write_atomic(path, lambda p: p.write_text(text, encoding="utf-8"))
 
 
+def strict_json(obj: Any, indent: int | None = None) -> str:
+    """`json.dumps` that stays standard JSON: a NaN or infinite float is written as null (Python's default
+    writes bare `NaN`, which most JSON readers refuse)."""
+
+    def clean(o: Any) -> Any:
+        if isinstance(o, float) and not math.isfinite(o):
+            return None
+        if isinstance(o, dict):
+            return {k: clean(v) for k, v in o.items()}
+        if isinstance(o, (list, tuple)):
+            return [clean(v) for v in o]
+        return o
+
+    return json.dumps(clean(obj), indent=indent, allow_nan=False)
+
+
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
-    return write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    """`obj` as strict JSON (`strict_json`), written atomically."""
+    return write_text_atomic(path, strict_json(obj, indent=2) + "\n")
 
 
 def save_torch_atomic(path: str | os.PathLike, obj: Any) -> Path:
@@ -127,15 +164,17 @@ def exclusive_run(folder: str | os.PathLike, what: str) -> Iterator[None]:
     the same files concurrently. The lock (flock) dies with its process, so a killed run leaves no stale lock.
 
     Raises:
-        DataError: another process holds the folder.
+        DataError: another process holds the folder. ConfigError: the folder cannot be written.
     """
     import fcntl
 
     from edgeasc.errors import DataError
 
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder / ".edgeasc.lock", os.O_RDWR | os.O_CREAT, 0o666)
+    folder = require_writable(folder, f"{what} run")
+    try:
+        fd = os.open(folder / ".edgeasc.lock", os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as exc:
+        raise DataError(f"cannot lock {folder / '.edgeasc.lock'}: {exc.strerror or exc}") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -14,13 +14,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgeasc.artifacts import write_atomic, write_json_atomic
+from edgeasc.artifacts import require_writable, write_json_atomic
 from edgeasc.config import FrontendConfig, from_dict
 from edgeasc.dataset import TAUDataset, load_waveforms
 from edgeasc.errors import ConfigError, DataError
 from edgeasc.features import LogMel
 from edgeasc.labels import SCENES
 from edgeasc.metrics import classification_report, require_finite_logits
+from edgeasc.plots import write_evaluation_plots
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +66,9 @@ def predict_logits(
     mel = LogMel(frontend).to(device)
     n = len(waves) if rows is None else len(rows)
     out = []
-    starts = range(0, n, batch_size)
-    if progress and bar is None:
-        from tqdm import tqdm
+    from edgeasc.progress import progress_bar
 
-        starts = tqdm(starts, desc="evaluating", unit="batch")
+    starts = progress_bar(range(0, n, batch_size), progress and bar is None, desc="evaluating", unit="batch")
     for s in starts:
         chunk = waves[s : s + batch_size] if rows is None else waves[rows[s : s + batch_size]]
         x = torch.from_numpy(np.array(chunk, dtype=np.float32)).to(device)
@@ -103,7 +102,8 @@ def evaluate_checkpoint(
     progress: bool = False,
     precision: str = "fp32",
 ) -> dict[str, Any]:
-    """Evaluate an edgeasc checkpoint; writes `eval.json` and `confusion.png` into `out_dir`.
+    """Evaluate an edgeasc checkpoint; writes `eval.json` and the plots of `edgeasc.plots.EVALUATION_PLOTS`
+    (`confusion.png`, `confusion_counts.png`, `per_device.png`) into `out_dir`.
 
     Args:
         precision: "fp32" or "fp16" (see `predict_logits`).
@@ -123,46 +123,14 @@ def evaluate_checkpoint(
     clips = ds.clips(split)
     if not clips:
         raise DataError(f"split {split!r} of {data_dir} is empty")
+    out = require_writable(Path(out_dir) if out_dir else model_path.parent, "evaluation report (--out)")
     waves = load_waveforms(ds.root, clips, frontend.sample_rate_hz, frontend.clip_samples, cache_dir, progress)
     logits = predict_logits(model, waves, frontend, batch_size, device, progress, precision=precision)
     report = classification_report([c.label for c in clips], logits.argmax(1), [c.device for c in clips])
     report = {"model": str(model_path), "model_name": ckpt["model_config"]["name"], "split": split,
               "precision": precision, **report}
-    out = Path(out_dir) if out_dir else model_path.parent
     eval_path = out / "eval.json"
-    png_path = out / "confusion.png"
-    report["artifacts"] = {"eval_json": str(eval_path), "confusion_png": str(png_path)}
+    report["artifacts"] = {"eval_json": str(eval_path), **write_evaluation_plots(report, out)}
     write_json_atomic(eval_path, report)
-    plot_confusion(np.asarray(report["confusion_matrix"]), png_path, title=f"{model_path.name} on {split}")
     return report
 
-
-def plot_confusion(cm: np.ndarray, path: str | os.PathLike, title: str = "") -> Path:
-    """Row-normalised confusion matrix as a PNG (written atomically)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(7, 6))
-    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(len(SCENES)), SCENES, rotation=60, ha="right", fontsize=8)
-    ax.set_yticks(range(len(SCENES)), SCENES, fontsize=8)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    for i in range(norm.shape[0]):
-        for j in range(norm.shape[1]):
-            ax.text(j, i, f"{100 * norm[i, j]:.0f}", ha="center", va="center", fontsize=6,
-                    color="white" if norm[i, j] > 0.5 else "black")
-    ax.set_title(title, fontsize=9)
-    fig.colorbar(im, ax=ax, fraction=0.046)
-    fig.tight_layout()
-
-    def write(tmp: Path) -> None:
-        fig.savefig(tmp, format="png", dpi=110)
-
-    try:
-        return write_atomic(path, write)
-    finally:
-        plt.close(fig)

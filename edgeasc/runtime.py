@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import struct
 import threading
@@ -308,6 +309,29 @@ class TFLiteModel:
         """The edgeasc metadata of this model (embedded, else the sidecar JSON), or None."""
         return read_tflite_metadata(self.path)
 
+    def frontend(self) -> tuple[Any, list[str], str]:
+        """(FrontendConfig, labels, model name) from the metadata; without metadata (a foreign model) the DCASE
+        baseline frontend, scene order and file stem, with a warning.
+
+        Raises:
+            ModelFileError: the labels do not match the model's outputs.
+        """
+        from edgeasc.config import FrontendConfig, from_dict
+        from edgeasc.labels import SCENES
+
+        meta = self.metadata()
+        if meta is None:
+            log.warning("%s has no edgeasc metadata; assuming the DCASE baseline frontend and scene order",
+                        self.path.name)
+            frontend, labels, name = FrontendConfig(), list(SCENES), self.path.stem
+        else:
+            frontend = from_dict(FrontendConfig, meta["frontend"], where="frontend")
+            labels, name = list(meta["labels"]), str(meta.get("model_name", self.path.stem))
+        n_out = math.prod(self.output.shape[1:])
+        if n_out != len(labels):
+            raise ModelFileError(f"{self.path.name}: {n_out} outputs for {len(labels)} labels")
+        return frontend, labels, name
+
 
 def embedded_metadata(path: str | os.PathLike) -> dict[str, Any] | None:
     """The JSON edgeasc embeds in a .tflite's metadata list under `METADATA_NAME`, or None."""
@@ -360,11 +384,9 @@ def feature_batches(
     from edgeasc.features import LogMel
 
     mel = LogMel(frontend).eval()
-    starts = range(0, len(waves), batch_size)
-    if progress:
-        from tqdm import tqdm
+    from edgeasc.progress import progress_bar
 
-        starts = tqdm(starts, desc=desc, unit="batch")
+    starts = progress_bar(range(0, len(waves), batch_size), progress, desc=desc, unit="batch")
     with torch.no_grad():
         for s in starts:
             x = torch.from_numpy(np.array(waves[s : s + batch_size], dtype=np.float32))  # a writable copy
@@ -386,35 +408,30 @@ def evaluate_tflite(
 
     The frontend and labels come from the model's edgeasc metadata; a model without it (not exported by
     edgeasc) is assumed to take the DCASE baseline log-mel and output the ten scenes in DCASE order.
-    Writes `{stem}.eval.json` and `{stem}.confusion.png` into `out_dir` (default: next to the model).
+    Writes `{stem}.eval.json` and the plots `{stem}.confusion.png`, `{stem}.confusion_counts.png` and
+    `{stem}.per_device.png` (`edgeasc.plots.write_evaluation_plots`) into `out_dir` (default: next to the model).
 
     Returns:
         The report of `edgeasc.metrics.classification_report` plus "model", "model_name", "split",
         "runtime" and "artifacts".
     """
-    from edgeasc.artifacts import write_json_atomic
-    from edgeasc.config import FrontendConfig, from_dict
+    from edgeasc.artifacts import require_writable, write_json_atomic
     from edgeasc.dataset import TAUDataset, load_waveforms
     from edgeasc.errors import DataError
-    from edgeasc.evaluate import plot_confusion
     from edgeasc.labels import SCENES
     from edgeasc.metrics import classification_report
+    from edgeasc.plots import write_evaluation_plots
 
     model_path = Path(model_path)
     model = TFLiteModel(model_path, backend=backend)
-    meta = model.metadata()
-    if meta is None:
-        log.warning("%s has no edgeasc metadata; assuming the DCASE baseline frontend and scene order", model_path.name)
-        frontend, labels, name = FrontendConfig(), list(SCENES), model_path.stem
-    else:
-        frontend = from_dict(FrontendConfig, meta["frontend"], where="frontend")
-        labels, name = list(meta["labels"]), str(meta.get("model_name", model_path.stem))
+    frontend, labels, name = model.frontend()
     if labels != list(SCENES):
         raise ModelFileError(f"{model_path.name}: labels {labels} are not the DCASE scene order {list(SCENES)}")
     ds = TAUDataset(data_dir)
     clips = ds.clips(split)
     if not clips:
         raise DataError(f"split {split!r} of {data_dir} is empty")
+    out = require_writable(Path(out_dir) if out_dir else model_path.parent, "evaluation report (--out)")
     waves = load_waveforms(ds.root, clips, frontend.sample_rate_hz, frontend.clip_samples, cache_dir, progress)
     workers = workers or max(1, min(4, os.cpu_count() or 1))
     logits = np.concatenate(
@@ -425,10 +442,8 @@ def evaluate_tflite(
               "runtime": {"backend": model.backend, "kernels": "reference" if model.reference_kernels else "optimised",
                           "input": model.input.to_dict(), "output": model.output.to_dict()},
               **report}
-    out = Path(out_dir) if out_dir else model_path.parent
     eval_path = out / f"{model_path.stem}.eval.json"
-    png_path = out / f"{model_path.stem}.confusion.png"
-    report["artifacts"] = {"eval_json": str(eval_path), "confusion_png": str(png_path)}
+    plots = write_evaluation_plots(report, out, prefix=f"{model_path.stem}.")
+    report["artifacts"] = {"eval_json": str(eval_path), **plots}
     write_json_atomic(eval_path, report)
-    plot_confusion(np.asarray(report["confusion_matrix"]), png_path, title=f"{model_path.name} on {split}")
     return report

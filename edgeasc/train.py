@@ -14,6 +14,7 @@ CPU, nccl on CUDA), and rank 0 validates and writes.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -29,7 +30,14 @@ import torch
 import torch.nn.functional as F
 
 from edgeasc import __version__
-from edgeasc.artifacts import exclusive_run, load_torch, save_torch_atomic, write_json_atomic, write_text_atomic
+from edgeasc.artifacts import (
+    exclusive_run,
+    load_torch,
+    save_torch_atomic,
+    strict_json,
+    write_json_atomic,
+    write_text_atomic,
+)
 from edgeasc.augment import dir_augment, freq_mixstyle, mask_along, roll_waveform
 from edgeasc.checkpoint import nonfinite_tensors, save_checkpoint
 from edgeasc.config import TrainConfig, from_dict, to_dict
@@ -39,6 +47,7 @@ from edgeasc.errors import CheckpointError, ConfigError, DataError, DomainError
 from edgeasc.evaluate import predict_logits
 from edgeasc.features import LogMel
 from edgeasc.metrics import classification_report
+from edgeasc.plots import curves_title, plot_run_curves, plot_training_curves
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +56,8 @@ StepHook = Callable[[int, int, torch.nn.Module, torch.optim.Optimizer], "torch.o
 
 STATE_FILE = "last.pt"
 MODEL_FILE = "model.pt"
+BEST_FILE = "best.pt"
+CURVES_FILE = "curves.png"
 
 
 @dataclass(frozen=True)
@@ -57,6 +68,7 @@ class TrainResult:
     model_path: Path
     epochs_run: int
     final_metrics: dict[str, Any]
+    best_path: Path | None = None  # best.pt: the model of the best validated epoch (`final_metrics["best"]`)
 
 
 def warmup_warning(warmup_steps: int, total_steps: int) -> str | None:
@@ -65,9 +77,14 @@ def warmup_warning(warmup_steps: int, total_steps: int) -> str | None:
     to short runs that keep a long run's warm-up, e.g. a 2-epoch pruning or fine-tuning stage."""
     if total_steps < 1 or 2 * warmup_steps <= total_steps:
         return None
+    fix = ("give short runs a shorter warm-up (optim.warmup_steps; for a prune's fine-tuning, "
+           "prune.finetune_warmup_steps)")
+    if warmup_steps >= total_steps:  # the warm-up never ends: the last step has the highest rate
+        peak = get_lr(total_steps - 1, total_steps, 1.0, warmup_steps, 0.0)
+        return (f"optim.warmup_steps={warmup_steps} is more than this run's {total_steps} optimiser steps: the "
+                f"learning rate only reaches {100 * peak:.1f}% of optim.lr, at the last step; {fix}")
     return (f"optim.warmup_steps={warmup_steps} is more than half of this run's {total_steps} optimiser steps: the "
-            "learning rate peaks near the end of the run; give short runs a shorter warm-up (optim.warmup_steps; "
-            "for a prune's fine-tuning, prune.finetune_warmup_steps)")
+            f"learning rate peaks near the end of the run; {fix}")
 
 
 def get_lr(step: int, total_steps: int, base_lr: float, warmup_steps: int, min_lr_ratio: float) -> float:
@@ -140,7 +157,12 @@ def train(
     """Train `cfg.model` on `cfg.data.train_split` of `data_dir`, writing the run into `out_dir`.
 
     Run directory: config.json, last.pt (full training state, every epoch), metrics.jsonl (one line per
-    epoch), model.pt (final edgeasc checkpoint), metrics.json (final validation report), train.log.
+    epoch), model.pt (final edgeasc checkpoint), best.pt (the checkpoint of the epoch with the best
+    validation macro accuracy; model.pt's twin when that is the last), metrics.json (final validation
+    report, with "best"), curves.png (loss and validation accuracy per epoch, `edgeasc.plots`), train.log.
+
+    Each validation runs on the model as model.pt would hold it after that epoch: BatchNorm debiased
+    (`debias_batchnorm`, when it applies) in a copy, so metrics.jsonl, best.pt and model.pt are comparable.
 
     Args:
         resume: continue from `out_dir/last.pt` if it exists (the config must match).
@@ -259,6 +281,10 @@ def _train(cfg: TrainConfig, data_dir: str | os.PathLike, out_dir: str | os.Path
         start_epoch = int(state["epoch"])
         history = list(state["history"])
         log.info("resuming %s at epoch %d/%d", out, start_epoch, cfg.optim.epochs)
+    best: dict[str, Any] | None = None  # the best validated epoch so far: the one best.pt holds
+    complete = state is not None and start_epoch >= cfg.optim.epochs and (out / MODEL_FILE).is_file()
+    if state is not None and rank == 0 and not complete:
+        best = _recover_best(state, history, model, cfg, cfg_dict, out / BEST_FILE, start_epoch)
     # NHWC log-mel input: convolutions then run channels-last (1.2-1.6x the CPU training throughput of the
     # frontend's transposed NCHW view; benchmarks/channels_last.py); the weights stay as they are
     input_format = torch.channels_last if cfg.optim.channels_last else torch.contiguous_format
@@ -296,14 +322,15 @@ def _train(cfg: TrainConfig, data_dir: str | os.PathLike, out_dir: str | os.Path
 
     bar = None
     if progress and rank == 0 and start_epoch < cfg.optim.epochs:
-        from tqdm import tqdm
+        from edgeasc.progress import progress_bar
 
         clips_per_epoch = min(steps_per_epoch * batch, n)
-        bar = tqdm(total=clips_per_epoch * cfg.optim.epochs, initial=clips_per_epoch * start_epoch,
-                   unit="clip", unit_scale=True, dynamic_ncols=True, desc="train")
+        bar = progress_bar(total=clips_per_epoch * cfg.optim.epochs, initial=clips_per_epoch * start_epoch,
+                           unit="clip", unit_scale=True, dynamic_ncols=True, desc="train")
 
     # --- epochs -------------------------------------------------------------------------------
     final_rep: dict[str, Any] | None = None
+    final_model, final_debias = model, None  # the last epoch's model as model.pt holds it (debiased copy)
     try:
         for epoch in range(start_epoch, cfg.optim.epochs):
             ddp_model.train()
@@ -379,18 +406,37 @@ def _train(cfg: TrainConfig, data_dir: str | os.PathLike, out_dir: str | os.Path
                 raise DomainError(_diverged(f"weights ({bad[0]})", epoch, steps_per_epoch - 1, steps_per_epoch, lr,
                                             state_path))
             if rank == 0:
+                new_best = False
                 if last or (cfg.eval_every and (epoch + 1) % cfg.eval_every == 0):
+                    snapshot, debiased = _debiased_copy(model, cfg)  # the model as model.pt would hold it now
                     try:
-                        rep = _validate(model, val_waves, val_clips, fe, batch, device)
+                        rep = _validate(snapshot, val_waves, val_clips, fe, batch, device)
                     except DomainError as exc:  # finite weights, but so large that the outputs overflow
                         raise DomainError(_diverged(f"validation outputs ({exc})", epoch, steps_per_epoch - 1,
                                                     steps_per_epoch, lr, state_path)) from None
-                    final_rep = rep if last else None  # the final model's report: not computed twice
+                    if last:  # the final model and its report: not computed twice
+                        final_rep, final_model, final_debias = rep, snapshot, debiased
                     record.update(val_macro_accuracy=rep["macro_accuracy"],
                                   val_per_device={d: v["macro_accuracy"] for d, v in rep["per_device"].items()})
+                    if debiased:
+                        record["val_bn_debias_start_weight"] = debiased["start_weight"]
+                    # a step hook that changed the architecture starts the search again: best.pt is a model of
+                    # the final widths (a wider one from before pruning is not a result of this run)
+                    new_best = (best is None or best["model_config"] != model.model_config
+                                or rep["macro_accuracy"] > best["val_macro_accuracy"])
+                    if new_best:
+                        best = {"epoch": epoch + 1, "val_macro_accuracy": rep["macro_accuracy"],
+                                "model_config": copy.deepcopy(model.model_config)}
                 history.append(record)
-                _save_state(state_path, model, optimizer, epoch + 1, history, cfg_dict, scaler)
-                write_text_atomic(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+                # last.pt, then best.pt: a kill between the two leaves last.pt naming a best epoch whose
+                # weights it holds itself, and the resume writes best.pt from them (`_recover_best`)
+                _save_state(state_path, model, optimizer, epoch + 1, history, cfg_dict, scaler, best)
+                write_text_atomic(out / "metrics.jsonl", "".join(strict_json(r) + "\n" for r in history))
+                if new_best and not last:  # the last epoch's best.pt is model.pt's twin, written below
+                    _save_best(out / BEST_FILE, snapshot, cfg, cfg_dict, best, debiased)
+                if "val_macro_accuracy" in record and not last:  # the last epoch's plot comes with model.pt
+                    title = curves_title(out, cfg.model.name, cfg.data.val_split)
+                    plot_training_curves(history, out / CURVES_FILE, title, best=best)
                 msg = f"epoch {epoch + 1}/{cfg.optim.epochs} loss {record['loss']:.4f}"
                 if "val_macro_accuracy" in record:
                     msg += f" val macro acc {100 * record['val_macro_accuracy']:.2f}%"
@@ -404,31 +450,41 @@ def _train(cfg: TrainConfig, data_dir: str | os.PathLike, out_dir: str | os.Path
     model_path = out / MODEL_FILE
     final: dict[str, Any] = {}
     if rank == 0:
-        if state is not None and start_epoch >= cfg.optim.epochs and model_path.is_file():
+        if complete:
             log.info("%s is already complete (%d epochs)", out, start_epoch)
         else:
-            rep = final_rep if final_rep is not None else _validate(model, val_waves, val_clips, fe, batch, device)
-            # BatchNorm statistics that started at (0, 1) in this run: a fresh model, not a checkpoint's
-            fresh = not cfg.model.init_checkpoint and not cfg.model.kwargs.get("checkpoint_path")
-            debiased = debias_batchnorm(model) if fresh and cfg.optim.debias_bn else None
-            if debiased:
-                before = rep["macro_accuracy"]
-                rep = _validate(model, val_waves, val_clips, fe, batch, device)
-                rep["bn_debias"] = {**debiased, "macro_accuracy_before": before}
+            if final_rep is None:  # resumed after the last epoch: its validation is not kept
+                final_model, final_debias = _debiased_copy(model, cfg)
+                final_rep = _validate(final_model, val_waves, val_clips, fe, batch, device)
+            rep = final_rep
+            if final_debias:
+                before = _validate(model, val_waves, val_clips, fe, batch, device)["macro_accuracy"]
+                rep["bn_debias"] = {**final_debias, "macro_accuracy_before": before}
                 log.info("BatchNorm moving averages debiased (after %d steps their start held %.2g of them): val "
-                         "macro acc %.2f%% -> %.2f%%", debiased["steps"], debiased["start_weight"], 100 * before,
-                         100 * rep["macro_accuracy"])
+                         "macro acc %.2f%% -> %.2f%%", final_debias["steps"], final_debias["start_weight"],
+                         100 * before, 100 * rep["macro_accuracy"])
+            model = final_model
             if cfg.quant.weight_fake_quant:  # a plain model whose weights are the int8-grid values
                 from edgeasc.quant import snapped_copy
 
                 model = snapped_copy(model)
-            save_checkpoint(model_path, model, stage="train", config=cfg_dict,
-                            extra={"epochs": cfg.optim.epochs, "val_macro_accuracy": rep["macro_accuracy"],
-                                   "train_split": cfg.data.train_split, "val_split": cfg.data.val_split})
-            write_json_atomic(out / "metrics.json", {"split": cfg.data.val_split, **rep})
+            extra = {"epochs": cfg.optim.epochs, "val_macro_accuracy": rep["macro_accuracy"],
+                     "train_split": cfg.data.train_split, "val_split": cfg.data.val_split}
+            if best is None or best["epoch"] == cfg.optim.epochs:
+                # the last epoch is the best: best.pt is model.pt, written first so that a complete run has it
+                best = {"epoch": cfg.optim.epochs, "val_macro_accuracy": rep["macro_accuracy"]}
+                save_checkpoint(out / BEST_FILE, model, stage="train", config=cfg_dict,
+                                extra={**extra, "epoch": cfg.optim.epochs, "selected_by": "val_macro_accuracy"})
+            save_checkpoint(model_path, model, stage="train", config=cfg_dict, extra=extra)
+            write_json_atomic(out / "metrics.json", {"split": cfg.data.val_split, **rep, "best": {
+                "file": BEST_FILE, "epoch": best["epoch"], "val_macro_accuracy": best["val_macro_accuracy"]}})
+            log.info("best validated epoch %d (val macro acc %.2f%%): %s", best["epoch"],
+                     100 * best["val_macro_accuracy"], out / BEST_FILE)
+            plot_run_curves(out)
         final = json.loads((out / "metrics.json").read_text())
     _barrier(world)
-    return TrainResult(out, model_path, cfg.optim.epochs - start_epoch, final)
+    best_path = out / BEST_FILE if (out / BEST_FILE).is_file() else None
+    return TrainResult(out, model_path, cfg.optim.epochs - start_epoch, final, best_path)
 
 
 def batches_per_epoch(n: int, batch: int, world: int = 1) -> int:
@@ -543,19 +599,31 @@ def debias_batchnorm(model: torch.nn.Module) -> dict[str, Any] | None:
     It cost 10.4 points on a 20-epoch run: the network had learned under statistics of augmented inputs
     (docs/training.md).
     """
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
-             and m.track_running_stats and m.momentum is not None]
-    if not norms:
+    start_weight = _bn_start_weight(model)
+    if start_weight is None:
         return None
+    norms = _moving_average_norms(model)
     steps = int(norms[0].num_batches_tracked)
-    start_weight = (1.0 - norms[0].momentum) ** steps
-    if start_weight < DEBIAS_MIN_START_WEIGHT or start_weight >= 1.0:
-        return None
     for m in norms:
         r = (1.0 - m.momentum) ** int(m.num_batches_tracked)
         m.running_mean.div_(1.0 - r)
         m.running_var.sub_(r).div_(1.0 - r)
     return {"steps": steps, "start_weight": start_weight}
+
+
+def _moving_average_norms(model: torch.nn.Module) -> list[torch.nn.Module]:
+    return [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+            and m.track_running_stats and m.momentum is not None]
+
+
+def _bn_start_weight(model: torch.nn.Module) -> float | None:
+    """The share (1 - m)^k the start (0, 1) still holds of the first BatchNorm's moving averages after its k
+    steps, when `debias_batchnorm` would remove it (from `DEBIAS_MIN_START_WEIGHT` up to, not including, 1)."""
+    norms = _moving_average_norms(model)
+    if not norms:
+        return None
+    start_weight = (1.0 - norms[0].momentum) ** int(norms[0].num_batches_tracked)
+    return start_weight if DEBIAS_MIN_START_WEIGHT <= start_weight < 1.0 else None
 
 
 def _validate(model, waves, clips, fe, batch, device) -> dict[str, Any]:
@@ -571,7 +639,8 @@ def _diverged(what: str, epoch: int, i: int, steps_per_epoch: int, lr: float, st
             f"(lr {lr:.3g}); {kept}; lower optim.lr or check the data for clips out of range")
 
 
-def _save_state(path: Path, model, optimizer, epoch: int, history: list, cfg_dict: dict, scaler=None) -> None:
+def _save_state(path: Path, model, optimizer, epoch: int, history: list, cfg_dict: dict, scaler=None,
+                best: dict[str, Any] | None = None) -> None:
     save_torch_atomic(path, {
         "grad_scaler": scaler.state_dict() if scaler is not None else None,
         "model_config": model.model_config,
@@ -579,10 +648,76 @@ def _save_state(path: Path, model, optimizer, epoch: int, history: list, cfg_dic
         "optimizer": optimizer.state_dict(),
         "epoch": epoch,
         "history": history,
+        "best": best,
         "config": cfg_dict,
         "stage": "train-state",
         "edgeasc_version": __version__,
     })
+
+
+def _debiased_copy(model: torch.nn.Module, cfg: TrainConfig) -> tuple[torch.nn.Module, dict[str, Any] | None]:
+    """(the model as model.pt would hold it after this epoch, `debias_batchnorm`'s info or None): a debiased
+    copy when debiasing applies, else `model` itself (no copy).
+
+    Debiasing applies to BatchNorm statistics that started at (0, 1) in this run: a fresh model, not a
+    checkpoint's (`optim.debias_bn`), and only while their start still weighs in (a short run).
+    """
+    fresh = not cfg.model.init_checkpoint and not cfg.model.kwargs.get("checkpoint_path")
+    if not (fresh and cfg.optim.debias_bn) or _bn_start_weight(model) is None:
+        return model, None
+    snapshot = copy.deepcopy(model)
+    return snapshot, debias_batchnorm(snapshot)
+
+
+def _save_best(path: Path, snapshot: torch.nn.Module, cfg: TrainConfig, cfg_dict: dict, best: dict[str, Any],
+               debiased: dict[str, Any] | None) -> None:
+    """Write best.pt mid-run: `snapshot` (`_debiased_copy` of the best epoch) as model.pt is written."""
+    if cfg.quant.weight_fake_quant:
+        from edgeasc.quant import snapped_copy
+
+        snapshot = snapped_copy(snapshot)
+    extra = {"epochs": cfg.optim.epochs, "val_macro_accuracy": best["val_macro_accuracy"],
+             "train_split": cfg.data.train_split, "val_split": cfg.data.val_split, "epoch": best["epoch"],
+             "selected_by": "val_macro_accuracy"}
+    if debiased:
+        extra["bn_debias"] = debiased
+    save_checkpoint(path, snapshot, stage="train", config=cfg_dict, extra=extra)
+
+
+def _recover_best(state: dict[str, Any], history: list[dict[str, Any]], model: torch.nn.Module, cfg: TrainConfig,
+                  cfg_dict: dict, path: Path, start_epoch: int) -> dict[str, Any] | None:
+    """The best validated epoch of a resumed run (last.pt's "best", else the best of its history), checked
+    against the epoch best.pt records; None (best.pt starts again, with a warning) when they differ.
+
+    The one expected difference is a kill after last.pt and before best.pt were written at the best epoch:
+    then that epoch is the state's own, and best.pt is written again from the weights just loaded.
+    """
+    best = state.get("best")
+    if best is None:  # a state written before best.pt existed: the history has the accuracies
+        validated = [r for r in history if r.get("val_macro_accuracy") is not None]
+        if not validated:
+            return None
+        top = max(validated, key=lambda r: r["val_macro_accuracy"])  # the earliest of equal accuracies
+        best = {"epoch": int(top["epoch"]), "val_macro_accuracy": top["val_macro_accuracy"],
+                "model_config": copy.deepcopy(model.model_config)}
+    on_disk = None
+    if path.is_file():
+        from edgeasc.checkpoint import read_checkpoint
+
+        try:
+            on_disk = (read_checkpoint(path).get("extra") or {}).get("epoch")
+        except CheckpointError as exc:
+            log.warning("%s", exc)
+    if on_disk == best["epoch"]:
+        return best
+    if best["epoch"] == start_epoch:
+        if start_epoch < cfg.optim.epochs:  # the last epoch's best.pt is written with model.pt
+            snapshot, debiased = _debiased_copy(model, cfg)
+            _save_best(path, snapshot, cfg, cfg_dict, best, debiased)
+        return best
+    log.warning("%s does not hold epoch %d, the best validated epoch so far (it holds %s); best.pt will be the best "
+                "of the epochs from now on", path, best["epoch"], f"epoch {on_disk}" if on_disk else "no epoch")
+    return None
 
 
 def _normalised_config(saved: Any) -> Any:

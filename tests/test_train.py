@@ -117,6 +117,9 @@ def test_warmup_longer_than_half_the_run_is_warned():
     assert warmup_warning(54, 108) is None  # half is fine
     assert warmup_warning(100, 216) is None
     assert warmup_warning(0, 0) is None
+    # the default 2,000-step warm-up on a 150-step run: the rate never gets past 149/2000 of its peak
+    assert "only reaches 7.4% of optim.lr" in warmup_warning(2000, 150)  # 7.45%
+    assert "peaks near the end" in warmup_warning(100, 108)
 
 
 def test_same_seed_same_weights_and_run_artifacts(tiny_data, tmp_path, fast_overrides):
@@ -314,3 +317,17 @@ def test_no_checkpoint_with_nan_weights_is_written_or_read(tmp_path):
     torch.save(ckpt, tmp_path / "inf.pt")
     with pytest.raises(CheckpointError, match=f"inf.pt is not a usable model: its 1 of .* \\(first: {first}\\)"):
         load_model(tmp_path / "inf.pt")
+
+
+def test_json_artifacts_are_strict_json(tmp_path):
+    """Reports and metrics.jsonl never hold a bare NaN or Infinity (most JSON readers refuse them): null."""
+    from edgeasc.artifacts import strict_json, write_json_atomic
+
+    obj = {"a": float("nan"), "b": [1.5, float("inf"), {"c": -float("inf")}], "d": "NaN", "e": 2}
+    assert strict_json(obj) == '{"a": null, "b": [1.5, null, {"c": null}], "d": "NaN", "e": 2}'
+    text = write_json_atomic(tmp_path / "r.json", obj).read_text()
+
+    def refuse(name):
+        raise ValueError(name)
+
+    assert json.loads(text, parse_constant=refuse)["b"] == [1.5, None, {"c": None}]
