@@ -645,19 +645,13 @@ def dataset_inputs(
     (its edgeasc metadata; the DCASE baseline frontend for a foreign model), normalised and quantised as
     the model states (`TFLiteModel.prepare`)."""
     from edgeasc.audio import load_clip
-    from edgeasc.config import FrontendConfig, from_dict
     from edgeasc.dataset import TAUDataset
     from edgeasc.errors import DataError
     from edgeasc.export import select_calibration_clips
     from edgeasc.runtime import TFLiteModel, feature_batches
 
     model = TFLiteModel(path)
-    meta = model.metadata()
-    if meta is None:
-        log.warning("%s has no edgeasc metadata; assuming the DCASE baseline frontend", path.name)
-        frontend = FrontendConfig()
-    else:
-        frontend = from_dict(FrontendConfig, meta["frontend"], where="frontend")
+    frontend, _, _ = model.frontend()
     ds = TAUDataset(data_dir)
     clips = ds.clips(split)
     if not clips:
@@ -770,6 +764,7 @@ def bench_model(
     seed: int = 0,
     data_dir: str | os.PathLike | None = None,
     firmware: bool = False,
+    progress: bool = False,
 ) -> BenchReport:
     """Benchmark a .tflite model (see the module docstring for each figure).
 
@@ -781,6 +776,7 @@ def bench_model(
         seed: seed of the random inputs, or of the clip choice with `data_dir`.
         data_dir: a TAU22-layout dataset: use log-mel features of its test clips instead of random inputs.
         firmware: fill the firmware section through `FIRMWARE_HOOK`.
+        progress: a bar over the measuring steps (arena search, numerics, three latencies) on stderr.
 
     Raises:
         AuditError / ModelFileError: missing, malformed or unsupported model (exit code 2).
@@ -813,8 +809,13 @@ def bench_model(
                   "distribution": "integers uniform over the dtype's range; floats standard normal"}
 
     # Arena first (a child process): the interpreters below then get a size known to work.
+    from edgeasc.progress import progress_bar
+
+    bar = progress_bar(total=5, enabled=progress, desc="arena search", unit="step")
     start = max(MIN_ARENA_START_BYTES, int(1.25 * audit.peak_activation_bytes))
     min_arena, probes = find_min_arena(path, start_bytes=start)
+    bar.set_description("numerics")
+    bar.update()
     # The child proved `min_arena` works; the margin only guards this process against a different buffer
     # alignment. Head and tail do not depend on the arena size.
     micro = _Micro(path, min_arena + 4096, len(in_details), len(out_details))
@@ -832,7 +833,11 @@ def bench_model(
     first = input_sets[0]
     latency = {}
     for key, runner in (("litert_reference", ref), ("litert_default", default), ("tflite_micro", micro)):
+        bar.set_description(f"latency {key}")
+        bar.update()
         latency[key] = _time_invocations(lambda r=runner: r.set_inputs(first), runner.invoke, runs, warmup)
+    bar.update()
+    bar.close()
 
     act = set(audit.details.get("activation_dtypes", {}))
     if act and act <= {"int8", "int32"} and all(_tensor_dict(d)["dtype"] == "int8" for d in in_details):

@@ -1,14 +1,18 @@
 """Command-line interface: `edgeasc <verb> ...`. Parses, calls one library function, prints.
 
 Exit codes: 0 ok; 1 a domain failure (e.g. a check that fails); 2 bad usage or unreadable input
-(missing or corrupt files, invalid config); 130 interrupted (Ctrl-C; the message says how to continue).
+(missing or corrupt files, invalid config) or an output location that cannot be written (permission,
+read-only file system, full disk: one line naming the path); 130 interrupted (Ctrl-C; the message says how
+to continue).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -20,6 +24,9 @@ log = logging.getLogger("edgeasc")
 
 
 def _setup_logging(quiet: bool) -> None:
+    from edgeasc.progress import set_enabled
+
+    set_enabled(not quiet)  # -q: no progress bars either
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
     root = logging.getLogger("edgeasc")
@@ -42,6 +49,30 @@ def _size(path: Path) -> str:
     return f"{n} B"
 
 
+def _run_shortcuts(epochs_help: str = "Training epochs (optim.epochs).") -> Callable[[Callable], Callable]:
+    """--epochs, --batch-size, --seed and --device: short for `--set optim.epochs=N` etc. (they win over --set)."""
+    options = [
+        click.option("--epochs", type=click.IntRange(min=1), help=epochs_help),
+        click.option("--batch-size", type=click.IntRange(min=1), help="Clips per optimiser step (optim.batch_size)."),
+        click.option("--seed", type=int, help="Seed of the run (seed)."),
+        click.option("--device", help="auto, cpu, cuda or cuda:N (device)."),
+    ]
+
+    def decorate(f: Callable) -> Callable:
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return decorate
+
+
+def _with_shortcuts(overrides: tuple[str, ...], epochs: int | None, batch_size: int | None, seed: int | None,
+                    device: str | None) -> tuple[str, ...]:
+    """The `--set` overrides followed by those of the shortcut options that were given."""
+    given = (("optim.epochs", epochs), ("optim.batch_size", batch_size), ("seed", seed), ("device", device))
+    return (*overrides, *(f"{key}={json.dumps(v)}" for key, v in given if v is not None))
+
+
 _RESUME_HINTS = {
     "train": "; continue the run with --resume",
     "prune": "; continue the stages with --resume",
@@ -53,6 +84,9 @@ _RESUME_HINTS = {
 """What a Ctrl-C leaves behind, per command (every other command simply stops)."""
 
 
+_WRITE_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR})
+
+
 class _Group(click.Group):
     """Turns expected errors into one line on stderr and their documented exit code."""
 
@@ -62,6 +96,12 @@ class _Group(click.Group):
         except EdgeAscError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except OSError as exc:  # where no up-front check caught it (artifacts.require_writable)
+            if exc.errno not in _WRITE_ERRNOS:
+                raise
+            where = f"{exc.filename}: " if exc.filename else ""
+            click.echo(f"error: cannot write {where}{exc.strerror}", err=True)
+            ctx.exit(2)
         except KeyboardInterrupt:
             click.echo(f"interrupted{_RESUME_HINTS.get(ctx.invoked_subcommand or '', '')}", err=True)
             ctx.exit(130)
@@ -69,7 +109,7 @@ class _Group(click.Group):
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="edgeasc")
-@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr (no progress bars).")
 def cli(quiet: bool) -> None:
     """edgeasc: acoustic scene classification from raw audio to an int8 model under the DCASE 2025 budget."""
     _setup_logging(quiet)
@@ -84,7 +124,10 @@ def cli(quiet: bool) -> None:
 @click.option("--gain-db", type=float, default=0.0, show_default=True,
               help="Recording gain of every file, in dB (<= 0): -28 gives real TAU22 log-mel levels "
                    "(mean about -6; docs/synthetic_data.md).")
-def synth(out_dir: Path, scale: str, seed: int, overwrite: bool, if_missing: bool, gain_db: float) -> None:
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--json", "as_json", is_flag=True, help="Print the dataset summary as JSON (no progress bar).")
+def synth(out_dir: Path, scale: str, seed: int, overwrite: bool, if_missing: bool, gain_db: float,
+          no_progress: bool, as_json: bool) -> None:
     """Write a synthetic acoustic-scene dataset in the TAU Urban Acoustic Scenes 2022 Mobile layout.
 
     Example: edgeasc synth data/synth --scale small
@@ -93,42 +136,68 @@ def synth(out_dir: Path, scale: str, seed: int, overwrite: bool, if_missing: boo
     from edgeasc.synth import Difficulty, generate_dataset
 
     if if_missing and (out_dir / "meta.csv").is_file():
-        click.echo(f"{out_dir} already holds a dataset (meta.csv present); skipping generation")
+        click.echo(json.dumps({"path": str(out_dir), "skipped": True}) if as_json else
+                   f"{out_dir} already holds a dataset (meta.csv present); skipping generation")
         return
     try:
         difficulty = Difficulty(output_gain_db=gain_db)
     except ValueError as exc:
         raise ConfigError(f"--gain-db: {exc}") from None
-    summary = generate_dataset(out_dir, scale=scale, seed=seed, progress=True, overwrite=overwrite,
-                               difficulty=difficulty)
-    click.echo(summary.describe() if hasattr(summary, "describe") else str(summary))
-    click.echo(f"next: edgeasc train --data {out_dir} --out runs/student")
+    summary = generate_dataset(out_dir, scale=scale, seed=seed, progress=not (no_progress or as_json),
+                               overwrite=overwrite, difficulty=difficulty)
+    if as_json:
+        click.echo(json.dumps(summary.to_dict(), indent=2))
+        return
+    click.echo(summary.describe())
+    click.echo(f"next: {summary.train_hint()}")
 
 
 @cli.command()
-@click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="TAU22-layout dataset folder (real or synthetic).")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Run directory (config, checkpoints, metrics).")
+@click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="TAU22-layout dataset folder (real or synthetic). Required, except with --print-config.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Run directory (config, checkpoints, metrics). Required, except with --print-config.")
 @click.option("--recipe", type=click.Path(dir_okay=False, path_type=Path), help="TOML recipe file.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a config value, e.g. --set optim.epochs=10 (repeatable).")
 @click.option("--teacher-checkpoint", type=click.Path(dir_okay=False, path_type=Path),
               help="Start a PaSST from an official checkpoint (sets model.kwargs.checkpoint_path).")
+@_run_shortcuts()
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last completed epoch.")
+@click.option("--print-config", is_flag=True,
+              help="Print the resolved config (defaults <- recipe <- --set <- shortcuts) as a TOML recipe and exit.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--json", "as_json", is_flag=True, help="Print the final validation report as JSON (no progress bar).")
 def train(data_dir: Path, out_dir: Path, recipe: Path | None, overrides: tuple[str, ...],
-          teacher_checkpoint: Path | None, resume: bool, no_progress: bool) -> None:
+          teacher_checkpoint: Path | None, epochs: int | None, batch_size: int | None, seed: int | None,
+          device: str | None, resume: bool, print_config: bool, no_progress: bool, as_json: bool) -> None:
     """Train a student (or teacher) model.
 
-    Example: edgeasc train --data data/synth --out runs/student --recipe recipes/demo_student.toml
+    Recipes (recipes/ of the repository; any TOML file of the same sections works):
+    demo_student.toml (the demo's S1 student on synthetic data), baseline_tau22.toml (the DCASE 2025
+    baseline on TAU22), sscp_student_tau22.toml (the seed's S1 on TAU22), demo_kd_student.toml (with teacher
+    logits), demo_qat.toml (int8 weight fine-tuning), teacher_*.toml (teachers). Without a recipe: the
+    defaults of edgeasc.config.TrainConfig (the baseline recipe, 150 epochs).
+
+    Example: edgeasc train --data data/synth --out runs/student --recipe recipes/demo_student.toml --epochs 10
     """
-    from edgeasc.config import resolve_train_config
+    from edgeasc.config import format_recipe, resolve_train_config, to_dict
     from edgeasc.train import train as run_training
 
     if teacher_checkpoint is not None:
         overrides = (*overrides, f"model.kwargs.checkpoint_path={str(teacher_checkpoint)!r}")
-    cfg = resolve_train_config(recipe, overrides)
+    cfg = resolve_train_config(recipe, _with_shortcuts(overrides, epochs, batch_size, seed, device))
+    if print_config:
+        click.echo(format_recipe(to_dict(cfg)), nl=False)
+        return
+    missing = [flag for flag, v in (("--data", data_dir), ("--out", out_dir)) if v is None]
+    if missing:
+        raise click.UsageError(f"missing option {' and '.join(missing)}")
+    if as_json:
+        result = run_training(cfg, data_dir, out_dir, resume=resume, progress=False)
+        click.echo(json.dumps({"model": str(result.model_path), "final_metrics": result.final_metrics}, indent=2,
+                              allow_nan=False))
+        return
     result = run_training(cfg, data_dir, out_dir, resume=resume, progress=not no_progress)
     if result.final_metrics:
         from edgeasc.metrics import format_report
@@ -160,9 +229,10 @@ def train(data_dir: Path, out_dir: Path, recipe: Path | None, overrides: tuple[s
 @click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True,
               help="Checkpoints only: fp16 runs a half-precision copy, as the official baseline's test does.")
 @_cache_dir_option
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (no progress bar).")
 def evaluate(model_path: Path, data_dir: Path, split: str, out_dir: Path | None, batch_size: int,
-             precision: str, cache_dir: Path | None, as_json: bool) -> None:
+             precision: str, cache_dir: Path | None, no_progress: bool, as_json: bool) -> None:
     """Macro, per-device and per-class accuracy of a model (checkpoint, .tflite or device bundle) on a split.
 
     A .tflite runs on LiteRT's reference kernels (bit-exact with TFLite Micro). A device bundle (`edgeasc
@@ -184,17 +254,17 @@ def evaluate(model_path: Path, data_dir: Path, split: str, out_dir: Path | None,
         from edgeasc.finetune import evaluate_bundle, format_bundle_report
 
         report = evaluate_bundle(model_path, data_dir, split=split, out_dir=out_dir, batch_size=batch_size,
-                                 cache_dir=cache_dir, progress=not as_json)
+                                 cache_dir=cache_dir, progress=not (no_progress or as_json))
         click.echo(json.dumps(report, indent=2) if as_json else format_bundle_report(report))
         if not as_json:
             click.echo(f"\nwrote {report['artifacts']['eval_json']}")
         return
     if tflite:
         report = evaluate_tflite(model_path, data_dir, split=split, out_dir=out_dir, batch_size=batch_size,
-                                 cache_dir=cache_dir, progress=not as_json)
+                                 cache_dir=cache_dir, progress=not (no_progress or as_json))
     else:
         report = evaluate_checkpoint(model_path, data_dir, split=split, out_dir=out_dir, batch_size=batch_size,
-                                     cache_dir=cache_dir, progress=not as_json, precision=precision)
+                                     cache_dir=cache_dir, progress=not (no_progress or as_json), precision=precision)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
@@ -236,12 +306,13 @@ def evaluate(model_path: Path, data_dir: Path, split: str, out_dir: Path | None,
 @click.option("--sensitivity-clips", type=int, default=1000, show_default=True,
               help="Clips of the evaluation split the sensitivity table is measured on.")
 @_cache_dir_option
-@click.option("--json", "as_json", is_flag=True, help="Print export_report.json.")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+@click.option("--json", "as_json", is_flag=True, help="Print export_report.json (no progress bars).")
 def export_cmd(checkpoint: Path, data_dir: Path, out_dir: Path | None, int8: bool, calib_clips: int,
                calib_split: str | None, eval_split: str, eval_clips: int | None, seed: int, input_norm: bool,
                weight_rounding: str, bias_correction: bool, int16_layers: str | None, sensitivity: bool,
                sensitivity_clips: int,
-               cache_dir: Path | None, as_json: bool) -> None:
+               cache_dir: Path | None, no_progress: bool, as_json: bool) -> None:
     """Export a checkpoint to ONNX and TFLite (float32; int8 with --int8) and measure parity with torch.
 
     A device bundle (`edgeasc finetune`) exports every member into OUT/<member>/, audits each against the
@@ -254,6 +325,7 @@ def export_cmd(checkpoint: Path, data_dir: Path, out_dir: Path | None, int8: boo
     from edgeasc.export import export_checkpoint, format_export_report
     from edgeasc.sensitivity import format_sensitivity
 
+    progress = not (no_progress or as_json)
     if is_bundle(checkpoint):
         changed = [flag for flag, on in (("--no-input-norm", not input_norm),
                                          ("--weight-rounding nearest", weight_rounding != "adaptive"),
@@ -266,7 +338,7 @@ def export_cmd(checkpoint: Path, data_dir: Path, out_dir: Path | None, int8: boo
         from edgeasc.finetune import export_bundle, format_export_manifest
 
         manifest = export_bundle(checkpoint, data_dir, out_dir, int8=int8, calib_clips=calib_clips,
-                                 eval_clips=eval_clips, seed=seed, cache_dir=cache_dir, progress=not as_json,
+                                 eval_clips=eval_clips, seed=seed, cache_dir=cache_dir, progress=progress,
                                  calib_split=calib_split, eval_split=eval_split)
         click.echo(json.dumps(manifest, indent=2) if as_json else format_export_manifest(manifest))
         if not as_json:
@@ -277,7 +349,7 @@ def export_cmd(checkpoint: Path, data_dir: Path, out_dir: Path | None, int8: boo
         raise ConfigError("--sensitivity needs --int8 (it measures the int8 model's rounding)")
     result = export_checkpoint(checkpoint, data_dir, out_dir, int8=int8, calib_clips=calib_clips,
                                calib_split=calib_split, eval_split=eval_split, eval_clips=eval_clips, seed=seed,
-                               cache_dir=cache_dir, progress=not as_json, input_norm=input_norm,
+                               cache_dir=cache_dir, progress=progress, input_norm=input_norm,
                                sensitivity_clips=sensitivity_clips if sensitivity else None,
                                weight_rounding=weight_rounding, bias_correction=bias_correction,
                                int16_layers=int16_layers)
@@ -424,9 +496,10 @@ def teacher_logits_cmd(teachers: tuple[str, ...], data_dir: Path, out_path: Path
 @click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Use log-mel features of this dataset's test clips instead of seeded random int8 inputs.")
 @click.option("--firmware", is_flag=True, help="Also fill the firmware section (edgeasc.firmware.bench_figures).")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON, with a machine description.")
 def bench_cmd(model_path: Path, runs: int, warmup: int, n_inputs: int, seed: int, data_dir: Path | None,
-              firmware: bool, as_json: bool) -> None:
+              firmware: bool, no_progress: bool, as_json: bool) -> None:
     """Latency (LiteRT reference, LiteRT default, TFLite Micro), TFLite Micro arena, flash, LiteRT-vs-TFLite
     Micro bit-exactness and a microcontroller latency estimate of a .tflite model.
 
@@ -438,7 +511,7 @@ def bench_cmd(model_path: Path, runs: int, warmup: int, n_inputs: int, seed: int
     from edgeasc.bench import bench_model, check_numerics, format_bench
 
     report = bench_model(model_path, runs=runs, warmup=warmup, n_inputs=n_inputs, seed=seed, data_dir=data_dir,
-                         firmware=firmware)
+                         firmware=firmware, progress=not (no_progress or as_json))
     click.echo(json.dumps(report.to_dict(machine=True), indent=2) if as_json else format_bench(report))
     check_numerics(report)
 
@@ -488,12 +561,14 @@ def firmware_cmd(model_path: Path, out_dir: Path, as_json: bool) -> None:
                    "--to-base-channels 32). Default: the largest uniform width within the budget.")
 @click.option("--export/--no-export", "export_int8", default=None,
               help="Also export the final model to int8 TFLite and audit that file (default: the recipe's).")
+@_run_shortcuts("Epochs of each AGP pruning stage (optim.epochs; its KD fine-tuning: --set prune.finetune_epochs).")
 @click.option("--resume", is_flag=True, help="Continue the stages in --out.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print prune.json.")
 def prune_cmd(checkpoint: Path, data_dir: Path, out_dir: Path, recipe: Path | None, overrides: tuple[str, ...],
               target: str | None, max_param_bytes: int | None, max_macs: int | None, param_dtype: str | None,
-              to_base_channels: tuple[int, ...], export_int8: bool | None, resume: bool, no_progress: bool,
+              to_base_channels: tuple[int, ...], export_int8: bool | None, epochs: int | None,
+              batch_size: int | None, seed: int | None, device: str | None, resume: bool, no_progress: bool,
               as_json: bool) -> None:
     """Prune a trained student's channels with AGP during KD training, then fine-tune it with KD.
 
@@ -505,6 +580,7 @@ def prune_cmd(checkpoint: Path, data_dir: Path, out_dir: Path, recipe: Path | No
     """
     from edgeasc.prune import format_prune_summary, prune_checkpoint, resolve_prune_config
 
+    overrides = _with_shortcuts(overrides, epochs, batch_size, seed, device)
     train_cfg, prune_cfg = resolve_prune_config(recipe, overrides, target=target, max_param_bytes=max_param_bytes,
                                                 max_macs=max_macs, param_dtype=param_dtype,
                                                 to_base_channels=to_base_channels, export_int8=export_int8)
@@ -524,7 +600,8 @@ def prune_cmd(checkpoint: Path, data_dir: Path, out_dir: Path, recipe: Path | No
               help="Folder for <package>/ (installable) and predictions/<label>/complexity.json.")
 @click.option("--label", required=True, help="DCASE submission label <Surname>_<Institute>_task1_<1-4>.")
 @click.option("--overwrite", is_flag=True, help="Replace the files of an existing package folder.")
-def submission_cmd(model_path: Path, out_dir: Path, label: str, overwrite: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the files and complexity.json as JSON.")
+def submission_cmd(model_path: Path, out_dir: Path, label: str, overwrite: bool, as_json: bool) -> None:
     """Write a self-contained DCASE 2025 Task 1 submission package (inference API, fp16 weights,
     complexity.json) from an edgeasc bundle or checkpoint.
 
@@ -537,6 +614,10 @@ def submission_cmd(model_path: Path, out_dir: Path, label: str, overwrite: bool)
 
     root = write_submission(model_path, out_dir, label, overwrite=overwrite)
     summary = describe_submission(out_dir, label)
+    if as_json:
+        click.echo(json.dumps({"package": str(root), **summary.to_dict()}, indent=2))
+        summary.check()
+        return
     click.echo(f"wrote {root}:")
     click.echo(summary.format())
     click.echo(f"next: pip install {root} && python -c \"from {root.name} import {label} as api; "
@@ -561,12 +642,13 @@ def submission_cmd(model_path: Path, out_dir: Path, label: str, overwrite: bool)
                    "clips of that device (else the general model answers it).")
 @click.option("--holdout", type=float, default=0.2, show_default=True,
               help="With --select: the share of each device's training clips held out of its run.")
+@_run_shortcuts("Epochs of each device's fine-tuning run (optim.epochs).")
 @click.option("--no-resume", is_flag=True, help="Fail on existing device runs instead of resuming/skipping them.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print finetune.json.")
 def finetune_cmd(checkpoint: Path, data_dir: Path, out_dir: Path, recipe: Path | None, overrides: tuple[str, ...],
-                 devices: str | None, select: bool, holdout: float, no_resume: bool, no_progress: bool,
-                 as_json: bool) -> None:
+                 devices: str | None, select: bool, holdout: float, epochs: int | None, batch_size: int | None,
+                 seed: int | None, device: str | None, no_resume: bool, no_progress: bool, as_json: bool) -> None:
     """Fine-tune one copy of a general model per recording device and bundle them with the general model.
 
     The bundle answers any device id; devices without their own model (s4-s6, s7-s10) get the general one.
@@ -576,6 +658,7 @@ def finetune_cmd(checkpoint: Path, data_dir: Path, out_dir: Path, recipe: Path |
     """
     from edgeasc.finetune import finetune, format_bundle_report
 
+    overrides = _with_shortcuts(overrides, epochs, batch_size, seed, device)
     result = finetune(checkpoint, data_dir, out_dir, recipe=recipe, overrides=overrides, devices=devices,
                       resume=not no_resume, progress=not (no_progress or as_json), select=select, holdout=holdout)
     if as_json:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import math
 import os
 import tomllib
@@ -378,6 +379,39 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]
                 raise ConfigError(f"override {item!r}: {k!r} is not a section")
         node[keys[-1]] = value
     return out
+
+
+def format_recipe(data: dict[str, Any]) -> str:
+    """A (nested) config dict (`to_dict`) as a TOML recipe that `load_recipe` reads back to the same config.
+
+    Keys whose value is None are left out (TOML has no null; they are None by default)."""
+
+    def literal(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        if isinstance(v, str):
+            return json.dumps(v)  # JSON's escapes are TOML basic-string escapes
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(literal(x) for x in v) + "]"
+        if isinstance(v, dict):
+            return "{" + ", ".join(f"{k} = {literal(x)}" for k, x in v.items() if x is not None) + "}"
+        raise ConfigError(f"cannot write {type(v).__name__} {v!r} as TOML")
+
+    lines: list[str] = []
+
+    def table(d: dict[str, Any], name: str) -> None:
+        scalars = [(k, v) for k, v in d.items() if v is not None and not isinstance(v, dict)]
+        if name and (scalars or not any(isinstance(v, dict) for v in d.values())):
+            lines.extend(["", f"[{name}]"])
+        lines.extend(f"{k} = {literal(v)}" for k, v in scalars)
+        for k, v in d.items():
+            if isinstance(v, dict):
+                table(v, f"{name}.{k}" if name else k)
+
+    table(data, "")
+    return "\n".join(lines).lstrip("\n") + "\n"
 
 
 def _parse_value(raw: str) -> Any:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeasc.artifacts import write_atomic, write_json_atomic
+from edgeasc.artifacts import require_writable, write_atomic, write_json_atomic
 from edgeasc.audio import load_clip
 from edgeasc.errors import DataError
 from edgeasc.labels import DEVICES, SCENES
@@ -167,16 +167,14 @@ def load_waveforms(
     if array_path.is_file() and info_path.is_file():
         return np.memmap(array_path, dtype=np.float32, mode="r", shape=(len(clips), clip_samples))
 
+    require_writable(cache, "waveform cache (--cache-dir)")
     log.info("caching %d clips at %d Hz in %s", len(clips), sample_rate_hz, cache)
 
     def build(tmp: Path) -> None:
         arr = np.memmap(tmp, dtype=np.float32, mode="w+", shape=(len(clips), clip_samples))
-        it = clips
-        if progress:
-            from tqdm import tqdm
+        from edgeasc.progress import progress_bar
 
-            it = tqdm(clips, desc="caching audio", unit="clip")
-        for i, clip in enumerate(it):
+        for i, clip in enumerate(progress_bar(clips, progress, desc="caching audio", unit="clip")):
             arr[i] = load_clip(root / clip.filename, sample_rate_hz, clip_samples)
         arr.flush()
         del arr

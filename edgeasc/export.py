@@ -347,6 +347,7 @@ def convert_onnx_to_tflite(
     log_path: str | os.PathLike | None = None,
     timeout_s: float | None = 1800,
     jobs: int | None = None,
+    progress: bool = False,
 ) -> None:
     """Run onnx2tf in child processes for each `{"onnx", "out_dir", "calibration_npy", "input_name"}`.
 
@@ -368,6 +369,7 @@ def convert_onnx_to_tflite(
         if conv.get("log"):
             Path(conv["log"]).parent.mkdir(parents=True, exist_ok=True)
     from edgeasc.children import kill_group, start_child
+    from edgeasc.progress import progress_bar
 
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
     # beside the first model's output (an export's own work folder), not in the system's temporary folder
@@ -383,13 +385,19 @@ def convert_onnx_to_tflite(
                     procs.append(start_child([sys.executable, "-m", "edgeasc._convert_tflite", str(job)],
                                              stdout=log_f, stderr=subprocess.STDOUT, cwd=tmp, env=env))
             deadline = None if timeout_s is None else time.monotonic() + timeout_s * max(map(len, groups))
-            codes: list[int | None] = []
-            for proc in procs:
-                try:
-                    codes.append(proc.wait(None if deadline is None else max(0.0, deadline - time.monotonic())))
-                except subprocess.TimeoutExpired:
-                    kill_group(proc)
-                    codes.append(None)
+            codes: list[int | None] = [None] * len(procs)
+            bar = progress_bar(total=len(conversions), enabled=progress, desc="onnx2tf", unit="model")
+            while True:  # polled: the bar counts the models each child reports done
+                codes = [proc.poll() for proc in procs]
+                bar.update(sum(_done_count(f) for f in logs) - bar.n)
+                if all(code is not None for code in codes):
+                    break
+                if deadline is not None and time.monotonic() > deadline:
+                    for proc in procs:  # the ones still running count as timed out (their code stays None)
+                        kill_group(proc)
+                    break
+                time.sleep(0.25)
+            bar.close()
         finally:  # an interrupt (or an error above) leaves no converter, nor any process it started, running
             for proc in procs:
                 kill_group(proc)
@@ -425,6 +433,15 @@ def convert_onnx_to_tflite(
                 sig = f"signal {-returncode}"
             raise ExportError(f"the TFLite converter (onnx2tf) died with {sig}; see {where}")
         raise ExportError(f"the TFLite converter (onnx2tf) failed: {_last_error_line(where)}; see {where}")
+
+
+def _done_count(main_log: Path) -> int:
+    """How many conversions a child has reported done so far."""
+    try:
+        text = main_log.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return 0
+    return sum(ln.startswith("[edgeasc] done ") for ln in text.splitlines())
 
 
 def _failed_conversion(conversions: list[dict[str, Any]], main_log: Path) -> dict[str, Any] | None:
@@ -873,6 +890,7 @@ def export_checkpoints(
               "failed_log": str(p.dest / FAILED_LOG_FILE),
               "signature_float": str(p.work / SIGNATURE_FLOAT) if int16_layers else None}
              for p in prepared],
+            progress=progress,
         )
         if int16_layers and int8:
             _convert_int16(prepared, ds, int16_layers, int16_target, seed, cache_dir, progress)

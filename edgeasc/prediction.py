@@ -12,7 +12,6 @@ edgeasc module it imports into the package, and the TFLite runtime has no place 
 from __future__ import annotations
 
 import logging
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,22 +136,11 @@ def predict_files(
 def _tflite_logits(files: list[Path], model_path: Path, windows: str,
                    batch_size: int) -> tuple[list[torch.Tensor], list[str]]:
     """Per file the logits (n_classes,) of a .tflite (its windows averaged), and the class order."""
-    from edgeasc.config import FrontendConfig, from_dict
     from edgeasc.dcase import LOAD_CHUNK_FILES, log_mel_inputs
-    from edgeasc.labels import SCENES
-    from edgeasc.runtime import ModelFileError, TFLiteModel
+    from edgeasc.runtime import TFLiteModel
 
     model = TFLiteModel(model_path)
-    # the metadata reading of `edgeasc.runtime.evaluate_tflite`: its frontend, else the baseline's
-    meta = model.metadata()
-    if meta is None:
-        log.warning("%s has no edgeasc metadata; assuming the DCASE baseline frontend and scene order", model_path.name)
-        frontend, labels = FrontendConfig(), list(SCENES)
-    else:
-        frontend, labels = from_dict(FrontendConfig, meta["frontend"], where="frontend"), list(meta["labels"])
-    n_out = math.prod(model.output.shape[1:])
-    if n_out != len(labels):
-        raise ModelFileError(f"{model_path.name}: {n_out} outputs for {len(labels)} labels in its metadata")
+    frontend, labels, _ = model.frontend()
     workers = max(1, min(4, os.cpu_count() or 1))
     logits: list[torch.Tensor] = []
     for s in range(0, len(files), LOAD_CHUNK_FILES):

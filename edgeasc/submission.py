@@ -217,6 +217,12 @@ class SubmissionSummary:
         lines.append(f"{'max':<7} {self.complexity['max_MACs']:>12,} {self.complexity['max_Params']:>15,}")
         return "\n".join(lines)
 
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (what `edgeasc submission --json` prints)."""
+        return {"files": [str(f) for f in self.files], "complexity": self.complexity,
+                "budget": self.budget, "over_budget": list(self.over_budget),
+                "within_budget": not self.over_budget}
+
     def check(self) -> None:
         """Raise DomainError (exit code 1) when a device's model exceeds the budget."""
         if self.over_budget:

@@ -31,6 +31,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -148,6 +149,10 @@ class ScalePreset:
         if min(self.train_segments_per_scene, self.test_segments_per_scene) < 1:
             raise ValueError("every scene needs at least one training and one test recording")
 
+
+DEMO_RECIPE_EPOCHS, DEMO_RECIPE_BATCH, DEMO_RECIPE_WARMUP = 16, 64, 100
+"""recipes/demo_student.toml's epochs, batch size and warm-up steps (`DatasetSummary.train_hint`; a test reads
+the recipe against them)."""
 
 SCALES: dict[str, ScalePreset] = {
     "tiny": ScalePreset(3, 2, 1, 3, 1),
@@ -942,6 +947,23 @@ class SynthSummary:
     def n_clips(self) -> int:
         return sum(sum(per_device.values()) for per_device in self.clips.values())
 
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (what `edgeasc synth --json` prints)."""
+        return {"path": str(self.path), "scale": self.scale, "seed": self.seed,
+                "generator_version": self.generator_version, "n_clips": self.n_clips, "clips": self.clips,
+                "scene_clips": self.scene_clips, "split_clips": {str(k): v for k, v in self.split_clips.items()},
+                "seconds": round(self.seconds, 2)}
+
+    def train_hint(self, out: str = "runs/student") -> str:
+        """An `edgeasc train` command that fits this dataset: the demo recipe (16 epochs, batch 64) on split25,
+        its 100-step warm-up shortened to a quarter of the run when the split is too small for it."""
+        epochs, batch, warmup = DEMO_RECIPE_EPOCHS, DEMO_RECIPE_BATCH, DEMO_RECIPE_WARMUP
+        steps = epochs * math.ceil(self.split_clips.get(25, 0) / batch)
+        cmd = f"edgeasc train --data {self.path} --out {out} --recipe recipes/demo_student.toml"
+        if 0 < steps < 4 * warmup:
+            cmd += f" --set optim.warmup_steps={max(1, steps // 4)}"
+        return cmd
+
     def describe(self) -> str:
         """Clip counts per fold and device in aligned columns, then the splits and the folder."""
         width = 7
@@ -1040,10 +1062,10 @@ def generate_dataset(
     jobs = [(plan, seed, str(out_dir), difficulty) for plan in plans]
     if workers is None:
         workers = 1 if len(jobs) < 100 else max(1, min(2, os.cpu_count() or 1))
-    from tqdm import tqdm
+    from edgeasc.progress import progress_bar
 
     n_total = sum(len(p.devices) * PIECES_PER_SEGMENT for p in plans)
-    bar = tqdm(total=n_total, unit="clip", disable=not progress, desc=f"synthesising {scale_name}")
+    bar = progress_bar(total=n_total, enabled=progress, unit="clip", desc=f"synthesising {scale_name}")
     if workers == 1:
         for job in jobs:
             bar.update(_render_job(job))

@@ -292,8 +292,7 @@ def _member_logits(
     name: str,
 ) -> np.ndarray:
     """One member's logits on `clips` (merged on rank 0; an empty array on the other ranks)."""
-    from tqdm import tqdm
-
+    from edgeasc.progress import progress_bar
     from edgeasc.train import _barrier
 
     if rank == 0:  # rank 0 builds the waveform cache, the others then map it
@@ -303,8 +302,8 @@ def _member_logits(
         waves = load_waveforms(ds.root, clips, frontend.sample_rate_hz, frontend.clip_samples, cache_dir)
     bar = None
     if progress and rank == 0:
-        bar = tqdm(total=len(range(0, len(clips), world)), desc=name, unit="clip", unit_scale=True,
-                   dynamic_ncols=True)
+        bar = progress_bar(total=len(range(0, len(clips), world)), desc=name, unit="clip", unit_scale=True,
+                           dynamic_ncols=True)
     try:
         merged = _sharded_logits(tag, partial, model, waves, frontend, batch_size, device, rank, world, resume, bar)
     finally:

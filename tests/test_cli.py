@@ -120,3 +120,92 @@ def test_synth_refuses_to_overwrite(runner, tiny_data):
     assert res.exit_code == 2
     res = runner.invoke(cli, ["synth", str(tiny_data), "--scale", "tiny", "--if-missing"])
     assert res.exit_code == 0 and "skipping" in res.output
+
+
+def test_synth_hint_json_and_progress_lines(runner, tmp_path):
+    """The hint after synth names a recipe whose warm-up fits the split (tiny: 120 clips of split25, 2 steps
+    per epoch at batch 64, 32 steps: warm-up 8); --json prints the summary. CliRunner's stderr is not a
+    terminal: the bar prints whole lines (no carriage-return redraws); -q and --no-progress print none."""
+    import tomllib
+    from pathlib import Path
+
+    from edgeasc.synth import DEMO_RECIPE_BATCH, DEMO_RECIPE_EPOCHS, DEMO_RECIPE_WARMUP
+
+    recipe = tomllib.loads((Path(__file__).parents[1] / "recipes" / "demo_student.toml").read_text())
+    assert (recipe["optim"]["epochs"], recipe["optim"]["batch_size"], recipe["optim"]["warmup_steps"]) == (
+        DEMO_RECIPE_EPOCHS, DEMO_RECIPE_BATCH, DEMO_RECIPE_WARMUP)
+    data = tmp_path / "d"
+    res = runner.invoke(cli, ["synth", str(data), "--scale", "tiny"])
+    assert res.exit_code == 0, res.output
+    assert res.stdout.strip().splitlines()[-1] == (
+        f"next: edgeasc train --data {data} --out runs/student --recipe recipes/demo_student.toml "
+        "--set optim.warmup_steps=8")
+    bars = [ln for ln in res.stderr.splitlines() if ln.startswith("synthesising tiny")]
+    assert bars and "100%" in bars[-1] and "\r" not in res.stderr
+    res = runner.invoke(cli, ["-q", "synth", str(data), "--scale", "tiny", "--overwrite", "--json"])
+    doc = json.loads(res.stdout)
+    assert res.exit_code == 0 and doc["split_clips"]["25"] == 120 and doc["n_clips"] == 700
+    assert "synthesising" not in res.stderr and "wrote 700 clips" not in res.stderr  # -q: warnings, errors only
+    res = runner.invoke(cli, ["synth", str(data), "--scale", "tiny", "--overwrite", "--no-progress"])
+    assert res.exit_code == 0 and "synthesising" not in res.stderr and "wrote 700 clips" in res.stderr
+
+
+def test_shortcuts_print_config_and_recipes_in_help(runner, tmp_path):
+    import tomllib
+
+    from edgeasc.config import TrainConfig, from_dict, resolve_train_config
+
+    res = runner.invoke(cli, ["train", "--help"])
+    assert res.exit_code == 0 and "demo_student.toml" in res.output and "baseline_tau22.toml" in res.output
+    res = runner.invoke(cli, ["train", "--recipe", "recipes/demo_student.toml", "--set", "optim.epochs=7",
+                              "--epochs", "3", "--batch-size", "8", "--seed", "5", "--device", "cpu",
+                              "--print-config"])
+    assert res.exit_code == 0, res.output
+    cfg = from_dict(TrainConfig, tomllib.loads(res.stdout))  # a recipe edgeasc reads back
+    assert (cfg.optim.epochs, cfg.optim.batch_size, cfg.seed, cfg.device) == (3, 8, 5, "cpu")  # shortcuts win
+    assert cfg.model.name == "sscp_mobile_s1" and cfg.optim.lr == 0.004
+    assert cfg == resolve_train_config("recipes/demo_student.toml", ("optim.epochs=3", "optim.batch_size=8",
+                                                                     "seed=5", 'device="cpu"'))
+    res = runner.invoke(cli, ["train", "--print-config"])
+    assert res.exit_code == 0 and from_dict(TrainConfig, tomllib.loads(res.stdout)) == TrainConfig()
+    res = runner.invoke(cli, ["train", "--epochs", "2"])
+    assert res.exit_code == 2 and "missing option --data and --out" in res.output
+    res = runner.invoke(cli, ["train", "--data", "d", "--out", "o", "--epochs", "0"])
+    assert res.exit_code == 2 and "--epochs" in res.output
+    for verb in ("prune", "finetune"):
+        res = runner.invoke(cli, [verb, "--help"])
+        assert all(opt in res.output for opt in ("--epochs", "--batch-size", "--seed", "--device")), verb
+
+
+def test_train_json(runner, tiny_data, tmp_path, fast_overrides):
+    args = ["train", "--data", str(tiny_data), "--out", str(tmp_path / "run"), "--json", "--epochs", "1"]
+    for o in fast_overrides:
+        args += ["--set", o]
+    res = runner.invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)  # the log lines go to stderr
+    assert doc["model"].endswith("model.pt") and 0 <= doc["final_metrics"]["macro_accuracy"] <= 1
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["optim"]["epochs"] == 1
+
+
+def test_unwritable_outputs_are_one_line_before_the_work(runner, tiny_data, tmp_path):
+    """An --out, --cache-dir or run folder that cannot be written (here: below a file, which stops root too) is
+    one line with exit 2, found before the evaluation or training runs; elsewhere the CLI still names the path."""
+    from edgeasc.checkpoint import save_checkpoint
+    from edgeasc.models import create_model
+
+    ckpt = save_checkpoint(tmp_path / "model.pt", create_model("test_cpmobile"), stage="test")
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    cache = tmp_path / "cache"
+    res = runner.invoke(cli, ["evaluate", str(ckpt), "--data", str(tiny_data), "--out", str(blocker / "ev"),
+                              "--cache-dir", str(cache)])
+    assert res.exit_code == 2 and "cannot write the evaluation report (--out) in" in res.output, res.output
+    assert not cache.exists()  # refused before any audio was read
+    res = runner.invoke(cli, ["evaluate", str(ckpt), "--data", str(tiny_data), "--cache-dir", str(blocker / "c")])
+    assert res.exit_code == 2 and "cannot write the waveform cache (--cache-dir) in" in res.output, res.output
+    res = runner.invoke(cli, ["train", "--data", str(tiny_data), "--out", str(blocker / "run"), "--epochs", "1"])
+    assert res.exit_code == 2 and "cannot write the edgeasc train run in" in res.output, res.output
+    res = runner.invoke(cli, ["synth", str(blocker / "d"), "--scale", "tiny"])
+    assert res.exit_code == 2 and f"error: cannot write {blocker / 'd'}: Not a directory" in res.output, res.output
+    assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1

@@ -310,6 +310,12 @@ def test_cli_submission(models, tmp_path):
     assert res.exit_code == 2 and "--overwrite" in res.output and "Traceback" not in res.output
     res = runner.invoke(cli, ["submission", str(models["bundle"]), "--out", str(tmp_path), "--label", "x_task1_1"])
     assert res.exit_code == 2 and "Surname" in res.output
+    res = runner.invoke(cli, ["submission", str(models["bundle"]), "--out", str(tmp_path), "--label", LABEL,
+                              "--overwrite", "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)  # logs go to stderr
+    assert doc["within_budget"] and doc["complexity"]["per_device"]["s10"]["MACs"] > 0
+    assert any(f.endswith(f"ckpts/{LABEL}.pt") for f in doc["files"])
 
 
 def test_cli_submission_over_budget_writes_and_exits_1(tmp_path):

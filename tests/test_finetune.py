@@ -2,6 +2,7 @@
 resume, the CLI and (slow) the per-member int8 export with its manifest."""
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -303,8 +304,10 @@ def test_export_bundle_writes_one_audited_int8_model_per_member(tuned, tiny_data
         assert 0.0 <= entry["int8_agreement"] <= 1.0 and entry["int8_accuracy"] is not None
         assert (out / member / "model.pt").is_file() and (out / member / "export_report.json").is_file()
         convert_log = (out / member / "convert.log").read_text()  # parallel converters, a log per member
-        assert f"{member}/model.onnx" in convert_log and "[edgeasc] done" in convert_log
-        assert not any(f"/{m}/model.onnx" in convert_log for m in on_disk["members"] if m != member)
+        # the converter worked on the member's staging folder (OUT/<member>/.export_XXXX/, edgeasc.export)
+        assert re.search(rf"/{member}/\.export_\w+/model\.onnx", convert_log) and "[edgeasc] done" in convert_log
+        assert not any(re.search(rf"/{m}/\.export_", convert_log) for m in on_disk["members"] if m != member)
+        assert not list((out / member).glob(".export_*"))  # published and removed
 
     bundle = read_bundle(tuned.bundle_path)
     ds = TAUDataset(tiny_data)
