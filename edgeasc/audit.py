@@ -40,16 +40,12 @@ from typing import Any
 
 import numpy as np
 
-from edgeasc.errors import ConfigError, EdgeAscError
+from edgeasc.errors import AuditError, ConfigError, EdgeAscError
 
 log = logging.getLogger(__name__)
 
 MAC_RULES: tuple[str, ...] = ("dcase", "deployed")
 """`dcase`: layers with weights only (the DCASE 2025 rule); `deployed`: every operator of the graph."""
-
-
-class AuditError(EdgeAscError):
-    """A model file is missing, unreadable or of an unsupported kind (exit code 2)."""
 
 
 @dataclass(frozen=True)

@@ -33,3 +33,29 @@ class ExportError(EdgeAscError):
     """The conversion failed or its result misses a parity target (the input was fine): exit code 1."""
 
     exit_code = 1
+
+
+class MissingDependencyError(EdgeAscError):
+    """A package the export needs is not installed (exit code 2)."""
+
+
+class RuntimeUnavailableError(EdgeAscError):
+    """No TFLite interpreter is installed, or the requested one is not."""
+
+
+class ModelFileError(EdgeAscError):
+    """A model file is missing, unreadable or has inputs/outputs edgeasc cannot drive."""
+
+
+class FirmwareError(EdgeAscError):
+    """The model cannot be turned into firmware (an unsupported operator or tensor type): exit code 2."""
+
+
+class FirmwareBuildError(EdgeAscError):
+    """Building or running the generated firmware failed (compiler, QEMU): exit code 1."""
+
+    exit_code = 1
+
+
+class AuditError(EdgeAscError):
+    """A model file is missing, unreadable or of an unsupported kind (exit code 2)."""

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from edgeasc.artifacts import write_atomic, write_bytes_atomic, write_json_atomic, write_text_atomic
-from edgeasc.errors import EdgeAscError, ExportError
+from edgeasc.errors import ExportError, MissingDependencyError
 from edgeasc.runtime import InputNormalization, sidecar_path
 
 log = logging.getLogger(__name__)
@@ -45,10 +45,6 @@ ONNX_OPSET = 17
 INPUT_NAME = "logmel"
 OUTPUT_NAME = "logits"
 METADATA_SCHEMA = "edgeasc-model-metadata/1"
-
-
-class MissingDependencyError(EdgeAscError):
-    """A package the export needs is not installed (exit code 2)."""
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ import numpy as np
 
 from edgeasc.artifacts import write_json_atomic, write_text_atomic
 from edgeasc.children import run_child
-from edgeasc.errors import EdgeAscError
+from edgeasc.errors import FirmwareBuildError, FirmwareError
 
 log = logging.getLogger(__name__)
 
@@ -66,16 +66,6 @@ MAX_K = 2048
 RSHIFT_MAX = 23
 """FW_RSHIFT_MAX of fw_kernels.h: right shifts up to this take the kernels' branch-free requantisation."""
 _ACTIVATIONS = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6"}
-
-
-class FirmwareError(EdgeAscError):
-    """The model cannot be turned into firmware (an unsupported operator or tensor type): exit code 2."""
-
-
-class FirmwareBuildError(EdgeAscError):
-    """Building or running the generated firmware failed (compiler, QEMU): exit code 1."""
-
-    exit_code = 1
 
 
 # --------------------------------------------------------------------------------------------------

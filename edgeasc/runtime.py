@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeasc.errors import EdgeAscError
+from edgeasc.errors import ModelFileError, RuntimeUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +39,6 @@ BACKENDS: tuple[str, ...] = ("ai-edge-litert", "tflite-runtime", "tensorflow")
 
 METADATA_NAME = "edgeasc"
 """Name of the metadata entry edgeasc embeds in its .tflite files (the same JSON as the sidecar)."""
-
-
-class RuntimeUnavailableError(EdgeAscError):
-    """No TFLite interpreter is installed, or the requested one is not."""
-
-
-class ModelFileError(EdgeAscError):
-    """A model file is missing, unreadable or has inputs/outputs edgeasc cannot drive."""
 
 
 @dataclass(frozen=True)
