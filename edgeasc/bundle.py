@@ -28,10 +28,10 @@ from edgeasc import __version__
 from edgeasc.artifacts import load_torch, save_torch_atomic
 from edgeasc.checkpoint import REQUIRED_KEYS, check_finite_weights
 from edgeasc.errors import CheckpointError
+from edgeasc.labels import GENERAL
 
 BUNDLE_FORMAT = "edgeasc-bundle"
 BUNDLE_VERSION = 1
-GENERAL = "general"
 
 
 @dataclass

@@ -424,6 +424,7 @@ def models_cmd(pattern: str, as_json: bool) -> None:
 
     Example: edgeasc models --pattern 'sscp*'
     """
+    from edgeasc.audit import BUDGETS
     from edgeasc.complexity import DCASE_INPUT_SIZE, count_dcase
     from edgeasc.models import create_model, list_models
 
@@ -436,9 +437,11 @@ def models_cmd(pattern: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
+    budget = BUDGETS["dcase2025"]
     head = ["model", "params", "MACs", "fp16 bytes", "within DCASE 2025 budget"]
     table = [head] + [[r["name"], f"{r['params']:,}", f"{r['macs']:,}", f"{r['param_bytes_fp16']:,}",
-                       "yes" if r["param_bytes_fp16"] <= 128_000 and r["macs"] <= 30_000_000 else "no"] for r in rows]
+                       "yes" if r["param_bytes_fp16"] <= budget.param_bytes and r["macs"] <= budget.macs else "no"]
+                      for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(head))]
     for row in table:
         click.echo("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))

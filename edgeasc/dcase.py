@@ -40,14 +40,10 @@ from edgeasc.audio import fit_length, read_audio, split_windows
 from edgeasc.config import FrontendConfig
 from edgeasc.errors import CheckpointError, ConfigError
 from edgeasc.features import LogMel
-from edgeasc.labels import DEVICES, SCENES
+from edgeasc.labels import EVAL_DEVICES, GENERAL, SCENES
 from edgeasc.metrics import require_finite_logits
 
 log = logging.getLogger(__name__)
-
-GENERAL = "general"
-EVAL_DEVICES: tuple[str, ...] = (*DEVICES, "s7", "s8", "s9", "s10")
-"""Device ids of the DCASE 2025 evaluation set: the development devices plus four unseen ones."""
 
 WINDOW_MODES: tuple[str, ...] = ("first", "mean")
 PARAM_DTYPE_BYTES = 2
@@ -116,7 +112,6 @@ def read_members(model_file_path: str | os.PathLike) -> tuple[FrontendConfig, di
     Returns:
         (the shared frontend, member name -> model in float32 eval mode, "general" first)
     """
-    from edgeasc.bundle import GENERAL as BUNDLE_GENERAL
     from edgeasc.bundle import is_bundle, read_bundle
     from edgeasc.checkpoint import load_model as load_checkpoint_model
     from edgeasc.evaluate import frontend_of
@@ -124,7 +119,7 @@ def read_members(model_file_path: str | os.PathLike) -> tuple[FrontendConfig, di
     path = Path(model_file_path)
     if is_bundle(path):
         bundle = read_bundle(path)
-        members = {GENERAL: bundle.build(BUNDLE_GENERAL)}
+        members = {GENERAL: bundle.build(GENERAL)}
         members.update({dev: bundle.build(dev) for dev in bundle.devices})
         frontend = bundle.frontend()
     else:

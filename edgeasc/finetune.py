@@ -45,15 +45,12 @@ import numpy as np
 from edgeasc.artifacts import save_torch_atomic, write_json_atomic
 from edgeasc.bundle import GENERAL, is_bundle, read_bundle, routed_logits, save_bundle
 from edgeasc.errors import CheckpointError, ConfigError, DataError, DomainError
-from edgeasc.labels import DEVICE_GROUPS, DEVICES
+from edgeasc.labels import DEVICE_GROUPS, DEVICES, EVAL_ONLY_DEVICES
 
 log = logging.getLogger(__name__)
 
 KNOWN_DEVICES: tuple[str, ...] = DEVICE_GROUPS["real"] + DEVICE_GROUPS["seen"]
 """Devices with training clips in TAU22 (a, b, c, s1-s3): the default set of device models."""
-
-EVAL_ONLY_DEVICES: tuple[str, ...] = ("s7", "s8", "s9", "s10")
-"""Devices of the DCASE 2025 evaluation set without development data: answered by the general model."""
 
 DEFAULT_RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "finetune_device.toml"
 BUNDLE_FILE = "bundle.pt"

@@ -25,6 +25,15 @@ DEVICE_GROUPS: dict[str, tuple[str, ...]] = {
 }
 """Groups used in reports; `unseen` devices never appear in training."""
 
+EVAL_ONLY_DEVICES: tuple[str, ...] = ("s7", "s8", "s9", "s10")
+"""Devices of the DCASE 2025 evaluation set without development data (answered by a bundle's general model)."""
+
+EVAL_DEVICES: tuple[str, ...] = (*DEVICES, *EVAL_ONLY_DEVICES)
+"""Device ids of the DCASE 2025 evaluation set: the development devices plus four unseen ones."""
+
+GENERAL = "general"
+"""The member of a device bundle that answers every device without a model of its own."""
+
 CITIES: tuple[str, ...] = (
     "amsterdam",
     "barcelona",

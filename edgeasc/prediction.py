@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from edgeasc.errors import ConfigError, DataError
+from edgeasc.labels import EVAL_DEVICES
 
 log = logging.getLogger(__name__)
 
@@ -111,9 +112,9 @@ def predict_files(
     files = audio_paths(paths)
     model_path = Path(model_path)
     dev = str(device_id).strip().lower()
-    if dev != UNKNOWN_DEVICE and dev not in dcase.EVAL_DEVICES:
+    if dev != UNKNOWN_DEVICE and dev not in EVAL_DEVICES:
         log.warning("device id %r is not a DCASE 2025 device (%s); the general model answers it",
-                    device_id, ", ".join(dcase.EVAL_DEVICES))
+                    device_id, ", ".join(EVAL_DEVICES))
     suffix = model_path.suffix.lower()
     if suffix == ".onnx":
         raise ConfigError(f"{model_path}: predict runs edgeasc checkpoints, bundles and .tflite files, not ONNX; "
