@@ -1050,7 +1050,7 @@ def publish_export(stage: Path, dest: Path, result: ExportResult) -> None:
         os.replace(f, dest / f.name)
     shutil.rmtree(stage, ignore_errors=True)
     result.artifacts = {k: dest / Path(v).name for k, v in result.artifacts.items()}
-    log.info("wrote %s", ", ".join(str(dest / n) for n in sorted(new)))
+    log.info("wrote %s: %s", dest, ", ".join(sorted(new)))
 
 
 def _calibration(out: Path, ds: Any, frontend: Any, int8: bool, calib_clips: int, calib_split: str, seed: int,

@@ -14,7 +14,6 @@ Strides are not visible in weights: the baseline's (b3 (1, 2), b4 (2, 1)) are as
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import re
@@ -25,44 +24,21 @@ from typing import Any
 
 import torch
 
-from edgeasc.artifacts import load_torch
 from edgeasc.checkpoint import save_checkpoint
 from edgeasc.config import FrontendConfig, to_dict
 from edgeasc.errors import CheckpointError, ConfigError
 from edgeasc.features import mel_filterbank
 from edgeasc.models.cpmobile import BASELINE_STRIDES
 from edgeasc.models.layers import Size2
+from edgeasc.models.lightning import MODEL_KEY_PREFIXES, load_lightning, network_prefixes
 from edgeasc.models.registry import create_model
 
 log = logging.getLogger(__name__)
-
-MODEL_KEY_PREFIXES: tuple[str, ...] = ("model.", "net.", "student.", "module.")
-"""Prefixes under which Lightning modules (and DataParallel) keep the network; nested ones are stripped too
-(e.g. `net.module.`). A raw, unprefixed state_dict is accepted as well."""
 
 FAMILIES: tuple[str, ...] = ("cpmobile", "sscp_mobile")
 
 _STEM_KEY = "in_c.0.0.weight"
 _BLOCK_KEY = re.compile(r"^stages\.s(\d+)\.b(\d+)\.(block\.0\.0|exp_conv\.0)\.weight$")
-
-
-def _load_raw(path: Path) -> Any:
-    # Lightning may store argparse.Namespace hyper-parameters; that class is inert, so allow it.
-    return load_torch(path, "checkpoint", safe_globals=(argparse.Namespace,))
-
-
-def network_prefixes(keys: Any, anchor_key: str) -> set[str]:
-    """Prefixes under which `anchor_key` occurs, each made only of known wrappers (`MODEL_KEY_PREFIXES`,
-    nested like `model.module.`); one prefix per network held in the file."""
-    found = set()
-    for key in keys:
-        if isinstance(key, str) and key.endswith(anchor_key):
-            prefix = rest = key[: -len(anchor_key)]
-            while rest and (p := next((p for p in MODEL_KEY_PREFIXES if rest.startswith(p)), None)):
-                rest = rest[len(p) :]
-            if not rest:
-                found.add(prefix)
-    return found
 
 
 def _split_prefix(state: Mapping[str, Any], path: Path) -> tuple[dict[str, torch.Tensor], list[str]]:
@@ -221,7 +197,7 @@ def import_checkpoint(
         ConfigError: unknown `family`.
     """
     src = Path(src_path)
-    obj = _load_raw(src)
+    obj = load_lightning(src)
     if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
         state = obj["state_dict"]
     elif isinstance(obj, Mapping) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):

@@ -51,6 +51,7 @@ from torch import Tensor, nn
 
 from edgeasc.augment import freq_mixstyle, mask_along
 from edgeasc.errors import CheckpointError, ConfigError
+from edgeasc.models.lightning import MODEL_KEY_PREFIXES, load_lightning, network_prefixes
 from edgeasc.models.registry import check_kwargs, register_model
 
 log = logging.getLogger(__name__)
@@ -431,8 +432,6 @@ class PasstLoadReport:
 
 
 def _network_state(obj: Any, path: Path) -> tuple[dict[str, Tensor], str, tuple[str, ...]]:
-    from edgeasc.models.import_ckpt import MODEL_KEY_PREFIXES, network_prefixes
-
     state = obj
     for key in ("state_dict", "model"):  # Lightning / edgeasc, then DeiT-style nesting
         if isinstance(state, dict) and isinstance(state.get(key), dict):
@@ -482,10 +481,8 @@ def load_passt_checkpoint(model: PaSST, path: str | os.PathLike) -> PasstLoadRep
     Raises:
         CheckpointError: missing, truncated or foreign file; missing, unexpected or mis-shaped weights.
     """
-    from edgeasc.models.import_ckpt import _load_raw
-
     path = Path(path)
-    net, prefix, left_out = _network_state(_load_raw(path), path)
+    net, prefix, left_out = _network_state(load_lightning(path), path)
     own = model.state_dict()
     missing = sorted(set(own) - set(net))
     unexpected = sorted(set(net) - set(own))
