@@ -18,6 +18,7 @@ from pathlib import Path
 import click
 
 from edgeasc import __version__
+from edgeasc.artifacts import strict_json
 from edgeasc.errors import EdgeAscError
 
 log = logging.getLogger("edgeasc")
@@ -136,7 +137,7 @@ def synth(out_dir: Path, scale: str, seed: int, overwrite: bool, if_missing: boo
     from edgeasc.synth import Difficulty, generate_dataset
 
     if if_missing and (out_dir / "meta.csv").is_file():
-        click.echo(json.dumps({"path": str(out_dir), "skipped": True}) if as_json else
+        click.echo(strict_json({"path": str(out_dir), "skipped": True}) if as_json else
                    f"{out_dir} already holds a dataset (meta.csv present); skipping generation")
         return
     try:
@@ -146,7 +147,7 @@ def synth(out_dir: Path, scale: str, seed: int, overwrite: bool, if_missing: boo
     summary = generate_dataset(out_dir, scale=scale, seed=seed, progress=not (no_progress or as_json),
                                overwrite=overwrite, difficulty=difficulty)
     if as_json:
-        click.echo(json.dumps(summary.to_dict(), indent=2))
+        click.echo(strict_json(summary.to_dict(), indent=2))
         return
     click.echo(summary.describe())
     click.echo(f"next: {summary.train_hint()}")
@@ -195,8 +196,7 @@ def train(data_dir: Path, out_dir: Path, recipe: Path | None, overrides: tuple[s
         raise click.UsageError(f"missing option {' and '.join(missing)}")
     if as_json:
         result = run_training(cfg, data_dir, out_dir, resume=resume, progress=False)
-        click.echo(json.dumps({"model": str(result.model_path), "final_metrics": result.final_metrics}, indent=2,
-                              allow_nan=False))
+        click.echo(strict_json({"model": str(result.model_path), "final_metrics": result.final_metrics}, indent=2))
         return
     result = run_training(cfg, data_dir, out_dir, resume=resume, progress=not no_progress)
     if result.final_metrics:
@@ -255,7 +255,7 @@ def evaluate(model_path: Path, data_dir: Path, split: str, out_dir: Path | None,
 
         report = evaluate_bundle(model_path, data_dir, split=split, out_dir=out_dir, batch_size=batch_size,
                                  cache_dir=cache_dir, progress=not (no_progress or as_json))
-        click.echo(json.dumps(report, indent=2) if as_json else format_bundle_report(report))
+        click.echo(strict_json(report, indent=2) if as_json else format_bundle_report(report))
         if not as_json:
             click.echo(f"\nwrote {report['artifacts']['eval_json']}")
         return
@@ -266,7 +266,7 @@ def evaluate(model_path: Path, data_dir: Path, split: str, out_dir: Path | None,
         report = evaluate_checkpoint(model_path, data_dir, split=split, out_dir=out_dir, batch_size=batch_size,
                                      cache_dir=cache_dir, progress=not (no_progress or as_json), precision=precision)
     if as_json:
-        click.echo(json.dumps(report, indent=2))
+        click.echo(strict_json(report, indent=2))
         return
     at = f", {report['precision']}" if report.get("precision", "fp32") != "fp32" else ""
     click.echo(format_report(report, title=f"{report['model_name']} on {split} ({report['n_clips']} clips{at}), "
@@ -340,7 +340,7 @@ def export_cmd(checkpoint: Path, data_dir: Path, out_dir: Path | None, int8: boo
         manifest = export_bundle(checkpoint, data_dir, out_dir, int8=int8, calib_clips=calib_clips,
                                  eval_clips=eval_clips, seed=seed, cache_dir=cache_dir, progress=progress,
                                  calib_split=calib_split, eval_split=eval_split)
-        click.echo(json.dumps(manifest, indent=2) if as_json else format_export_manifest(manifest))
+        click.echo(strict_json(manifest, indent=2) if as_json else format_export_manifest(manifest))
         if not as_json:
             click.echo(f"manifest: {manifest['path']}")
             click.echo(f"next: edgeasc audit {Path(manifest['path']).parent / manifest['general']['tflite']}")
@@ -354,7 +354,7 @@ def export_cmd(checkpoint: Path, data_dir: Path, out_dir: Path | None, int8: boo
                                weight_rounding=weight_rounding, bias_correction=bias_correction,
                                int16_layers=int16_layers)
     if as_json:
-        click.echo(json.dumps(result.report, indent=2))
+        click.echo(strict_json(result.report, indent=2))
         return
     click.echo(format_export_report(result.report))
     if result.report.get("int16"):
@@ -394,7 +394,7 @@ def audit(model_path: Path, budget: str, max_param_bytes: int | None, max_macs: 
 
     report = audit_model(model_path, budget=budget, max_param_bytes=max_param_bytes, max_macs=max_macs,
                          mac_rule=mac_rule)
-    click.echo(json.dumps(report.to_dict(), indent=2) if as_json else format_audit(report, layers=layers))
+    click.echo(strict_json(report.to_dict(), indent=2) if as_json else format_audit(report, layers=layers))
     if report.violations:
         raise DomainError(f"{model_path.name} is over budget {report.budget_name}: " + "; ".join(report.violations))
 
@@ -435,7 +435,7 @@ def models_cmd(pattern: str, as_json: bool) -> None:
         rep = count_dcase(model, getattr(model, "example_input_size", DCASE_INPUT_SIZE))
         rows.append({"name": name, "params": rep.params, "macs": rep.macs, "param_bytes_fp16": rep.params * 2})
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
+        click.echo(strict_json(rows, indent=2))
         return
     budget = BUDGETS["dcase2025"]
     head = ["model", "params", "MACs", "fp16 bytes", "within DCASE 2025 budget"]
@@ -515,7 +515,7 @@ def bench_cmd(model_path: Path, runs: int, warmup: int, n_inputs: int, seed: int
 
     report = bench_model(model_path, runs=runs, warmup=warmup, n_inputs=n_inputs, seed=seed, data_dir=data_dir,
                          firmware=firmware, progress=not (no_progress or as_json))
-    click.echo(json.dumps(report.to_dict(machine=True), indent=2) if as_json else format_bench(report))
+    click.echo(strict_json(report.to_dict(machine=True), indent=2) if as_json else format_bench(report))
     check_numerics(report)
 
 
@@ -535,7 +535,7 @@ def firmware_cmd(model_path: Path, out_dir: Path, as_json: bool) -> None:
 
     result = generate_firmware(model_path, out_dir)
     if as_json:
-        click.echo(json.dumps(result.to_dict(), indent=2))
+        click.echo(strict_json(result.to_dict(), indent=2))
         return
     click.echo(f"{model_path.name}: {len(result.layers)} layers, {result.macs:,} MACs, "
                f"{result.weight_bytes:,} constant bytes")
@@ -590,7 +590,7 @@ def prune_cmd(checkpoint: Path, data_dir: Path, out_dir: Path, recipe: Path | No
     result = prune_checkpoint(checkpoint, data_dir, out_dir, train_cfg, prune_cfg, resume=resume,
                               progress=not (no_progress or as_json))
     if as_json:
-        click.echo(json.dumps(result.report, indent=2))
+        click.echo(strict_json(result.report, indent=2))
         return
     click.echo(format_prune_summary(result.report))
     click.echo(f"model: {result.model_path} ({_size(result.model_path)}); curve: {out_dir / 'pruning_curve.png'}")
@@ -618,7 +618,7 @@ def submission_cmd(model_path: Path, out_dir: Path, label: str, overwrite: bool,
     root = write_submission(model_path, out_dir, label, overwrite=overwrite)
     summary = describe_submission(out_dir, label)
     if as_json:
-        click.echo(json.dumps({"package": str(root), **summary.to_dict()}, indent=2))
+        click.echo(strict_json({"package": str(root), **summary.to_dict()}, indent=2))
         summary.check()
         return
     click.echo(f"wrote {root}:")
@@ -665,7 +665,7 @@ def finetune_cmd(checkpoint: Path, data_dir: Path, out_dir: Path, recipe: Path |
     result = finetune(checkpoint, data_dir, out_dir, recipe=recipe, overrides=overrides, devices=devices,
                       resume=not no_resume, progress=not (no_progress or as_json), select=select, holdout=holdout)
     if as_json:
-        click.echo(json.dumps(result.report, indent=2))
+        click.echo(strict_json(result.report, indent=2))
         return
     click.echo(format_bundle_report(json.loads(Path(result.report["eval_json"]).read_text())))
     for dev, s in (result.report.get("selection") or {}).items():
@@ -698,7 +698,7 @@ def pipeline_cmd(recipe: Path, data_dir: Path, out_dir: Path, seed: int | None, 
 
     result = run_pipeline(recipe, data_dir, out_dir, seed=seed, progress=not (no_progress or as_json))
     if as_json:
-        click.echo(json.dumps(result.summary, indent=2))
+        click.echo(strict_json(result.summary, indent=2))
         return
     click.echo(format_summary(result.summary))
     click.echo(f"\nwrote {out_dir / 'summary.json'}")
@@ -741,7 +741,7 @@ def predict_cmd(files: tuple[Path, ...], model_path: Path, device_id: str, windo
     predictions = predict_files(list(files), model_path, device_id=device_id, windows=windows,
                                 batch_size=batch_size)
     if as_json:
-        click.echo(json.dumps([p.to_dict() for p in predictions], indent=2, allow_nan=False))
+        click.echo(strict_json([p.to_dict() for p in predictions], indent=2))
         return
     click.echo(format_predictions(predictions, top=top))
 
