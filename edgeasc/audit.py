@@ -19,18 +19,15 @@ Parameter memory is counted as stored: each constant weight or bias tensor at it
 fp16 2 B, fp32/int32 4 B); integer shape, axis and padding constants are not parameters. A checkpoint is
 judged at the fp16 memory the DCASE rule implies (submissions run in half precision).
 
-.tflite files are parsed with the flatbuffer schema classes of the `tflite` package (or those inside
-ai-edge-litert), .onnx files with `onnx` and its shape inference; nothing is hand-decoded.
+.tflite files are read by `edgeasc.tflite_graph` (the flatbuffer schema classes, after its validity checks),
+.onnx files with `onnx` and its shape inference; nothing is hand-decoded.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import os
-import struct
-import sys
 import tempfile
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -38,9 +35,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from edgeasc.errors import AuditError, ConfigError, EdgeAscError
+from edgeasc.tflite_graph import (
+    activation_tensors,
+    ceil_bytes,
+    one_line,
+    parse_tflite,
+    shape_product,
+    tflite_macs,
+    verify_tflite,
+)
+from edgeasc.tflite_graph import read_tflite_model  # noqa: F401  (its home before edgeasc.tflite_graph; one release)
 
 log = logging.getLogger(__name__)
 
@@ -191,25 +196,6 @@ class AuditReport:
 # --------------------------------------------------------------------------------------------------
 # Per-operator MAC rules (docs/audit.md lists them; TFLite names, ONNX names map onto the same rules)
 # --------------------------------------------------------------------------------------------------
-ELEMENTWISE_TFLITE = frozenset({
-    "ADD", "SUB", "MUL", "DIV", "SQUARED_DIFFERENCE", "PRELU", "LEAKY_RELU", "HARD_SWISH", "LOGISTIC", "TANH",
-    "EXP", "LOG", "SQRT", "RSQRT", "SQUARE", "POW", "SOFTMAX", "LOG_SOFTMAX", "GELU", "ELU", "FLOOR_DIV",
-    "FLOOR_MOD", "L2_NORMALIZATION", "SIN", "COS",
-})
-"""One MAC per output element."""
-
-FREE_TFLITE = frozenset({
-    "RESHAPE", "SQUEEZE", "EXPAND_DIMS", "TRANSPOSE", "PAD", "PADV2", "MIRROR_PAD", "CONCATENATION", "SPLIT",
-    "SPLIT_V", "SLICE", "STRIDED_SLICE", "PACK", "UNPACK", "GATHER", "GATHER_ND", "TILE", "BROADCAST_TO",
-    "SHAPE", "CAST", "QUANTIZE", "DEQUANTIZE", "RELU", "RELU6", "RELU_N1_TO_1", "RELU_0_TO_1", "MAXIMUM",
-    "MINIMUM", "MAX_POOL_2D", "REDUCE_MAX", "REDUCE_MIN", "ARG_MAX", "ARG_MIN", "ABS", "NEG", "FLOOR", "CEIL",
-    "ROUND", "SPACE_TO_DEPTH", "DEPTH_TO_SPACE", "SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND",
-    "RESIZE_NEAREST_NEIGHBOR", "FILL", "ZEROS_LIKE", "ONES_LIKE", "SELECT", "SELECT_V2", "LESS", "LESS_EQUAL",
-    "GREATER", "GREATER_EQUAL", "EQUAL", "NOT_EQUAL", "LOGICAL_AND", "LOGICAL_OR", "LOGICAL_NOT", "RANGE",
-    "REVERSE_V2", "SIGN", "IDENTITY",
-})
-"""Data movement, comparisons, clamps and (de)quantisation: no MACs."""
-
 _TFLITE_BIAS_SLOTS = {"CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "FULLY_CONNECTED": 2, "TRANSPOSE_CONV": 3, "CONV_3D": 2,
                       "CONV_3D_TRANSPOSE": 3}
 """Input slot of the (often int32) bias: an integer constant there is a parameter, anywhere else it is shape
@@ -238,20 +224,6 @@ _ONNX_INT_BIAS_SLOTS = {"QLinearConv": 8}
 _ONNX_STRUCTURAL_SLOTS: dict[str, set[int]] = {"Pad": {1, 2, 3}}
 """Constant inputs that describe the operation, not parameters: Pad's pads, constant value and axes (the
 normalised-input stem pads with the raw log-mel's zero, a float scalar; torch holds it as a Python float)."""
-
-
-def _one_line(text: str, limit: int = 300) -> str:
-    """First line of an error text (messages from libraries can span many lines), clipped."""
-    first = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
-    return first if len(first) <= limit else first[: limit - 3] + "..."
-
-
-def _prod(shape: Sequence[int]) -> int:
-    return int(math.prod(int(d) for d in shape))
-
-
-def _ceil_bytes(elements: int, width: float) -> int:
-    return int(math.ceil(elements * width))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -292,327 +264,6 @@ def peak_activation(
 # --------------------------------------------------------------------------------------------------
 # TFLite
 # --------------------------------------------------------------------------------------------------
-_TFLITE_WIDTHS = {
-    "FLOAT32": 4, "FLOAT16": 2, "INT32": 4, "UINT8": 1, "INT64": 8, "STRING": 1, "BOOL": 1, "INT16": 2,
-    "COMPLEX64": 8, "INT8": 1, "FLOAT64": 8, "COMPLEX128": 16, "UINT64": 8, "RESOURCE": 0, "VARIANT": 0,
-    "UINT32": 4, "UINT16": 2, "INT4": 0.5, "BFLOAT16": 2, "INT2": 0.25,
-}
-
-
-def _tflite_schema() -> Any:
-    """The flatbuffer schema classes: the `tflite` package, else the copy inside ai-edge-litert."""
-    try:
-        import tflite as schema
-
-        return schema
-    except ImportError:
-        pass
-    try:
-        from ai_edge_litert import schema_py_generated as schema
-
-        return schema
-    except ImportError:
-        raise AuditError("reading .tflite files needs the `tflite` package (pip install 'tflite==2.18.0') "
-                         "or ai-edge-litert") from None
-
-
-def _enum_names(enum_cls: Any) -> dict[int, str]:
-    return {v: k for k, v in vars(enum_cls).items() if not k.startswith("_") and isinstance(v, int)}
-
-
-def _builtin_names() -> dict[int, str]:
-    names = _enum_names(_tflite_schema().BuiltinOperator)
-    try:  # newer operators are only in LiteRT's copy of the schema
-        from ai_edge_litert import schema_py_generated as litert_schema
-
-        for code, name in _enum_names(litert_schema.BuiltinOperator).items():
-            names.setdefault(code, name)
-    except ImportError:
-        pass
-    return names
-
-
-def read_tflite_model(buf: bytes, path: str | os.PathLike = "model") -> Any:
-    """The root `Model` table of a .tflite flatbuffer, after checking it is one.
-
-    Raises:
-        AuditError: too short, or the file identifier is not `TFL3`.
-    """
-    schema = _tflite_schema()
-    if len(buf) < 8:
-        raise AuditError(f"{path}: {len(buf)} bytes is too short to be a TFLite model")
-    if bytes(buf[4:8]) != b"TFL3":
-        raise AuditError(f"{path}: not a TFLite flatbuffer (file identifier {bytes(buf[4:8])!r}, expected b'TFL3')")
-    return schema.Model.GetRootAs(buf, 0)
-
-
-MAX_RANK = 8
-"""Largest tensor rank a valid model may declare (TFLite kernels take up to 6)."""
-MAX_TENSOR_BYTES = 2**31 - 1
-"""Largest tensor a valid model may declare: TFLite sizes tensors with 32-bit integers."""
-VERIFY_TIMEOUT_S = 120.0
-
-_VERIFY_CHILD = """
-import sys
-try:
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-except ImportError:
-    sys.exit(4)
-try:
-    i = Interpreter(model_content=open(sys.argv[1], "rb").read(),
-                    experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
-    i.allocate_tensors()
-except Exception as exc:
-    why = " ".join(str(exc).split())[:300] or type(exc).__name__
-    print(why)
-    sys.exit(5 if "unresolved custom op" in why else 3)
-"""
-
-
-def verify_tflite(path: str | os.PathLike) -> str | None:
-    """LiteRT's own checks of a .tflite, in a child process: the flatbuffer verifier (every offset and size
-    inside the file), the interpreter build (operator codes, tensor indices, constant buffers that match their
-    shapes) and AllocateTensors (each kernel's Prepare checks its shapes and quantisation).
-
-    Returns:
-        None when the file verifies; a warning when ai-edge-litert is not installed (nothing was verified) or
-        when the file verifies but uses a custom operator LiteRT has no kernel for (shapes not prepared).
-
-    Raises:
-        AuditError: "not a valid TFLite model: WHAT" (LiteRT refused it, crashed on it or timed out).
-    """
-    import subprocess
-
-    from edgeasc.children import run_child
-
-    try:
-        res = run_child([sys.executable, "-c", _VERIFY_CHILD, str(path)], timeout=VERIFY_TIMEOUT_S,
-                        capture_output=True, text=True)
-    except subprocess.TimeoutExpired:
-        raise AuditError(f"{path}: not a valid TFLite model: LiteRT did not load it within "
-                         f"{VERIFY_TIMEOUT_S:g} s") from None
-    if res.returncode == 0:
-        return None
-    if res.returncode == 4:
-        return "not verified by LiteRT (ai-edge-litert is not installed): the counts assume a valid file"
-    if res.returncode == 5:  # the flatbuffer verified; the interpreter has no kernel for a custom operator
-        return f"LiteRT verified the file but cannot prepare it: {_one_line(res.stdout.strip())}"
-    if res.returncode < 0:
-        raise AuditError(f"{path}: not a valid TFLite model: LiteRT crashed loading it (signal {-res.returncode})")
-    lines = [ln for ln in (res.stdout + "\n" + res.stderr).splitlines() if ln.strip()]
-    errors = [ln for ln in lines if ln.startswith("ERROR:")]
-    why = (errors[0].removeprefix("ERROR:").strip() if errors else (lines[-1] if lines else f"exit {res.returncode}"))
-    raise AuditError(f"{path}: not a valid TFLite model: LiteRT refuses it ({_one_line(why)})")
-
-
-@dataclass
-class _Tensor:
-    name: str
-    shape: tuple[int, ...]
-    dtype: str
-    width: float
-    const_bytes: int  # bytes of constant data (0: an activation)
-    buffer: int
-    variable: bool
-    quant_bytes: int  # per-tensor or per-channel scales (float32) and zero points (int64) in the flatbuffer
-
-
-@dataclass
-class _Op:
-    name: str
-    inputs: list[int]
-    outputs: list[int]
-    options: dict[str, int]
-
-
-_ZERO_POINT_RANGE = {"INT8": (-128, 127), "UINT8": (0, 255), "INT16": (0, 0), "INT32": (0, 0), "INT4": (-8, 7)}
-"""Zero points TFLite's quantisation spec allows per type (int16 activations and int32 biases: symmetric)."""
-
-
-def _check_quantization(q: Any, dtype: str, shape: tuple[int, ...], constant: bool) -> str | None:
-    """What is wrong with a tensor's quantisation parameters (None: nothing, or not quantised)."""
-    if q is None or not q.ScaleLength():
-        return None
-    scales = q.ScaleAsNumpy()
-    if not (np.isfinite(scales).all() and (scales > 0).all()):
-        return "quantisation scales must be positive and finite"
-    n_zp = q.ZeroPointLength()
-    if n_zp not in (0, len(scales)):
-        return f"{n_zp} zero points for {len(scales)} scales"
-    if len(scales) > 1:
-        axis = q.QuantizedDimension()
-        if not 0 <= axis < len(shape) or shape[axis] != len(scales):
-            return f"{len(scales)} per-channel scales do not fit dimension {axis} of shape {list(shape)}"
-    if n_zp and dtype in _ZERO_POINT_RANGE:
-        lo, hi = _ZERO_POINT_RANGE[dtype]
-        if constant and len(scales) > 1:
-            lo = hi = 0  # per-channel weights are symmetric
-        zp = q.ZeroPointAsNumpy()
-        if zp.min() < lo or zp.max() > hi:
-            return f"zero point {int(zp.min() if zp.min() < lo else zp.max())} outside [{lo}, {hi}]"
-    return None
-
-
-def parse_tflite(buf: bytes, path: str | os.PathLike) -> tuple[list[_Tensor], list[_Op], list[int], list[int], int, str]:
-    """Tensors, ops, graph inputs and outputs of subgraph 0, the subgraph count and the description, after
-    checking what the counts rely on: schema version 3, known tensor types, shapes of rank <= `MAX_RANK` with
-    no dimension below -1 and at most `MAX_TENSOR_BYTES`, buffer and operator-code indices in range, constant
-    buffers of exactly their shape's size inside the file, tensor indices of ops and of the graph in range.
-
-    Raises:
-        AuditError: "not a valid TFLite model: WHAT", or not readable at all.
-    """
-    try:
-        return _parse_tflite(buf, Path(path))
-    except AuditError:
-        raise
-    except (struct.error, IndexError, TypeError, ValueError, OverflowError, AttributeError) as exc:
-        # a damaged flatbuffer fails in many ways: offsets outside the file, numbers out of their type's range
-        raise AuditError(f"{path}: not a readable TFLite model ({type(exc).__name__}: {_one_line(str(exc))})") from None
-
-
-def _parse_tflite(buf: bytes, path: Path) -> tuple[list[_Tensor], list[_Op], list[int], list[int], int, str]:
-    schema = _tflite_schema()
-    model = read_tflite_model(buf, path)
-    type_names = _enum_names(schema.TensorType)
-    op_names = _builtin_names()
-    if model.SubgraphsLength() < 1:
-        raise AuditError(f"{path}: TFLite model has no subgraph")
-    if model.Version() != 3:
-        raise AuditError(f"{path}: not a valid TFLite model: schema version {model.Version()}, expected 3")
-    sg = model.Subgraphs(0)
-    n_buffers = model.BuffersLength()
-    tensors = []
-
-    def invalid(what: str) -> AuditError:
-        return AuditError(f"{path}: not a valid TFLite model: {what}")
-
-    for i in range(sg.TensorsLength()):
-        t = sg.Tensors(i)
-        shape = tuple(int(d) for d in t.ShapeAsNumpy()) if t.ShapeLength() else ()
-        if t.Type() not in type_names:
-            raise invalid(f"tensor {i} has unknown type {t.Type()}")
-        dtype = type_names[t.Type()]
-        width = _TFLITE_WIDTHS.get(dtype, 0)
-        if len(shape) > MAX_RANK or any(d < -1 for d in shape):
-            raise invalid(f"tensor {i} has shape {list(shape)}")
-        elements = _prod([max(d, 1) for d in shape])
-        need = _ceil_bytes(elements, width)
-        if need > MAX_TENSOR_BYTES:
-            raise invalid(f"tensor {i} of shape {list(shape)} would need over {MAX_TENSOR_BYTES:,} bytes")
-        b = t.Buffer()
-        if not 0 <= b < n_buffers:
-            raise invalid(f"tensor {i} refers to buffer {b}, but the model has {n_buffers}")
-        const_bytes = 0
-        if b > 0:
-            buffer = model.Buffers(b)
-            const_bytes = buffer.DataLength()
-            size = getattr(buffer, "Size", None)
-            if const_bytes == 0 and size is not None and buffer.Offset() > 1:
-                const_bytes = int(size())  # models over 2 GB keep data outside the flatbuffer
-                if buffer.Offset() + const_bytes > len(buf):
-                    raise invalid(f"buffer {b} lies outside the file")
-            elif const_bytes > len(buf):
-                raise invalid(f"buffer {b} declares {const_bytes:,} bytes in a {len(buf):,}-byte file")
-            if const_bytes and width and dtype != "STRING" and const_bytes != need:
-                raise invalid(f"constant tensor {i} of shape {list(shape)} ({dtype.lower()}) holds {const_bytes:,} "
-                              f"bytes, expected {need:,}")
-        name = (t.Name() or b"").decode("utf-8", "replace")
-        q = t.Quantization()
-        bad_quant = _check_quantization(q, dtype, shape, const_bytes > 0)
-        if bad_quant:
-            raise invalid(f"tensor {i} ({dtype.lower()}): {bad_quant}")
-        quant_bytes = 0 if q is None else 4 * (q.ScaleLength() + q.MinLength() + q.MaxLength()) + 8 * q.ZeroPointLength()
-        tensors.append(_Tensor(name, shape, dtype, width, const_bytes, b, bool(t.IsVariable()), quant_bytes))
-    ops = []
-    n_codes = model.OperatorCodesLength()
-    for k in range(sg.OperatorsLength()):
-        op = sg.Operators(k)
-        if not 0 <= op.OpcodeIndex() < n_codes:
-            raise invalid(f"op {k} has operator code {op.OpcodeIndex()}, but the model has {n_codes}")
-        oc = model.OperatorCodes(op.OpcodeIndex())
-        code = max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())
-        name = op_names.get(code, f"BUILTIN_{code}")
-        if name == "CUSTOM":
-            name = "CUSTOM:" + (oc.CustomCode() or b"?").decode("utf-8", "replace")
-        options: dict[str, int] = {}
-        table = op.BuiltinOptions()
-        if table is not None and name in ("AVERAGE_POOL_2D", "MAX_POOL_2D", "L2_POOL_2D"):
-            pool = schema.Pool2DOptions()
-            pool.Init(table.Bytes, table.Pos)
-            options = {"filter_h": pool.FilterHeight(), "filter_w": pool.FilterWidth()}
-        elif table is not None and name == "BATCH_MATMUL":
-            bmm = schema.BatchMatMulOptions()
-            bmm.Init(table.Bytes, table.Pos)
-            options = {"adj_x": int(bmm.AdjX())}
-        ins = [int(i) for i in op.InputsAsNumpy()] if op.InputsLength() else []
-        outs = [int(i) for i in op.OutputsAsNumpy()] if op.OutputsLength() else []
-        for i in ins + outs:  # -1: an optional input left out
-            if not -1 <= i < len(tensors) or (i == -1 and i in outs):
-                raise invalid(f"op {k} ({name}) refers to tensor {i}, but the graph has {len(tensors)}")
-        ops.append(_Op(name, ins, outs, options))
-    g_in = [int(i) for i in sg.InputsAsNumpy()] if sg.InputsLength() else []
-    g_out = [int(i) for i in sg.OutputsAsNumpy()] if sg.OutputsLength() else []
-    for i in g_in + g_out:
-        if not 0 <= i < len(tensors):
-            raise invalid(f"the graph's inputs or outputs refer to tensor {i}, but it has {len(tensors)}")
-    desc = (model.Description() or b"").decode("utf-8", "replace")
-    return tensors, ops, g_in, g_out, model.SubgraphsLength(), desc
-
-
-def _tflite_macs(op: _Op, tensors: list[_Tensor]) -> tuple[int, int, bool]:
-    """(deployed MACs, DCASE-rule MACs, known op) of one TFLite operator."""
-    name = op.name
-    ins = [tensors[i] if i >= 0 else None for i in op.inputs]
-    out = tensors[op.outputs[0]] if op.outputs else None
-    out_elems = _prod(out.shape) if out is not None else 0
-
-    def shape(slot: int) -> tuple[int, ...]:
-        t = ins[slot] if slot < len(ins) else None
-        return t.shape if t is not None else ()
-
-    def const(slot: int) -> bool:
-        t = ins[slot] if slot < len(ins) else None
-        return t is not None and t.const_bytes > 0
-
-    if name == "CONV_2D":  # filter (O, KH, KW, I / groups)
-        macs = out_elems * _prod(shape(1)[1:])
-        return macs, macs, True
-    if name == "DEPTHWISE_CONV_2D":  # filter (1, KH, KW, C x multiplier)
-        macs = out_elems * _prod(shape(1)[1:3])
-        return macs, macs, True
-    if name == "CONV_3D":  # filter (KD, KH, KW, I, O)
-        macs = out_elems * _prod(shape(1)[:4])
-        return macs, macs, True
-    if name == "TRANSPOSE_CONV":  # inputs: output_shape, filter (O, KH, KW, I), input
-        macs = _prod(shape(2)) * _prod(shape(1)[:3])
-        return macs, macs, True
-    if name == "CONV_3D_TRANSPOSE":  # inputs: output_shape, filter (KD, KH, KW, O, I), input
-        macs = _prod(shape(2)) * _prod(shape(1)[:4])
-        return macs, macs, True
-    if name == "FULLY_CONNECTED":  # weights (units, in)
-        macs = out_elems * (shape(1)[-1] if shape(1) else 0)
-        return macs, macs, True
-    if name == "BATCH_MATMUL":
-        a = shape(0)
-        k = (a[-2] if op.options.get("adj_x") else a[-1]) if len(a) >= 2 else 0
-        macs = out_elems * k
-        return macs, (macs if const(1) or const(0) else 0), True
-    if name in ("AVERAGE_POOL_2D", "L2_POOL_2D"):
-        return out_elems * op.options.get("filter_h", 1) * op.options.get("filter_w", 1), 0, True
-    if name in ("MEAN", "SUM", "REDUCE_PROD"):
-        return _prod(shape(0)), 0, True
-    if name == "ADD_N":
-        return out_elems * max(len(ins) - 1, 0), 0, True
-    if name == "RESIZE_BILINEAR":
-        return 4 * out_elems, 0, True
-    if name in ELEMENTWISE_TFLITE:
-        return out_elems, 0, True
-    if name in FREE_TFLITE:
-        return 0, 0, True
-    return 0, 0, False
-
-
 def _shape_str(shape: Sequence[int]) -> str:
     return "x".join(str(d) for d in shape) if shape else "scalar"
 
@@ -662,10 +313,10 @@ def audit_tflite(path: str | os.PathLike) -> AuditReport:
             if _TFLITE_NON_PARAM_SLOTS.get(op.name) == slot:
                 continue
             seen_buffers.add(t.buffer)
-            params += _prod(t.shape)
+            params += shape_product(t.shape)
             pbytes += t.const_bytes
             by_dtype[t.dtype.lower()] += t.const_bytes
-        macs, macs_dcase, known = _tflite_macs(op, tensors)
+        macs, macs_dcase, known = tflite_macs(op, tensors)
         if not known:
             warnings.append(f"op {k}: {op.name} has no MAC rule; counted as 0 MACs")
         macs_by_op[op.name] += macs
@@ -680,12 +331,11 @@ def audit_tflite(path: str | os.PathLike) -> AuditReport:
     activation_dtypes: dict[str, int] = defaultdict(int)
     sizes, first, last = {}, {}, {}
     n = len(ops)
-    for i, t in enumerate(tensors):
-        if t.const_bytes > 0 or (i not in producer and i not in consumers and i not in g_in):
-            continue
+    for i in activation_tensors(tensors, ops, g_in):
+        t = tensors[i]
         if any(d < 0 for d in t.shape):
             warnings.append(f"tensor {t.name!r} has a dynamic shape {t.shape}; taken as 1 per unknown dim")
-        sizes[i] = _ceil_bytes(_prod([max(d, 1) for d in t.shape]), t.width)
+        sizes[i] = ceil_bytes(shape_product([max(d, 1) for d in t.shape]), t.width)
         activation_dtypes[t.dtype.lower()] += 1
         first[i] = 0 if (i in g_in or t.variable or i not in producer) else producer[i]
         last[i] = n - 1 if (i in g_out or t.variable or not consumers.get(i)) else max(consumers[i])
@@ -711,7 +361,7 @@ def audit_tflite(path: str | os.PathLike) -> AuditReport:
                  "input_dtypes": [tensors[i].dtype.lower() for i in g_in],
                  "output_dtypes": [tensors[i].dtype.lower() for i in g_out],
                  "activation_dtypes": dict(activation_dtypes),
-                 "ops_without_rule": sorted({op.name for op in ops if not _tflite_macs(op, tensors)[2]})},
+                 "ops_without_rule": sorted({op.name for op in ops if not tflite_macs(op, tensors)[2]})},
     )
 
 
@@ -746,11 +396,11 @@ def audit_onnx(path: str | os.PathLike) -> AuditReport:
     try:
         model = onnx.load_from_string(buf)
     except (DecodeError, ValueError, RuntimeError) as exc:
-        raise AuditError(f"{path}: not an ONNX model ({type(exc).__name__}: {_one_line(str(exc)) or 'decode error'})") from None
+        raise AuditError(f"{path}: not an ONNX model ({type(exc).__name__}: {one_line(str(exc)) or 'decode error'})") from None
     try:
         onnx.checker.check_model(model)
     except (onnx.checker.ValidationError, ValueError, RuntimeError) as exc:
-        raise AuditError(f"{path}: not a valid ONNX model ({_one_line(str(exc)) or type(exc).__name__})") from None
+        raise AuditError(f"{path}: not a valid ONNX model ({one_line(str(exc)) or type(exc).__name__})") from None
     if not model.graph.node:
         raise AuditError(f"{path}: the ONNX graph has no nodes")
 
@@ -817,8 +467,8 @@ def audit_onnx(path: str | os.PathLike) -> AuditReport:
             if is_int and _ONNX_INT_BIAS_SLOTS.get(node.op_type) != slot:
                 continue
             seen.add(name)
-            params += _prod(cshape)
-            b = _ceil_bytes(_prod(cshape), width)
+            params += shape_product(cshape)
+            b = ceil_bytes(shape_product(cshape), width)
             pbytes += b
             by_dtype[dtype] += b
         out_shape = shape(node.output[0]) if node.output else None
@@ -855,7 +505,7 @@ def audit_onnx(path: str | os.PathLike) -> AuditReport:
         if s is None:
             warnings.append(f"tensor {name!r}: shape unknown; not counted in peak activation memory")
             continue
-        sizes[name] = _ceil_bytes(_prod(s), dtypes.get(name, ("float32", 4))[1])
+        sizes[name] = ceil_bytes(shape_product(s), dtypes.get(name, ("float32", 4))[1])
         first[name] = producer.get(name, 0)
         lastu[name] = n - 1 if name in g_out or name not in last else last[name]
     peak, at = peak_activation(n, sizes, first, lastu)
@@ -890,18 +540,18 @@ def _onnx_macs(node: Any, shape: Any, consts: Mapping[str, Any], out_shape: tupl
     def s(slot: int) -> tuple[int, ...] | None:
         return shape(ins[slot]) if slot < len(ins) and ins[slot] else None
 
-    out_elems = _prod(out_shape) if out_shape is not None else None
+    out_elems = shape_product(out_shape) if out_shape is not None else None
     if op in ("Conv", "ConvInteger", "QLinearConv"):
         w = s(_ONNX_WEIGHTED[op])  # (O, I / groups, KH, KW)
         if w is None or out_elems is None:
             return None, None, True
-        macs = out_elems * _prod(w[1:])
+        macs = out_elems * shape_product(w[1:])
         return macs, macs, True
     if op == "ConvTranspose":
         x, w = s(0), s(1)  # w: (I, O / groups, KH, KW)
         if x is None or w is None:
             return None, None, True
-        macs = _prod(x) * _prod(w[1:])
+        macs = shape_product(x) * shape_product(w[1:])
         return macs, macs, True
     if op in ("Gemm", "MatMul", "MatMulInteger", "QLinearMatMul"):
         a = s(0)
@@ -915,15 +565,15 @@ def _onnx_macs(node: Any, shape: Any, consts: Mapping[str, Any], out_shape: tupl
         c = s(1)
         if out_elems is None:
             return None, None, True
-        return out_elems, (2 * _prod(c) if c is not None else 0), True
+        return out_elems, (2 * shape_product(c) if c is not None else 0), True
     if op in ("InstanceNormalization", "LayerNormalization", "GroupNormalization"):
         return out_elems, 0, True
     if op == "AveragePool":
         kernel = _attr(node, "kernel_shape", [])
-        return (None if out_elems is None else out_elems * _prod(kernel)), 0, True
+        return (None if out_elems is None else out_elems * shape_product(kernel)), 0, True
     if op in ("GlobalAveragePool", "ReduceMean", "ReduceSum", "ReduceL2", "ReduceProd"):
         x = s(0)
-        return (None if x is None else _prod(x)), 0, True
+        return (None if x is None else shape_product(x)), 0, True
     if op == "Sum":
         return (None if out_elems is None else out_elems * max(len(ins) - 1, 0)), 0, True
     if op == "Resize":
@@ -962,7 +612,7 @@ def audit_checkpoint(path: str | os.PathLike) -> AuditReport:
     try:
         model, ckpt = load_model(path)
     except CheckpointError as exc:
-        raise AuditError(_one_line(str(exc))) from None
+        raise AuditError(one_line(str(exc))) from None
     fe = frontend_of(ckpt)
     input_size = (1, 1, fe.n_mels, fe.n_frames)
     dcase = count_dcase(model, input_size)

@@ -591,7 +591,7 @@ def find_min_arena(
 
 def _probe_main(model_path: str) -> int:
     """Child-process loop of `_ArenaProbe`: reads `fit N` / `run N` lines, answers `ok` or `fail`."""
-    from edgeasc.audit import read_tflite_model
+    from edgeasc.tflite_graph import read_tflite_model
 
     runtime = _tflm_runtime()
     data = Path(model_path).read_bytes()

@@ -38,6 +38,7 @@ import numpy as np
 from edgeasc.artifacts import write_atomic, write_bytes_atomic, write_json_atomic, write_text_atomic
 from edgeasc.errors import ExportError, MissingDependencyError
 from edgeasc.runtime import InputNormalization, sidecar_path
+from edgeasc.tflite_graph import tflite_schema
 
 log = logging.getLogger(__name__)
 
@@ -470,28 +471,22 @@ def check_deployable(path: str | os.PathLike, int8: bool, int16: bool = False) -
     Raises:
         ExportError: what was found instead.
     """
-    from edgeasc.audit import audit_tflite
+    from collections import Counter
 
-    details = audit_tflite(path).details
-    unknown = details["ops_without_rule"]
-    custom = [op for op in unknown if op.startswith("CUSTOM")]
+    from edgeasc.tflite_graph import activation_tensors, parse_tflite
+
+    tensors, ops, g_in, _, _, _ = parse_tflite(Path(path).read_bytes(), path)
+    custom = sorted({op.name for op in ops if op.name.startswith("CUSTOM")})
     if custom:
         raise ExportError(f"{Path(path).name} contains non-builtin operators {', '.join(custom)}; "
                           "a microcontroller runtime cannot run them")
     if int8:
         allowed = ("int8", "int16") if int16 else ("int8",)
-        other = {d: n for d, n in details["activation_dtypes"].items() if d not in allowed}
+        dtypes = Counter(tensors[i].dtype.lower() for i in activation_tensors(tensors, ops, g_in))
+        other = {d: n for d, n in dtypes.items() if d not in allowed}
         if other:
             raise ExportError(f"{Path(path).name} is not full-integer: activation tensors of type "
                               + ", ".join(f"{d} ({n})" for d, n in other.items()))
-
-
-def _schema() -> Any:
-    try:
-        from ai_edge_litert import schema_py_generated as schema
-    except ImportError:
-        from tensorflow.lite.python import schema_py_generated as schema
-    return schema
 
 
 def _pack(model: Any, size_hint: int) -> bytes:
@@ -520,7 +515,7 @@ def rewrite_int8_weights(buf: bytes, layers: dict[str, tuple[Any, Any]]) -> tupl
         "rounded": {path: (int weights in torch layout, scales)}, "bias_tensors": {path: tensor index}}).
         A layer's bias tensor keeps its index in the new bytes (`rewrite_biases`).
     """
-    schema = _schema()
+    schema = tflite_schema()
     model = schema.ModelT.InitFromPackedBuf(bytearray(buf), 0)
     sg = model.subgraphs[0]
     codes = {getattr(schema.BuiltinOperator, k): k for k in ("CONV_2D", "DEPTHWISE_CONV_2D")}
@@ -580,7 +575,7 @@ def rewrite_biases(buf: bytes, corrections: dict[int, np.ndarray]) -> tuple[byte
     Returns:
         (new bytes, the number of bias integers that changed).
     """
-    schema = _schema()
+    schema = tflite_schema()
     model = schema.ModelT.InitFromPackedBuf(bytearray(buf), 0)
     sg = model.subgraphs[0]
     dtypes = {schema.TensorType.INT32: np.int32, schema.TensorType.INT64: np.int64}
@@ -609,7 +604,7 @@ def embed_tflite_metadata(buf: bytes, metadata: dict[str, Any], name: str = "edg
 
     Uses the flatbuffer object API of LiteRT's (or TensorFlow's) copy of the TFLite schema.
     """
-    schema = _schema()
+    schema = tflite_schema()
     model = schema.ModelT.InitFromPackedBuf(bytearray(buf), 0)
     data = np.frombuffer(json.dumps(metadata, sort_keys=True).encode("utf-8"), dtype=np.uint8)
     entry_buffer = schema.BufferT()
@@ -1136,7 +1131,7 @@ def _convert_int16(prepared: list[_Prepared], ds: Any, request: Any, target: flo
     import torch
 
     from edgeasc.errors import ConfigError
-    from edgeasc.firmware import read_graph
+    from edgeasc.tflite_graph import read_graph
     from edgeasc.quant import round_weights
     from edgeasc.sensitivity import choose_int16_layers, plan_int16, tflite_tensors
 

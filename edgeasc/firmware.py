@@ -36,6 +36,7 @@ import numpy as np
 from edgeasc.artifacts import write_json_atomic, write_text_atomic
 from edgeasc.children import run_child
 from edgeasc.errors import FirmwareBuildError, FirmwareError
+from edgeasc.tflite_graph import Graph, Op, OpEntry, Tensor, TensorEntry, read_graph, tflite_macs
 
 log = logging.getLogger(__name__)
 
@@ -153,137 +154,8 @@ def _padding_before(padding: int, in_size: int, k: int, stride: int, dilation: i
 # --------------------------------------------------------------------------------------------------
 # Reading the flatbuffer
 # --------------------------------------------------------------------------------------------------
-def _schema() -> Any:
-    try:
-        from ai_edge_litert import schema_py_generated as schema
-    except ImportError:
-        try:
-            from tensorflow.lite.python import schema_py_generated as schema
-        except ImportError:
-            raise FirmwareError("reading .tflite files needs ai-edge-litert (pip install 'ai-edge-litert==2.3.0') "
-                                "or tensorflow") from None
-    return schema
-
-
-@dataclass
-class Tensor:
-    """One tensor of subgraph 0.
-
-    Attributes:
-        index: tensor index in the flatbuffer.
-        name: its name.
-        shape: static shape.
-        dtype: TFLite type name (`INT8`, `INT32`, ...).
-        scales: quantisation scales (float32; one per channel for per-channel weights).
-        zero_points: zero points.
-        data: constant contents (None for activations).
-    """
-
-    index: int
-    name: str
-    shape: tuple[int, ...]
-    dtype: str
-    scales: np.ndarray
-    zero_points: np.ndarray
-    data: np.ndarray | None
-
-    @property
-    def scale(self) -> float:
-        return float(self.scales[0]) if len(self.scales) else 0.0
-
-    @property
-    def zero_point(self) -> int:
-        return int(self.zero_points[0]) if len(self.zero_points) else 0
-
-    @property
-    def elements(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
-
-    def shape4(self) -> tuple[int, int, int, int]:
-        if len(self.shape) > 4:
-            raise FirmwareError(f"tensor {self.name!r} has rank {len(self.shape)}; at most 4 is supported")
-        return tuple([1] * (4 - len(self.shape)) + list(self.shape))  # type: ignore[return-value]
-
-
-@dataclass
-class Op:
-    index: int
-    name: str
-    inputs: list[int]
-    outputs: list[int]
-    options: Any
-
-
-@dataclass
-class Graph:
-    tensors: list[Tensor]
-    ops: list[Op]
-    inputs: list[int]
-    outputs: list[int]
-
-
-_NP_TYPES = {"INT8": np.int8, "INT32": np.int32, "INT64": np.int64, "UINT8": np.uint8, "INT16": np.int16,
-             "FLOAT32": np.float32}
-
-
-def read_graph(path: str | os.PathLike) -> Graph:
-    """Tensors and operators of subgraph 0 of a .tflite file.
-
-    Raises:
-        FirmwareError: the file is missing, not a TFLite model, or has more than one subgraph.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FirmwareError(f"model not found: {path}")
-    buf = path.read_bytes()
-    if len(buf) < 8 or buf[4:8] != b"TFL3":
-        raise FirmwareError(f"{path}: not a TFLite flatbuffer (expected the file identifier TFL3)")
-    from edgeasc.audit import AuditError, parse_tflite, verify_tflite
-
-    try:  # the auditor's checks and LiteRT's own: nothing below reads a damaged file
-        parse_tflite(buf, path)
-        verify_tflite(path)
-    except AuditError as exc:
-        raise FirmwareError(str(exc)) from None
-    schema = _schema()
-    model = schema.ModelT.InitFromPackedBuf(bytearray(buf), 0)
-    if len(model.subgraphs or []) != 1:
-        raise FirmwareError(f"{path}: {len(model.subgraphs or [])} subgraphs; firmware needs exactly one")
-    sg = model.subgraphs[0]
-    types = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
-    opnames = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    tensors = []
-    for i, t in enumerate(sg.tensors):
-        dtype = types.get(t.type, f"TYPE_{t.type}")
-        q = t.quantization
-        scales = np.asarray(q.scale if q is not None and q.scale is not None else [], dtype=np.float32)
-        zps = np.asarray(q.zeroPoint if q is not None and q.zeroPoint is not None else [], dtype=np.int64)
-        data = None
-        raw = model.buffers[t.buffer].data if 0 < t.buffer < len(model.buffers) else None
-        if raw is not None and len(raw):
-            if dtype not in _NP_TYPES:
-                raise FirmwareError(f"{path}: constant tensor {i} has type {dtype}, which firmware cannot hold")
-            data = np.frombuffer(np.asarray(raw, dtype=np.uint8).tobytes(), dtype=_NP_TYPES[dtype])
-            shape = tuple(int(d) for d in (t.shape if t.shape is not None else []))
-            data = data.reshape(shape) if shape else data.reshape(())
-        name = t.name.decode("utf-8", "replace") if isinstance(t.name, bytes) else str(t.name)
-        shape = tuple(int(d) for d in (t.shape if t.shape is not None else []))
-        if t.shapeSignature is not None and any(int(d) < 0 for d in t.shapeSignature):
-            if any(int(d) < 0 for d in list(t.shapeSignature)[1:]):
-                raise FirmwareError(f"{path}: tensor {name!r} has a dynamic shape; firmware needs static shapes")
-        tensors.append(Tensor(i, name, shape, dtype, scales, zps, data))
-    ops = []
-    for k, op in enumerate(sg.operators):
-        oc = model.operatorCodes[op.opcodeIndex]
-        code = max(oc.builtinCode, oc.deprecatedBuiltinCode)
-        name = opnames.get(code, f"BUILTIN_{code}")
-        if name == "CUSTOM":
-            custom = oc.customCode.decode("utf-8", "replace") if isinstance(oc.customCode, bytes) else oc.customCode
-            name = f"CUSTOM:{custom}"
-        ins = [int(i) for i in (op.inputs if op.inputs is not None else [])]
-        outs = [int(i) for i in (op.outputs if op.outputs is not None else [])]
-        ops.append(Op(k, name, ins, outs, op.builtinOptions))
-    return Graph(tensors, ops, [int(i) for i in sg.inputs], [int(i) for i in sg.outputs])
+FIRMWARE_CONSTANT_TYPES = frozenset({"INT8", "INT32", "INT64", "UINT8", "INT16", "FLOAT32"})
+"""Types of the constant tensors the generated C can hold."""
 
 
 def check_supported(graph: Graph, path: str | os.PathLike = "model") -> None:
@@ -292,6 +164,15 @@ def check_supported(graph: Graph, path: str | os.PathLike = "model") -> None:
     Raises:
         FirmwareError: names every unsupported operator (with its first index) and what is supported.
     """
+    if graph.n_subgraphs != 1:
+        raise FirmwareError(f"{Path(path).name}: {graph.n_subgraphs} subgraphs; firmware needs exactly one")
+    for t in graph.tensors:
+        if t.data is not None and t.dtype not in FIRMWARE_CONSTANT_TYPES:
+            raise FirmwareError(f"{Path(path).name}: constant tensor {t.index} has type {t.dtype}, which firmware "
+                                "cannot hold")
+        if t.dynamic:
+            raise FirmwareError(f"{Path(path).name}: tensor {t.name!r} has a dynamic shape; firmware needs static "
+                                "shapes")
     int16 = [t.name for t in graph.tensors if t.data is None and t.dtype == "INT16"]
     if int16:
         raise FirmwareError(f"{Path(path).name}: {len(int16)} int16 activation tensors (an --int16-layers export, "
@@ -905,16 +786,15 @@ def fuse_pads(graph: Graph) -> dict[int, tuple[int, int, int, int, int, int, int
 
 def _op_macs(graph: Graph) -> list[int]:
     """Per-op MACs by the audit's deployed rule (edgeasc.audit)."""
-    from edgeasc.audit import _Op, _Tensor, _tflite_macs
 
-    tensors = [_Tensor(t.name, t.shape, t.dtype, 1, 0 if t.data is None else t.data.nbytes, 0, False, 0)
+    tensors = [TensorEntry(t.name, t.shape, t.dtype, 1, 0 if t.data is None else t.data.nbytes, 0, False, 0)
                for t in graph.tensors]
     out = []
     for op in graph.ops:
         options = {}
         if op.name == "AVERAGE_POOL_2D":
             options = {"filter_h": int(op.options.filterHeight), "filter_w": int(op.options.filterWidth)}
-        out.append(_tflite_macs(_Op(op.name, op.inputs, op.outputs, options), tensors)[0])
+        out.append(tflite_macs(OpEntry(op.name, op.inputs, op.outputs, options), tensors)[0])
     return out
 
 

@@ -327,7 +327,7 @@ class TFLiteModel:
 
 def embedded_metadata(path: str | os.PathLike) -> dict[str, Any] | None:
     """The JSON edgeasc embeds in a .tflite's metadata list under `METADATA_NAME`, or None."""
-    from edgeasc.audit import read_tflite_model
+    from edgeasc.tflite_graph import read_tflite_model
 
     buf = Path(path).read_bytes()
     model = read_tflite_model(buf, path)

@@ -403,7 +403,7 @@ _LAYOUT_OPS = {"PAD", "PADV2", "RESHAPE", "QUANTIZE"}
 
 
 def tflite_tensors(sim: Int8Simulator, graph: Any) -> dict[str, int]:
-    """Each activation point's tensor in a converted float TFLite graph (`edgeasc.firmware.read_graph`).
+    """Each activation point's tensor in a converted float TFLite graph (`edgeasc.tflite_graph.read_graph`).
 
     Convolutions are found by their weights (the float TFLite holds the folded torch weights, transposed to
     OHWI, or 1HWC for depthwise); every other point by its inputs: the op of the expected kind whose
@@ -506,7 +506,7 @@ def plan_int16(layers: list[str] | tuple[str, ...], tensors: dict[str, int], gra
     Args:
         layers: activation point names (`input` included).
         tensors: `tflite_tensors(sim, graph)`.
-        graph: the float TFLite graph (`edgeasc.firmware.read_graph`).
+        graph: the float TFLite graph (`edgeasc.tflite_graph.read_graph`).
     """
     producer = {t: op.index for op in graph.ops for t in op.outputs}
     consumers: dict[int, list[int]] = {}
