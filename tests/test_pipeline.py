@@ -265,6 +265,7 @@ def test_full_pipeline_killed_and_resumed(tiny_data, tmp_path, recipes):
 @pytest.mark.parametrize("name", ["pipeline_demo", "pipeline_s1", "pipeline_s2", "pipeline_s3", "pipeline_s4"])
 def test_shipped_pipeline_recipes_resolve(name):
     """Every shipped pipeline parses, and every training/pruning stage's recipe resolves with its overrides."""
+    from edgeasc.config import resolve_train_config
     from edgeasc.pipeline import _train_config
     from edgeasc.prune import resolve_prune_config
 
@@ -274,8 +275,11 @@ def test_shipped_pipeline_recipes_resolve(name):
     assert kinds[:2] == ["teachers", "teacher_logits"] and {"prune", "finetune", "export", "audit"} <= set(kinds)
     for stage in pipe.stages:
         for m in stage.get("members", []):
-            if "recipe" in m:
-                assert _train_config(pipe, m["recipe"], tuple(m.get("set", ()))).seed >= 0
+            if "recipe" in m:  # a member trains its own recipe at the pipeline's seed unless it sets one
+                cfg = _train_config(pipe, m["recipe"], tuple(m.get("set", ())))
+                own = [o.split("=", 1)[1] for o in m.get("set", ()) if o.replace(" ", "").startswith("seed=")]
+                assert cfg.seed == (int(own[-1]) if own else pipe.seed)
+                assert cfg.model.name == resolve_train_config(pipe.resolve(m["recipe"])).model.name
         if stage.kind == "train":
             cfg = _train_config(pipe, stage.get("recipe"), tuple(stage.get("set", ())))
             assert cfg.seed == pipe.seed
