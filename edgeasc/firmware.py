@@ -36,6 +36,7 @@ import numpy as np
 from edgeasc.artifacts import write_json_atomic, write_text_atomic
 from edgeasc.children import run_child
 from edgeasc.errors import FirmwareBuildError, FirmwareError
+from edgeasc.runtime import tflite_frontend
 from edgeasc.tflite_graph import Graph, Op, OpEntry, Tensor, TensorEntry, read_graph, tflite_macs
 
 log = logging.getLogger(__name__)
@@ -798,17 +799,6 @@ def _op_macs(graph: Graph) -> list[int]:
     return out
 
 
-def _frontend_of(path: Path) -> Any:
-    from edgeasc.config import FrontendConfig, from_dict
-    from edgeasc.runtime import read_tflite_metadata
-
-    meta = read_tflite_metadata(path)
-    if meta is None or "frontend" not in meta:
-        log.warning("%s has no edgeasc metadata; the C frontend uses the DCASE baseline log-mel", path.name)
-        return FrontendConfig()
-    return from_dict(FrontendConfig, meta["frontend"], where="frontend")
-
-
 def frontend_tables(frontend: Any) -> dict[str, Any]:
     """The window and the sparse mel filterbank the C frontend uses, as float32 from edgeasc.features."""
     import torch
@@ -883,7 +873,7 @@ def generate_firmware(tflite_path: str | os.PathLike, out_dir: str | os.PathLike
         layers.append(Layer(op.index, op.name, kernel, graph.tensors[op.outputs[0]].shape, macs[op.index],
                             op.outputs[0], plan.offsets.get(op.outputs[0], -1)))
     inp, out = graph.tensors[graph.inputs[0]], graph.tensors[graph.outputs[0]]
-    frontend = _frontend_of(tflite_path)
+    frontend = tflite_frontend(tflite_path)[0]
     norm = InputNormalization.from_metadata(read_tflite_metadata(tflite_path))
     model_name = _c_ident(tflite_path.stem)
     names = ",\n    ".join(f'"{x.index}:{x.op}"' for x in layers)
@@ -1243,7 +1233,7 @@ def evaluation_inputs(tflite_path: str | os.PathLike, data_dir: str | os.PathLik
     from edgeasc.dataset import TAUDataset, load_waveforms
     from edgeasc.runtime import TFLiteModel, feature_batches
 
-    frontend = _frontend_of(Path(tflite_path))
+    frontend = tflite_frontend(tflite_path)[0]
     ds = TAUDataset(data_dir)
     clips = ds.clips(split)[:n_clips]
     if not clips:
@@ -1287,7 +1277,7 @@ def check_firmware(
     for i in range(min(n_layer_checks, len(x))):
         mine, theirs = dump_layers(host, work / "model", x[i]), reference_layers(tflite_path, x[i])
         layer_bad += [(i, t) for t, v in mine.items() if not np.array_equal(v, theirs[t].astype(np.int8))]
-    frontend = _frontend_of(Path(tflite_path))
+    frontend = tflite_frontend(tflite_path)[0]
     mel, q = run_host_frontend(host, data["waves"], frontend.n_mels, data["features"].shape[-1])
     err = np.abs(mel - data["features"])
     agree = float((q == x).mean())

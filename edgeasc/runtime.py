@@ -302,27 +302,32 @@ class TFLiteModel:
         return read_tflite_metadata(self.path)
 
     def frontend(self) -> tuple[Any, list[str], str]:
-        """(FrontendConfig, labels, model name) from the metadata; without metadata (a foreign model) the DCASE
-        baseline frontend, scene order and file stem, with a warning.
+        """`tflite_frontend` of this model, checked against its outputs.
 
         Raises:
             ModelFileError: the labels do not match the model's outputs.
         """
-        from edgeasc.config import FrontendConfig, from_dict
-        from edgeasc.labels import SCENES
-
-        meta = self.metadata()
-        if meta is None:
-            log.warning("%s has no edgeasc metadata; assuming the DCASE baseline frontend and scene order",
-                        self.path.name)
-            frontend, labels, name = FrontendConfig(), list(SCENES), self.path.stem
-        else:
-            frontend = from_dict(FrontendConfig, meta["frontend"], where="frontend")
-            labels, name = list(meta["labels"]), str(meta.get("model_name", self.path.stem))
+        frontend, labels, name = tflite_frontend(self.path)
         n_out = math.prod(self.output.shape[1:])
         if n_out != len(labels):
             raise ModelFileError(f"{self.path.name}: {n_out} outputs for {len(labels)} labels")
         return frontend, labels, name
+
+
+def tflite_frontend(path: str | os.PathLike) -> tuple[Any, list[str], str]:
+    """(FrontendConfig, labels, model name) of a .tflite from its edgeasc metadata (no interpreter needed);
+    without metadata (a foreign model) the DCASE baseline frontend, scene order and file stem, with a warning.
+    """
+    from edgeasc.config import FrontendConfig, from_dict
+    from edgeasc.labels import SCENES
+
+    path = Path(path)
+    meta = read_tflite_metadata(path)
+    if meta is None or "frontend" not in meta:
+        log.warning("%s has no edgeasc metadata; assuming the DCASE baseline frontend and scene order", path.name)
+        return FrontendConfig(), list(SCENES), path.stem
+    frontend = from_dict(FrontendConfig, meta["frontend"], where="frontend")
+    return frontend, list(meta.get("labels", SCENES)), str(meta.get("model_name", path.stem))
 
 
 def embedded_metadata(path: str | os.PathLike) -> dict[str, Any] | None:
