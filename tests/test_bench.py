@@ -37,7 +37,7 @@ from edgeasc.bench import (
 from edgeasc.cli import cli
 from edgeasc.errors import ConfigError, DomainError
 from conftest import load_benchmarks_module
-from test_runtime import BIAS, WEIGHTS, build_fc_int8_tflite
+from test_runtime import BIAS, WEIGHTS, build_fc_tflite
 
 pytest.importorskip("ai_edge_litert")
 pytest.importorskip("tflite_micro")
@@ -52,7 +52,7 @@ compare_mod = load_benchmarks_module("compare")
 @pytest.fixture(scope="module")
 def fc_model(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("bench_fc") / "fc_int8.tflite"
-    path.write_bytes(build_fc_int8_tflite(WEIGHTS, BIAS))
+    path.write_bytes(build_fc_tflite(WEIGHTS, BIAS))
     return path
 
 

@@ -8,6 +8,7 @@ import pytest
 import soundfile as sf
 import torch
 from click.testing import CliRunner
+from test_runtime import build_fc_tflite
 
 from edgeasc import dcase
 from edgeasc.bundle import save_bundle
@@ -138,44 +139,6 @@ def test_bundle_routes_by_device_id(models, files):
     assert human.rstrip().endswith("(a model)")
 
 
-def _float_fc_tflite(weights: np.ndarray, bias: np.ndarray, input_shape: tuple[int, ...]) -> bytes:
-    """float32 input `input_shape` -> FULLY_CONNECTED (weights (N, K), K = its element count) -> (1, N)."""
-    import flatbuffers
-    from ai_edge_litert import schema_py_generated as s
-
-    model = s.ModelT()
-    model.version, model.description, model.buffers = 3, "hand-built float FC", []
-
-    def buffer(data=None) -> int:
-        b = s.BufferT()
-        if data is not None:
-            b.data = np.frombuffer(np.ascontiguousarray(data, dtype=np.float32).tobytes(), np.uint8)
-        model.buffers.append(b)
-        return len(model.buffers) - 1
-
-    def tensor(name, shape, buf):
-        t = s.TensorT()
-        t.name, t.shape, t.type, t.buffer = name, list(shape), s.TensorType.FLOAT32, buf
-        return t
-
-    buffer()  # buffer 0 is the empty sentinel
-    tensors = [tensor("input", input_shape, buffer()), tensor("weights", weights.shape, buffer(weights)),
-               tensor("bias", bias.shape, buffer(bias)), tensor("output", (1, len(bias)), buffer())]
-    code = s.OperatorCodeT()
-    code.builtinCode = code.deprecatedBuiltinCode = s.BuiltinOperator.FULLY_CONNECTED
-    code.version = 1
-    op = s.OperatorT()
-    op.opcodeIndex, op.inputs, op.outputs = 0, [0, 1, 2], [3]
-    op.builtinOptionsType = s.BuiltinOptions.FullyConnectedOptions
-    op.builtinOptions = s.FullyConnectedOptionsT()
-    sg = s.SubGraphT()
-    sg.tensors, sg.inputs, sg.outputs, sg.operators, sg.name = tensors, [0], [3], [op], "main"
-    model.operatorCodes, model.subgraphs = [code], [sg]
-    builder = flatbuffers.Builder(1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
-
-
 def test_tflite_uses_its_metadata_frontend_and_normalisation(files, tmp_path):
     """A linear .tflite on a small frontend: the expected logits are computed here with numpy."""
     pytest.importorskip("ai_edge_litert")
@@ -184,7 +147,8 @@ def test_tflite_uses_its_metadata_frontend_and_normalisation(files, tmp_path):
     rng = np.random.default_rng(0)
     w, b = rng.normal(0, 0.05, (len(SCENES), k)).astype(np.float32), rng.normal(0, 1, len(SCENES)).astype(np.float32)
     path = tmp_path / "fc.tflite"
-    path.write_bytes(_float_fc_tflite(w, b, (1, 1, fe.n_mels, fe.n_frames)))
+    path.write_bytes(build_fc_tflite(w, b, quant=None, input_shape=(1, 1, fe.n_mels, fe.n_frames),
+                                     description="hand-built float FC"))
     mean, std = -6.0, 3.0
     meta = {"frontend": {f: getattr(fe, f) for f in fe.__dataclass_fields__}, "labels": list(SCENES),
             "input_normalization": {"mean": mean, "std": std}}

@@ -24,8 +24,16 @@ S_IN, ZP_IN, S_W, ZP_OUT = 0.5, -3, 0.25, 5
 S_OUT = S_IN * S_W  # requantisation multiplier exactly 1: the int8 result is integer arithmetic only
 
 
-def build_fc_int8_tflite(weights: np.ndarray, bias: np.ndarray, description: str = "hand-built") -> bytes:
-    """input int8 (1, K) -> FULLY_CONNECTED (int8 weights (N, K), int32 bias (N,)) -> output int8 (1, N)."""
+QUANT = (S_IN, ZP_IN, S_W, S_OUT, ZP_OUT)
+"""(input scale, input zero point, weight scale, output scale, output zero point) of the int8 test model."""
+
+
+def build_fc_tflite(weights: np.ndarray, bias: np.ndarray, quant: tuple | None = QUANT,
+                    input_shape: tuple[int, ...] | None = None, description: str = "hand-built") -> bytes:
+    """input (1, K) (or `input_shape`, K elements) -> FULLY_CONNECTED (weights (N, K), bias (N,)) -> (1, N).
+
+    With `quant` (`QUANT`'s layout): int8 input, weights and output, int32 bias at scale s_in * s_w; with
+    `quant=None`: float32 throughout."""
     import flatbuffers
     from ai_edge_litert import schema_py_generated as s
 
@@ -42,24 +50,32 @@ def build_fc_int8_tflite(weights: np.ndarray, bias: np.ndarray, description: str
         model.buffers.append(b)
         return len(model.buffers) - 1
 
-    def tensor(name, shape, ttype, buf, scale, zp):
+    def tensor(name, shape, ttype, buf, scale=None, zp=None):
         t = s.TensorT()
         t.name, t.shape, t.type, t.buffer = name, list(shape), ttype, buf
-        q = s.QuantizationParametersT()
-        q.scale, q.zeroPoint = [float(scale)], [int(zp)]
-        t.quantization = q
+        if scale is not None:
+            q = s.QuantizationParametersT()
+            q.scale, q.zeroPoint = [float(scale)], [int(zp)]
+            t.quantization = q
         return t
 
     buffer()  # buffer 0 is the empty sentinel
-    tensors = [
-        tensor("input", (1, k), s.TensorType.INT8, buffer(), S_IN, ZP_IN),
-        tensor("weights", (n, k), s.TensorType.INT8, buffer(weights.astype(np.int8)), S_W, 0),
-        tensor("bias", (n,), s.TensorType.INT32, buffer(bias.astype(np.int32)), S_IN * S_W, 0),
-        tensor("output", (1, n), s.TensorType.INT8, buffer(), S_OUT, ZP_OUT),
-    ]
+    shape_in = input_shape or (1, k)
+    if quant is None:
+        f32 = s.TensorType.FLOAT32
+        tensors = [tensor("input", shape_in, f32, buffer()),
+                   tensor("weights", (n, k), f32, buffer(weights.astype(np.float32))),
+                   tensor("bias", (n,), f32, buffer(bias.astype(np.float32))),
+                   tensor("output", (1, n), f32, buffer())]
+    else:
+        s_in, zp_in, s_w, s_out, zp_out = quant
+        tensors = [tensor("input", shape_in, s.TensorType.INT8, buffer(), s_in, zp_in),
+                   tensor("weights", (n, k), s.TensorType.INT8, buffer(weights.astype(np.int8)), s_w, 0),
+                   tensor("bias", (n,), s.TensorType.INT32, buffer(bias.astype(np.int32)), s_in * s_w, 0),
+                   tensor("output", (1, n), s.TensorType.INT8, buffer(), s_out, zp_out)]
     code = s.OperatorCodeT()
     code.builtinCode = code.deprecatedBuiltinCode = s.BuiltinOperator.FULLY_CONNECTED
-    code.version = 4
+    code.version = 1 if quant is None else 4
     op = s.OperatorT()
     op.opcodeIndex, op.inputs, op.outputs = 0, [0, 1, 2], [3]
     op.builtinOptionsType = s.BuiltinOptions.FullyConnectedOptions
@@ -86,7 +102,7 @@ def fc_reference(q_in: np.ndarray) -> np.ndarray:
 def fc_model(tmp_path_factory):
     pytest.importorskip("ai_edge_litert")
     path = tmp_path_factory.mktemp("fc") / "fc_int8.tflite"
-    path.write_bytes(build_fc_int8_tflite(WEIGHTS, BIAS))
+    path.write_bytes(build_fc_tflite(WEIGHTS, BIAS))
     return path
 
 
