@@ -382,10 +382,9 @@ def convert_onnx_to_tflite(
                     procs.append(start_child([sys.executable, "-m", "edgeasc._convert_tflite", str(job)],
                                              stdout=log_f, stderr=subprocess.STDOUT, cwd=tmp, env=env))
             deadline = None if timeout_s is None else time.monotonic() + timeout_s * max(map(len, groups))
-            codes: list[int | None] = [None] * len(procs)
             bar = progress_bar(total=len(conversions), enabled=progress, desc="onnx2tf", unit="model")
             while True:  # polled: the bar counts the models each child reports done
-                codes = [proc.poll() for proc in procs]
+                codes: list[int | None] = [proc.poll() for proc in procs]
                 bar.update(sum(_done_count(f) for f in logs) - bar.n)
                 if all(code is not None for code in codes):
                     break
@@ -994,22 +993,19 @@ def calibration_features(waves: np.ndarray, frontend: Any) -> np.ndarray:
 def _staging_folder(dest: Path) -> Path:
     """A new `dest/.export_XXXX/` for one export (with this process's id in it), after removing the staging
     folders of exports whose process is gone (killed; a finished export removes its own)."""
-    from edgeasc.errors import ConfigError
+    from edgeasc.artifacts import require_writable
 
-    try:
-        dest.mkdir(parents=True, exist_ok=True)
-        for old in dest.glob(STAGING_PREFIX + "*"):
-            try:
-                pid = int((old / "pid").read_text())
-            except (OSError, ValueError):
-                pid = None
-            if pid is None or not _alive(pid):
-                log.info("removing %s (an export that did not finish)", old)
-                shutil.rmtree(old, ignore_errors=True)
-        stage = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=dest))
-        (stage / "pid").write_text(str(os.getpid()))
-    except OSError as exc:
-        raise ConfigError(f"cannot write the export into {dest}: {exc.strerror or exc}") from None
+    require_writable(dest, "export (--out)")
+    for old in dest.glob(STAGING_PREFIX + "*"):
+        try:
+            pid = int((old / "pid").read_text())
+        except (OSError, ValueError):
+            pid = None
+        if pid is None or not _alive(pid):
+            log.info("removing %s (an export that did not finish)", old)
+            shutil.rmtree(old, ignore_errors=True)
+    stage = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=dest))
+    (stage / "pid").write_text(str(os.getpid()))
     return stage
 
 

@@ -206,6 +206,10 @@ def test_unwritable_outputs_are_one_line_before_the_work(runner, tiny_data, tmp_
     assert res.exit_code == 2 and "cannot write the waveform cache (--cache-dir) in" in res.output, res.output
     res = runner.invoke(cli, ["train", "--data", str(tiny_data), "--out", str(blocker / "run"), "--epochs", "1"])
     assert res.exit_code == 2 and "cannot write the edgeasc train run in" in res.output, res.output
+    res = runner.invoke(cli, ["export", str(ckpt), "--int8", "--data", str(tiny_data), "--out", str(blocker / "x"),
+                              "--cache-dir", str(cache)])
+    assert res.exit_code == 2 and "cannot write the export (--out) in" in res.output, res.output
+    assert not cache.exists()  # refused before any calibration audio was read
     res = runner.invoke(cli, ["synth", str(blocker / "d"), "--scale", "tiny"])
     assert res.exit_code == 2 and f"error: cannot write {blocker / 'd'}: Not a directory" in res.output, res.output
     assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1
