@@ -31,30 +31,30 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
 
-# Benchmark suite (benchmarks/run.py, docs/bench.md): results in benchmarks/results/, then the regression
-# check against benchmarks/baseline.json (exit 1 on a gated regression; timings only warn).
+# Benchmark suite (benchmarks/suite/run.py, docs/bench.md): results in benchmarks/suite/results/, then the regression
+# check against benchmarks/suite/baseline.json (exit 1 on a gated regression; timings only warn).
 bench: setup
-	$(PY) benchmarks/run.py --profile full
-	$(PY) benchmarks/compare.py benchmarks/results/full.json
+	$(PY) benchmarks/suite/run.py --profile full
+	$(PY) benchmarks/suite/compare.py benchmarks/suite/results/full.json
 
 # The short suite CI runs after the tests (tiny data; 5.5-7.5 minutes on 2 busy cores).
 bench-ci: setup
-	$(PY) benchmarks/run.py --profile ci
-	$(PY) benchmarks/compare.py benchmarks/results/ci.json
+	$(PY) benchmarks/suite/run.py --profile ci
+	$(PY) benchmarks/suite/compare.py benchmarks/suite/results/ci.json
 
 # Post-training quantisation on models trained at real-recording log-mel levels (docs/export.md): two trainings
 # of 30 epochs on `medium` (about 2.5 hours on 2 cores; finished runs in benchmarks/.work/ptq are reused), then
 # five exports of each (plain PTQ, each default step in turn, --int16-layers auto) and the gate on agreement and accuracy drop.
 bench-ptq: setup
-	$(PY) benchmarks/run.py --profile ptq
-	$(PY) benchmarks/compare.py benchmarks/results/ptq.json
+	$(PY) benchmarks/suite/run.py --profile ptq
+	$(PY) benchmarks/suite/compare.py benchmarks/suite/results/ptq.json
 
 # edgeasc's side of the training-parity comparison with the official baseline code (docs/training.md): the DCASE
 # baseline recipe, 20 epochs on `small` (about 20 minutes on one core; a finished run in benchmarks/.work/parity
 # is reused), then the gate on its float32 validation and float16 test macro accuracy.
 bench-parity: setup
-	$(PY) benchmarks/run.py --profile parity
-	$(PY) benchmarks/compare.py benchmarks/results/parity.json
+	$(PY) benchmarks/suite/run.py --profile parity
+	$(PY) benchmarks/suite/compare.py benchmarks/suite/results/parity.json
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache

@@ -286,7 +286,7 @@ def _train(cfg: TrainConfig, data_dir: str | os.PathLike, out_dir: str | os.Path
     if state is not None and rank == 0 and not complete:
         best = _recover_best(state, history, model, cfg, cfg_dict, out / BEST_FILE, start_epoch)
     # NHWC log-mel input: convolutions then run channels-last (1.2-1.6x the CPU training throughput of the
-    # frontend's transposed NCHW view; benchmarks/channels_last.py); the weights stay as they are
+    # frontend's transposed NCHW view; benchmarks/experiments/channels_last.py); the weights stay as they are
     input_format = torch.channels_last if cfg.optim.channels_last else torch.contiguous_format
     ddp_model = model
     if world > 1:

@@ -46,7 +46,7 @@ DSCNN_MACS_BY_OP = {"CONV_2D": 320_000 + 4 * 512_000, "FULLY_CONNECTED": 768, "D
                     "AVERAGE_POOL_2D": 8_000, "RESHAPE": 0, "SOFTMAX": 12}
 
 
-compare_mod = load_benchmarks_module("compare")
+compare_mod = load_benchmarks_module("suite/compare")
 
 
 @pytest.fixture(scope="module")
@@ -221,7 +221,7 @@ def test_cli_bad_model_files_exit_2_with_one_line(tmp_path, fc_model):
 
 
 # --------------------------------------------------------------------------------------------------
-# Fast: the regression gate (benchmarks/compare.py) on hand-written results
+# Fast: the regression gate (benchmarks/suite/compare.py) on hand-written results
 # --------------------------------------------------------------------------------------------------
 def _figures() -> dict:
     f = {}
@@ -366,7 +366,7 @@ def test_firmware_toolchain_is_kept_in_the_baseline_and_a_change_is_printed(tmp_
 
 
 def test_suite_records_firmware_as_skipped_without_the_arm_toolchain(tmp_path, monkeypatch):
-    run_mod = load_benchmarks_module("run")
+    run_mod = load_benchmarks_module("suite/run")
     monkeypatch.setenv("PATH", str(tmp_path))  # no make, arm-none-eabi-gcc or qemu-system-arm on it
     fw = run_mod.firmware_figures(tmp_path / "unused.tflite", tmp_path / "fw", seed=0)
     assert set(fw) == set(run_mod.FIRMWARE_TARGETS) == set(compare_mod.FIRMWARE_TARGETS)
@@ -467,7 +467,7 @@ def test_parity_gate_on_edgeasc_accuracy_at_the_baseline_seed():
 
 
 def test_parity_benchmark_reads_the_official_records(tmp_path):
-    run_mod = load_benchmarks_module("run")
+    run_mod = load_benchmarks_module("suite/run")
     assert run_mod.official_parity_figures(tmp_path) == {"runs": {}}
     for seed, val, test in ((0, 0.58, 0.57), (1, 0.56, 0.55)):
         (tmp_path / f"official_seed{seed}.json").write_text(json.dumps(

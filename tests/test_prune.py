@@ -353,9 +353,9 @@ def test_recipe_plans_give_the_documented_widths(recipe, start, blocks, params, 
 
 
 def test_prune_gains_epoch_split_keeps_every_arm_at_the_same_total():
-    """benchmarks/prune_gains.py: every arm trains `total` epochs; --agp-epochs moves epochs between AGP and
+    """benchmarks/experiments/prune_gains.py: every arm trains `total` epochs; --agp-epochs moves epochs between AGP and
     fine-tuning only, so a variant reuses the same pretrained wide model."""
-    split = load_benchmarks_module("prune_gains").epoch_split
+    split = load_benchmarks_module("experiments/prune_gains").epoch_split
     assert split("direct", 16) == {"pretrain": 16}
     assert split("from64", 16) == {"pretrain": 8, "agp": 4, "finetune": 4}
     assert split("from64", 16, 2) == {"pretrain": 8, "agp": 2, "finetune": 6}
@@ -369,12 +369,12 @@ def test_prune_gains_epoch_split_keeps_every_arm_at_the_same_total():
 
 
 def test_prune_gains_runs_in_parts_from_recorded_rows(tmp_path, tiny_data):
-    """benchmarks/prune_gains.py --recorded: rows and seeds an earlier result of the same experiment holds are
+    """benchmarks/experiments/prune_gains.py --recorded: rows and seeds an earlier result of the same experiment holds are
     taken from it (no training, no teachers when every KD row is there); KD rows distilled from another seed's
     ensemble than --teacher-seed asks for are not; another experiment's result is refused."""
     import json
 
-    pg = load_benchmarks_module("prune_gains")
+    pg = load_benchmarks_module("experiments/prune_gains")
 
     def r(macro: float, params: int) -> dict:
         return {"macro": macro, "per_device": {"a": macro}, "params": params, "macs": 1000, "widths": [],

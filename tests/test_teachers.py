@@ -177,12 +177,12 @@ def test_torchrun_two_processes_match_one(tiny_data, cache_dir, tmp_path, teache
 
 
 def test_kd_gains_checks_need_the_same_two_seeds_in_both_rows():
-    """benchmarks/kd_gains.py: the ensemble check is per seed; the KD-gain verdict needs a seed-to-seed spread."""
+    """benchmarks/experiments/kd_gains.py: the ensemble check is per seed; the KD-gain verdict needs a seed-to-seed spread."""
     import argparse
 
     from conftest import load_benchmarks_module
 
-    summarise = load_benchmarks_module("kd_gains").summarise
+    summarise = load_benchmarks_module("experiments/kd_gains").summarise
     args = argparse.Namespace(scale="tiny", seeds=[0, 1], set=[], teacher_seed=None, recorded=None)
 
     def r(macro: float) -> dict:
@@ -210,14 +210,14 @@ def test_kd_gains_checks_need_the_same_two_seeds_in_both_rows():
 
 
 def test_kd_gains_recorded_rows_keep_kd_seeds_only_where_the_teachers_match(tmp_path):
-    """benchmarks/kd_gains.py --recorded: an earlier result's per-seed figures are reused, except KD students that
+    """benchmarks/experiments/kd_gains.py --recorded: an earlier result's per-seed figures are reused, except KD students that
     distilled another ensemble than --teacher-seed asks for; a result of another experiment is refused."""
     import argparse
     import json
 
     from conftest import load_benchmarks_module
 
-    kd_gains = load_benchmarks_module("kd_gains")
+    kd_gains = load_benchmarks_module("experiments/kd_gains")
     r = {"macro": 50.0, "per_device": {"a": 50.0}, "unseen": None}
     prev = {"benchmark": "kd_gains", "scale": "tiny", "student_recipe": kd_gains.STUDENT,
             "kd_recipe": kd_gains.KD_STUDENT, "overrides": [], "teacher_seed": None,
@@ -241,7 +241,7 @@ def test_kd_gains_recorded_rows_keep_kd_seeds_only_where_the_teachers_match(tmp_
 
 
 def test_kd_gains_training_fit_of_stored_ensemble_logits(tmp_path, tiny_data):
-    """benchmarks/kd_gains.py: how well the KD targets fit their own training clips, from the stored logits."""
+    """benchmarks/experiments/kd_gains.py: how well the KD targets fit their own training clips, from the stored logits."""
     from conftest import load_benchmarks_module
 
     from edgeasc.dataset import TAUDataset
@@ -255,7 +255,7 @@ def test_kd_gains_training_fit_of_stored_ensemble_logits(tmp_path, tiny_data):
     logits[0] = 0.0
     logits[0, (y[0] + 1) % len(SCENES)] = 5.0  # one clip wrong
     TeacherLogits(tuple(c.clip_id for c in clips), logits, tuple(SCENES), ("m",), (0.5,)).save(tmp_path / "e.npz")
-    fit = load_benchmarks_module("kd_gains").training_fit(tmp_path / "e.npz", tiny_data, 2.0)
+    fit = load_benchmarks_module("experiments/kd_gains").training_fit(tmp_path / "e.npz", tiny_data, 2.0)
     n = len(clips)
     assert fit["clips"] == n and fit["accuracy"] == pytest.approx(100 * (n - 1) / n)
     p0 = 1 / (np.exp(5.0) + 9)  # the wrong clip's true class

@@ -11,12 +11,12 @@ measures the spread that the gate must absorb, on one machine, by changing what 
   8 epochs are enough to decorrelate two runs;
 - the torch thread count at seed 0 (2 threads sum in a different order): a pure rounding change.
 
-Each run trains exactly as benchmarks/run.py's ci profile does, exports int8 with the profile's calibration,
+Each run trains exactly as benchmarks/suite/run.py's ci profile does, exports int8 with the profile's calibration,
 and records torch, int8 and agreement on the test split. Runs append to RECORDS (one JSON line each; a run
 already there is skipped) and the summary is printed and written to --out.
 
     python benchmarks/experiments/ci_accuracy_spread.py [--seeds 0 1 2 3 4 5] [--threads-variants 2]
-        [--work benchmarks/.work/ci_spread] [--out benchmarks/results/ci_accuracy_spread.json]
+        [--work benchmarks/.work/ci_spread] [--out benchmarks/experiments/results/ci_accuracy_spread.json]
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT / "benchmarks" / "suite"))
 
-import run as suite  # noqa: E402  (benchmarks/run.py: the ci profile's own training and export)
+import run as suite  # noqa: E402  (benchmarks/suite/run.py: the ci profile's own training and export)
 
 KEYS = ("torch", "tflite_int8", "int8_agreement")
 
@@ -75,8 +75,8 @@ def main() -> int:
     p.add_argument("--warmup-steps", type=int, default=None,
                    help="the student's warm-up steps (default: the ci profile's)")
     p.add_argument("--work", type=Path, default=ROOT / "benchmarks" / ".work" / "ci_spread")
-    p.add_argument("--records", type=Path, default=ROOT / "benchmarks" / "results" / "ci_accuracy_spread.jsonl")
-    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "ci_accuracy_spread.json")
+    p.add_argument("--records", type=Path, default=ROOT / "benchmarks" / "experiments" / "results" / "ci_accuracy_spread.jsonl")
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "experiments" / "results" / "ci_accuracy_spread.json")
     args = p.parse_args()
     logging_setup()
 

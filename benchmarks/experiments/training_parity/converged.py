@@ -15,7 +15,7 @@ training left them, the official code's model (on 280 steps edgeasc's debiasing 
 commit 11c65a8 recomputed the statistics on clean clips instead, and that is their other figure).
 
 Each run works in WORK/<side>/seed<S>/ (ignored by git; an edgeasc run resumes there from its last epoch). A
-finished run writes its record to RECORDS/<side>_seed<S>.json (committed: benchmarks/results/training_parity/),
+finished run writes its record to RECORDS/<side>_seed<S>.json (committed: benchmarks/experiments/results/training_parity/),
 with the commit and command that made it; runs that have a record are skipped, so a campaign can be stopped and
 continued on another machine. Delete a record to run it again. The summary (mean, seed spread, Welch's t) goes
 to --out.
@@ -140,8 +140,8 @@ def main() -> None:
     parser.add_argument("--sides", nargs="+", default=["official", "edgeasc"], choices=["official", "edgeasc"])
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time (one thread each)")
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / ".work" / "parity")
-    parser.add_argument("--records", type=Path, default=ROOT / "benchmarks" / "results" / "training_parity")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "training_parity.json")
+    parser.add_argument("--records", type=Path, default=ROOT / "benchmarks" / "experiments" / "results" / "training_parity")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "experiments" / "results" / "training_parity.json")
     args = parser.parse_args()
     args.data, args.official_code = args.data.resolve(), args.official_code.resolve()
     args.work, args.records = args.work.resolve(), args.records.resolve()

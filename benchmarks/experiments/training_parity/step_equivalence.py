@@ -358,7 +358,7 @@ def main() -> None:
     parser.add_argument("--warmup-steps", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--set", action="append", default=[], help="an extra edgeasc override (section.key=value)")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "step_equivalence.json")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "experiments" / "results" / "step_equivalence.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
     work = args.work.resolve()

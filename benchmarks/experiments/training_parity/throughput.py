@@ -35,7 +35,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / ".work" / "throughput")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "training_throughput.json")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "experiments" / "results" / "training_throughput.json")
     args = parser.parse_args()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     rounds = []

@@ -5,8 +5,8 @@ log-mel batch channels-last; this measures what that buys on the machine it runs
 training step (frontend, forward, cross-entropy, backward, AdamW) on a batch of random 1-s waveforms, and
 inference on a batch, each repeated; prints the median clips/s per layout and the NHWC / NCHW ratio.
 
-    .venv/bin/python benchmarks/channels_last.py
-    .venv/bin/python benchmarks/channels_last.py --models sscp_mobile_b32 --threads 1 --repeats 9
+    .venv/bin/python benchmarks/experiments/channels_last.py
+    .venv/bin/python benchmarks/experiments/channels_last.py --models sscp_mobile_b32 --threads 1 --repeats 9
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from edgeasc.config import FrontendConfig  # noqa: E402

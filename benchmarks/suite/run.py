@@ -5,7 +5,7 @@ same harness as the timing reference, the DCASE baseline CP-Mobile (`cpmobile`):
 
 1. training throughput of `edgeasc train` (clips/s, forward + backward + data loading + on-the-fly log-mel),
    side by side with a plain re-implementation of the DCASE baseline's training step on the same model
-   (benchmarks/dcase_baseline_step.py: audio decoded per clip, resampled and turned into a mel per batch);
+   (benchmarks/suite/dcase_baseline_step.py: audio decoded per clip, resampled and turned into a mel per batch);
 2. teacher-logit throughput (`compute_teacher_logits`, the wide CP-Mobile teacher of the recipes);
 3. export wall time (`export_checkpoint`, int8, calibration and parity) and the per-stage accuracy it
    measures: torch float, TFLite float32, TFLite int8, int8-vs-float agreement;
@@ -15,10 +15,10 @@ same harness as the timing reference, the DCASE baseline CP-Mobile (`cpmobile`):
    under QEMU with `-icount` on a Cortex-M4 and a Cortex-M7: instructions per inference and per MAC, flash, static
    RAM and arena bytes. Without the Arm toolchain or QEMU the section records `skipped` and the reason.
 
-Writes `benchmarks/results/<name>.json` (atomically) with the machine description; `benchmarks/compare.py`
-checks it against `benchmarks/baseline.json`. docs/bench.md explains the figures and the gate rules.
+Writes `benchmarks/suite/results/<name>.json` (atomically) with the machine description; `benchmarks/suite/compare.py`
+checks it against `benchmarks/suite/baseline.json`. docs/bench.md explains the figures and the gate rules.
 
-Usage: python benchmarks/run.py --profile ci [--name ci] [--work benchmarks/.work] [--threads 1]
+Usage: python benchmarks/suite/run.py --profile ci [--name ci] [--work benchmarks/.work] [--threads 1]
 """
 
 from __future__ import annotations
@@ -37,13 +37,14 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
 SCHEMA = "edgeasc.benchmarks/1"
 STUDENT = "sscp_mobile_s1"
 REFERENCE = "cpmobile"
 TEACHER = ("cpmobile", {"base_channels": 96})  # recipes/teacher_cpmobile_wide.toml
 FIRMWARE_TARGETS = ("cortex-m4", "cortex-m7")
 FIRMWARE_FIGURES = ("instructions_per_inference", "instructions_per_mac", "flash_bytes", "ram_bytes", "arena_bytes")
-"""Per-target firmware figures copied into the flat `figures` (benchmarks/compare.py gates them)."""
+"""Per-target firmware figures copied into the flat `figures` (benchmarks/suite/compare.py gates them)."""
 
 log = logging.getLogger("benchmarks")
 
@@ -144,7 +145,7 @@ class ParityProfile:
 
 
 PARITY = ParityProfile()
-PARITY_RECORDS = HERE / "results" / "training_parity"
+PARITY_RECORDS = ROOT / "benchmarks" / "experiments" / "results" / "training_parity"
 """One JSON record per finished run of benchmarks/experiments/training_parity/converged.py."""
 
 
@@ -180,7 +181,7 @@ def train_model(model_name: str, epochs: int, prof: Profile, data: Path, out: Pa
                  f"optim.warmup_steps={prof.warmup_steps}",
                  f"data.train_split={prof.train_split!r}", "eval_every=0", "device='cpu'",
                  f"data.cache_dir={str(cache)!r}", *extra)
-    cfg = resolve_train_config(HERE.parent / "recipes" / "demo_student.toml", overrides)
+    cfg = resolve_train_config(ROOT / "recipes" / "demo_student.toml", overrides)
     result = train(cfg, data, out, progress=False)
     history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
     rates = [h["train_clips_per_s"] for h in history]
@@ -191,7 +192,7 @@ def train_model(model_name: str, epochs: int, prof: Profile, data: Path, out: Pa
 
 
 def dcase_step_throughput(model_name: str, prof: Profile, data: Path, seed: int, workers: int) -> dict[str, Any]:
-    """The same model trained the DCASE baseline's way (benchmarks/dcase_baseline_step.py)."""
+    """The same model trained the DCASE baseline's way (benchmarks/suite/dcase_baseline_step.py)."""
     sys.path.insert(0, str(HERE))
     import dcase_baseline_step as ref
 
@@ -353,13 +354,13 @@ def _train_runs(data: Path, runs: Path, recipe: str, jobs: dict[str, tuple[str, 
     cmds = {}
     for run, overrides in jobs.items():
         if (runs / run / "model.pt").is_file():  # finished: reused only when it is this benchmark's run
-            want = to_dict(resolve_train_config(HERE.parent / recipe, overrides))
+            want = to_dict(resolve_train_config(ROOT / recipe, overrides))
             have = json.loads((runs / run / "config.json").read_text(encoding="utf-8"))
             if have != json.loads(json.dumps(want)):
                 raise RuntimeError(f"{runs / run} holds a run with another config; move it away to retrain")
             continue
         cmds[run] = [sys.executable, "-m", "edgeasc.cli", "train", "--data", str(data), "--out", str(runs / run),
-                     "--recipe", str(HERE.parent / recipe), *[a for o in overrides for a in ("--set", o)], "--resume",
+                     "--recipe", str(ROOT / recipe), *[a for o in overrides for a in ("--set", o)], "--resume",
                      "--no-progress"]
     parallel = max(1, min(len(cmds), (os.cpu_count() or 1) // threads))
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
@@ -617,8 +618,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", choices=sorted([*PROFILES, "ptq", "parity"]), default="ci",
                         help="ci, full, ptq: the post-training-quantisation benchmark (hours; docs/export.md), or "
                              "parity: edgeasc's side of the training-parity comparison (20 min; docs/training.md)")
-    parser.add_argument("--name", help="result name: benchmarks/results/NAME.json (default: the profile)")
-    parser.add_argument("--work", type=Path, default=HERE / ".work",
+    parser.add_argument("--name", help="result name: benchmarks/suite/results/NAME.json (default: the profile)")
+    parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / ".work",
                         help="data, caches and runs (the synthetic data is kept between runs)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (default 1: accuracy at the fixed seed does not depend on the core "
@@ -636,7 +637,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))  # before torch is imported
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("edgeasc").setLevel(logging.WARNING)
-    sys.path.insert(0, str(HERE.parent))  # run from a checkout without installing
+    sys.path.insert(0, str(ROOT))  # run from a checkout without installing
     if args.profile == "ptq":
         run_ptq(args.name or "ptq", args.work, args.threads, args.seed, ptq_models)
     elif args.profile == "parity":

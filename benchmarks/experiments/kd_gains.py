@@ -3,21 +3,21 @@
 For each seed: train every teacher recipe, average the teachers' logits (the ensemble), train the student on
 labels only and with KD from that seed's ensemble, all with the same epochs; then evaluate each on the
 development test fold (macro and per-device accuracy). Prints one table (mean and spread over seeds per
-row) and writes `benchmarks/results/kd_gains_<scale>.json` with every run's figures and the machine.
+row) and writes `benchmarks/experiments/results/kd_gains_<scale>.json` with every run's figures and the machine.
 
 Every run lives in its own folder under --out and is skipped when complete, so a killed benchmark resumes
 (`edgeasc train --resume` semantics). Usage (from the repository root, after `make setup`):
 
-    .venv/bin/python benchmarks/kd_gains.py --scale small --seeds 0 1
-    .venv/bin/python benchmarks/kd_gains.py --scale medium --seeds 0 1 --out runs/kd_medium
+    .venv/bin/python benchmarks/experiments/kd_gains.py --scale small --seeds 0 1
+    .venv/bin/python benchmarks/experiments/kd_gains.py --scale medium --seeds 0 1 --out runs/kd_medium
     # plus the KD student with other KD settings (one extra row each; finished runs are reused):
-    .venv/bin/python benchmarks/kd_gains.py --scale small --seeds 0 1 --kd-variant kd.label_weight=0.5
+    .venv/bin/python benchmarks/experiments/kd_gains.py --scale small --seeds 0 1 --kd-variant kd.label_weight=0.5
     # the table of whatever has finished so far, training nothing (e.g. while the seeds run as two processes):
-    .venv/bin/python benchmarks/kd_gains.py --scale medium --seeds 0 1 --out runs/kd_medium --report-only
+    .venv/bin/python benchmarks/experiments/kd_gains.py --scale medium --seeds 0 1 --out runs/kd_medium --report-only
     # every seed's KD student distils seed 0's ensemble (logits computed once), and the rows an earlier result
     # already measured are taken from it (teachers a KD student needs are trained again and must reproduce it):
-    .venv/bin/python benchmarks/kd_gains.py --scale medium --seeds 0 1 --teacher-seed 0 \
-        --recorded benchmarks/results/kd_gains_medium_part1.json
+    .venv/bin/python benchmarks/experiments/kd_gains.py --scale medium --seeds 0 1 --teacher-seed 0 \
+        --recorded benchmarks/experiments/results/kd_gains_medium_part1.json
 
 The checks the issue asks for are evaluated and printed (they do not change the exit code: the numbers are
 the result, whatever they are): the ensemble beats its best member, and the KD student beats the
@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from edgeasc.artifacts import write_json_atomic  # noqa: E402
@@ -314,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
                         "per variant.")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="Override applied to every run (e.g. optim.epochs=2 for a smoke test).")
-    p.add_argument("--results", help="Result JSON (default benchmarks/results/kd_gains_<scale>.json).")
+    p.add_argument("--results", help="Result JSON (default benchmarks/experiments/results/kd_gains_<scale>.json).")
     p.add_argument("--teacher-seed", type=int,
                    help="KD students of every seed distil this seed's ensemble (teacher logits computed once, as "
                         "in the seed's system); default: each seed its own ensemble.")
@@ -331,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out = args.out or f"runs/kd_gains_{args.scale}"
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     result = run(args)
-    path = Path(args.results or ROOT / "benchmarks" / "results" / f"kd_gains_{args.scale}.json")
+    path = Path(args.results or ROOT / "benchmarks" / "experiments" / "results" / f"kd_gains_{args.scale}.json")
     write_json_atomic(path, result)
     print(format_table(result))
     for seed, f in result["ensemble_training_fit"].items():

@@ -6,7 +6,7 @@ average of batch min/max, straight-through gradients); the saved model is the pl
 `make demo`. Measured there: no gain in int8 agreement over weights alone. Not a library feature: it wraps
 `edgeasc.quant.attach_weight_fake_quant` for this one run. Usage:
 
-    .venv/bin/python benchmarks/act_qat_experiment.py CHECKPOINT DATA OUT_RUN
+    .venv/bin/python benchmarks/experiments/act_qat_experiment.py CHECKPOINT DATA OUT_RUN
     edgeasc export OUT_RUN/model.pt --int8 --data DATA --out OUT_RUN/export
 """
 import sys
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import edgeasc.quant as q
 from edgeasc.config import resolve_train_config
 from edgeasc.models.layers import ConvNormAct
@@ -71,6 +71,6 @@ def both(model):
 
 q.attach_weight_fake_quant = both
 ckpt, data, out = sys.argv[1:4]
-cfg = resolve_train_config(Path(__file__).resolve().parents[1] / "recipes" / "demo_qat.toml",
+cfg = resolve_train_config(Path(__file__).resolve().parents[2] / "recipes" / "demo_qat.toml",
                            (f"model.init_checkpoint={ckpt!r}",))
 train(cfg, data, out, progress=False)

@@ -6,8 +6,8 @@ the same size made easier (`EASY`: tighter classes, weaker devices, louder foreg
 `export_checkpoint` exactly as `edgeasc export --int8` does, and prints the int8 parity next to the torch
 margin distribution, so the two datasets can be compared:
 
-    .venv/bin/python benchmarks/int8_easy_data.py [--out runs/int8_easy] [--epochs 16] [--seed 0] [--qat]
-    .venv/bin/python benchmarks/int8_easy_data.py --data demo_out/data --out runs/int8_default  # default data
+    .venv/bin/python benchmarks/experiments/int8_easy_data.py [--out runs/int8_easy] [--epochs 16] [--seed 0] [--qat]
+    .venv/bin/python benchmarks/experiments/int8_easy_data.py --data demo_out/data --out runs/int8_default  # default data
 
 `--qat` exports after the demo's weight quantisation-aware fine-tuning (`recipes/demo_qat.toml`, 3 epochs from
 the trained student), as `make demo` ships it. Writes OUT/int8_easy_data[_qat].json. Runs are resumable
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from edgeasc.artifacts import write_json_atomic  # noqa: E402

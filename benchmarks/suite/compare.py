@@ -1,4 +1,4 @@
-"""Compare a benchmark result (benchmarks/run.py) with the committed baseline, and gate what is stable.
+"""Compare a benchmark result (benchmarks/suite/run.py) with the committed baseline, and gate what is stable.
 
 Rules (docs/bench.md):
 
@@ -20,8 +20,8 @@ Rules (docs/bench.md):
   Absolute seconds are shown for information only.
 
 Usage:
-    python benchmarks/compare.py benchmarks/results/ci.json [--baseline benchmarks/baseline.json]
-    python benchmarks/compare.py benchmarks/results/ci.json --write-baseline   # adopt this run as the baseline
+    python benchmarks/suite/compare.py benchmarks/suite/results/ci.json [--baseline benchmarks/suite/baseline.json]
+    python benchmarks/suite/compare.py benchmarks/suite/results/ci.json --write-baseline   # adopt this run as the baseline
 Exit codes: 0 no gated regression (warnings allowed), 1 a gated regression, 2 unreadable input.
 """
 
@@ -244,7 +244,7 @@ PTQ_DROP_TOLERANCE_PP = 0.3
 
 
 def compare_ptq(result: dict[str, Any], baseline: dict[str, Any]) -> Comparison:
-    """Gates of the PTQ benchmark (benchmarks/run.py --profile ptq): per model, the default and int16 exports'
+    """Gates of the PTQ benchmark (benchmarks/suite/run.py --profile ptq): per model, the default and int16 exports'
     agreement and accuracy drop, and the default int8 file's size, MACs, budget and bit-exactness."""
     cur, base = result.get("figures"), baseline.get("figures")
     if not isinstance(cur, dict) or not isinstance(base, dict):
@@ -254,7 +254,7 @@ def compare_ptq(result: dict[str, Any], baseline: dict[str, Any]) -> Comparison:
     missing = [m for m in models if f"ptq.{m}.default.int8_agreement" not in cur]
     if missing:
         raise CompareError(f"the baseline gates {', '.join(missing)}, which this result does not hold "
-                           "(run benchmarks/run.py --profile ptq with every baseline model)")
+                           "(run benchmarks/suite/run.py --profile ptq with every baseline model)")
 
     def max_drop(b: float, c: float) -> str:
         return "REGRESSION" if 100.0 * (b - c) > PTQ_AGREEMENT_TOLERANCE_PP + 1e-9 else ("improved" if c > b else "ok")
@@ -280,7 +280,7 @@ def compare_ptq(result: dict[str, Any], baseline: dict[str, Any]) -> Comparison:
 
 PARITY_GATES = ("parity.edgeasc.val_fp32", "parity.edgeasc.test_fp16")
 PARITY_TOLERANCE_PP = 1.5
-"""Largest allowed drop of edgeasc's macro accuracy in the parity benchmark (benchmarks/run.py --profile parity):
+"""Largest allowed drop of edgeasc's macro accuracy in the parity benchmark (benchmarks/suite/run.py --profile parity):
 the converged comparison's own target (docs/training.md). At a fixed seed on one machine the figure is exact;
 the tolerance absorbs another CPU's rounding (2,700 test clips: 1 clip = 0.04 pp)."""
 
@@ -394,7 +394,7 @@ def baseline_entry(baseline_file: dict[str, Any], profile: str, path: Path) -> d
 
 def write_baseline(result: dict[str, Any], path: Path) -> None:
     """Adopt `result` as the baseline of its profile (other profiles in the file are kept)."""
-    sys.path.insert(0, str(HERE.parent))
+    sys.path.insert(0, str(HERE.parents[1]))
     from edgeasc.artifacts import write_json_atomic
 
     data = load_json(path) if path.is_file() else {"schema": BASELINE_SCHEMA, "profiles": {}}
@@ -410,7 +410,7 @@ def write_baseline(result: dict[str, Any], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("result", type=Path, help="benchmarks/results/NAME.json")
+    parser.add_argument("result", type=Path, help="benchmarks/suite/results/NAME.json")
     parser.add_argument("--baseline", type=Path, default=BASELINE)
     parser.add_argument("--write-baseline", action="store_true", help="adopt RESULT as the baseline of its profile")
     args = parser.parse_args(argv)

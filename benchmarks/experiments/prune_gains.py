@@ -12,29 +12,29 @@ with labels only and with KD from a teacher ensemble, for every seed:
 KD uses the same ensemble for every arm of a seed (the teacher recipes of recipes/demo_teacher_*.toml, E epochs
 each, logits averaged by `edgeasc teacher-logits`). Every model is evaluated on the test fold (macro and
 per-device accuracy). Prints a table (mean over seeds, spread = max - min, gain over `direct` with the same
-supervision) and writes benchmarks/results/prune_gains_<scale>.json. Runs live under --out and are skipped
+supervision) and writes benchmarks/experiments/results/prune_gains_<scale>.json. Runs live under --out and are skipped
 when complete, so a killed benchmark resumes.
 
-    .venv/bin/python benchmarks/prune_gains.py --scale medium --seeds 0 1
-    .venv/bin/python benchmarks/prune_gains.py --scale tiny --seeds 0 1 --epochs 5 --set optim.batch_size=32  # smoke
-    # KD arms only, with the ensembles benchmarks/kd_gains.py already trained on the same data (16 epochs):
-    .venv/bin/python benchmarks/prune_gains.py --scale small --data demo_out/data --kd-only \
+    .venv/bin/python benchmarks/experiments/prune_gains.py --scale medium --seeds 0 1
+    .venv/bin/python benchmarks/experiments/prune_gains.py --scale tiny --seeds 0 1 --epochs 5 --set optim.batch_size=32  # smoke
+    # KD arms only, with the ensembles benchmarks/experiments/kd_gains.py already trained on the same data (16 epochs):
+    .venv/bin/python benchmarks/experiments/prune_gains.py --scale small --data demo_out/data --kd-only \
         --ensemble-from runs/kd_gains_small --arms direct from64
     # another pruning criterion, step count, AGP/fine-tuning split or stage schedule on the same pretrained wide
     # models (folder *_pruned_<variant>):
-    .venv/bin/python benchmarks/prune_gains.py --scale small --data demo_out/data --ensemble-from runs/kd_gains_small \
-        --arms direct from64 --importance taylor --results benchmarks/results/prune_gains_small_taylor.json
-    .venv/bin/python benchmarks/prune_gains.py --scale small --data demo_out/data --no-kd --arms from64 --agp-epochs 2
-    .venv/bin/python benchmarks/prune_gains.py --scale small --data demo_out/data --ensemble-from runs/kd_gains_small \
-        --stage-lr 0.002 --stage-warmup 20 --results benchmarks/results/prune_gains_small_stage_lr0.002_w20.json
+    .venv/bin/python benchmarks/experiments/prune_gains.py --scale small --data demo_out/data --ensemble-from runs/kd_gains_small \
+        --arms direct from64 --importance taylor --results benchmarks/experiments/results/prune_gains_small_taylor.json
+    .venv/bin/python benchmarks/experiments/prune_gains.py --scale small --data demo_out/data --no-kd --arms from64 --agp-epochs 2
+    .venv/bin/python benchmarks/experiments/prune_gains.py --scale small --data demo_out/data --ensemble-from runs/kd_gains_small \
+        --stage-lr 0.002 --stage-warmup 20 --results benchmarks/experiments/results/prune_gains_small_stage_lr0.002_w20.json
     # a long benchmark in parts (e.g. one session each): rows earlier results hold are taken from them; KD arms
     # of every seed distil seed 0's ensemble (its teachers trained here, or --ensemble-from):
-    .venv/bin/python benchmarks/prune_gains.py --scale medium --no-kd --arms direct from64 --seeds 0 \
-        --results benchmarks/results/p1_s0.json   # and --seeds 1 ... p1_s1.json, in parallel
-    .venv/bin/python benchmarks/prune_gains.py --scale medium --seeds 0 1 --teacher-seed 0 \
-        --recorded benchmarks/results/p1_s0.json benchmarks/results/p1_s1.json
+    .venv/bin/python benchmarks/experiments/prune_gains.py --scale medium --no-kd --arms direct from64 --seeds 0 \
+        --results benchmarks/experiments/results/p1_s0.json   # and --seeds 1 ... p1_s1.json, in parallel
+    .venv/bin/python benchmarks/experiments/prune_gains.py --scale medium --seeds 0 1 --teacher-seed 0 \
+        --recorded benchmarks/experiments/results/p1_s0.json benchmarks/experiments/results/p1_s1.json
     # one table of what has finished (e.g. seeds run in parallel with their own --results), training nothing:
-    .venv/bin/python benchmarks/prune_gains.py --scale small --data demo_out/data --seeds 0 1 --report-only
+    .venv/bin/python benchmarks/experiments/prune_gains.py --scale small --data demo_out/data --seeds 0 1 --report-only
 
 Every AGP and fine-tuning stage restarts the learning-rate schedule; the default is the student recipe's
 (peak 0.004, 100 warm-up steps), which is most of a 2-epoch stage (docs/pruning.md: use --stage-warmup).
@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from edgeasc.artifacts import write_json_atomic  # noqa: E402
@@ -156,7 +156,7 @@ def _ensemble_logits(args: argparse.Namespace, out: Path, data: Path, seed: int)
     if args.ensemble_from:  # the same teachers, trained by kd_gains.py
         logits_file = Path(args.ensemble_from) / f"ensemble_s{seed}.npz"
         if not logits_file.is_file():
-            raise SystemExit(f"--ensemble-from: {logits_file} does not exist (run benchmarks/kd_gains.py "
+            raise SystemExit(f"--ensemble-from: {logits_file} does not exist (run benchmarks/experiments/kd_gains.py "
                              f"--seeds {seed} first)")
         return logits_file
     members = [_train(t, out / f"teacher_{Path(t).stem}_s{seed}", data,
@@ -299,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--report-only", action="store_true",
                    help="Train nothing: evaluate and tabulate the complete runs only (rows list their seeds).")
     p.add_argument("--ensemble-from", metavar="DIR",
-                   help="Reuse DIR/ensemble_s<seed>.npz of benchmarks/kd_gains.py (same teacher recipes, 16 "
+                   help="Reuse DIR/ensemble_s<seed>.npz of benchmarks/experiments/kd_gains.py (same teacher recipes, 16 "
                         "epochs, same data) instead of training the teachers again.")
     p.add_argument("--teacher-seed", type=int,
                    help="KD arms of every seed distil this seed's ensemble (default: each seed its own).")
@@ -310,14 +310,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", help="Run folder (default runs/prune_gains_<scale>).")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="Override applied to every training run (e.g. optim.batch_size=32).")
-    p.add_argument("--results", help="Result JSON (default benchmarks/results/prune_gains_<scale>.json).")
+    p.add_argument("--results", help="Result JSON (default benchmarks/experiments/results/prune_gains_<scale>.json).")
     args = p.parse_args(argv)
     for arm in args.arms:
         epoch_split(arm, args.epochs, args.agp_epochs)
     args.out = args.out or f"runs/prune_gains_{args.scale}"
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     result = run(args)
-    path = Path(args.results or ROOT / "benchmarks" / "results" / f"prune_gains_{args.scale}.json")
+    path = Path(args.results or ROOT / "benchmarks" / "experiments" / "results" / f"prune_gains_{args.scale}.json")
     write_json_atomic(path, result)
     print(format_table(result))
     for line in provenance_lines(result):
