@@ -5,3 +5,8 @@ pruning of SSCP-Mobile students) as a reusable toolkit, under the DCASE 2025 com
 """
 
 __version__ = "0.1.0"
+
+if __name__ == "edgeasc":  # not in a submission's vendored copy
+    import importlib as _importlib
+
+    _importlib.import_module("edgeasc._moved").install()  # the 0.1 module names, for one release

@@ -134,7 +134,7 @@ def synth(out_dir: Path, scale: str, seed: int, overwrite: bool, if_missing: boo
     Example: edgeasc synth data/synth --scale small
     """
     from edgeasc.errors import ConfigError
-    from edgeasc.synth import Difficulty, generate_dataset
+    from edgeasc.synth.generate import Difficulty, generate_dataset
 
     if if_missing and (out_dir / "meta.csv").is_file():
         click.echo(strict_json({"path": str(out_dir), "skipped": True}) if as_json else
@@ -183,7 +183,7 @@ def train(data_dir: Path, out_dir: Path, recipe: Path | None, overrides: tuple[s
     Example: edgeasc train --data data/synth --out runs/student --recipe recipes/demo_student.toml --epochs 10
     """
     from edgeasc.config import format_recipe, resolve_train_config, to_dict
-    from edgeasc.train import train as run_training
+    from edgeasc.train.loop import train as run_training
 
     if teacher_checkpoint is not None:
         overrides = (*overrides, f"model.kwargs.checkpoint_path={str(teacher_checkpoint)!r}")
@@ -240,18 +240,18 @@ def evaluate(model_path: Path, data_dir: Path, split: str, out_dir: Path | None,
 
     Example: edgeasc evaluate runs/student/model.pt --data data/synth
     """
-    from edgeasc.bundle import is_bundle
+    from edgeasc.devices.bundle import is_bundle
     from edgeasc.errors import ConfigError
     from edgeasc.evaluate import evaluate_checkpoint
     from edgeasc.metrics import format_report
-    from edgeasc.runtime import evaluate_tflite
+    from edgeasc.deploy.runtime import evaluate_tflite
 
     tflite = model_path.suffix.lower() == ".tflite"
     if precision != "fp32" and (tflite or is_bundle(model_path)):
         raise ConfigError(f"--precision {precision} is for checkpoints; {model_path} is a "
                           f"{'TFLite file' if tflite else 'device bundle'}, which runs at its own precision")
     if is_bundle(model_path):
-        from edgeasc.finetune import evaluate_bundle, format_bundle_report
+        from edgeasc.devices.finetune import evaluate_bundle, format_bundle_report
 
         report = evaluate_bundle(model_path, data_dir, split=split, out_dir=out_dir, batch_size=batch_size,
                                  cache_dir=cache_dir, progress=not (no_progress or as_json))
@@ -320,10 +320,10 @@ def export_cmd(checkpoint: Path, data_dir: Path, out_dir: Path | None, int8: boo
 
     Example: edgeasc export runs/student/model.pt --int8 --data data/synth --out runs/student/export
     """
-    from edgeasc.bundle import is_bundle
+    from edgeasc.devices.bundle import is_bundle
     from edgeasc.errors import ConfigError
-    from edgeasc.export import export_checkpoint, format_export_report
-    from edgeasc.sensitivity import format_sensitivity
+    from edgeasc.deploy.export import export_checkpoint, format_export_report
+    from edgeasc.deploy.sensitivity import format_sensitivity
 
     progress = not (no_progress or as_json)
     if is_bundle(checkpoint):
@@ -335,7 +335,7 @@ def export_cmd(checkpoint: Path, data_dir: Path, out_dir: Path | None, int8: boo
         if changed:
             raise ConfigError(f"{' and '.join(changed)}: not available for a device bundle; export the bundle, "
                               "then a member's OUT/<member>/model.pt with these options")
-        from edgeasc.finetune import export_bundle, format_export_manifest
+        from edgeasc.devices.finetune import export_bundle, format_export_manifest
 
         manifest = export_bundle(checkpoint, data_dir, out_dir, int8=int8, calib_clips=calib_clips,
                                  eval_clips=eval_clips, seed=seed, cache_dir=cache_dir, progress=progress,
@@ -389,7 +389,7 @@ def audit(model_path: Path, budget: str, max_param_bytes: int | None, max_macs: 
 
     Example: edgeasc audit runs/student/export/model_int8.tflite --budget dcase2025
     """
-    from edgeasc.audit import audit_model, format_audit
+    from edgeasc.audit.report import audit_model, format_audit
     from edgeasc.errors import DomainError
 
     report = audit_model(model_path, budget=budget, max_param_bytes=max_param_bytes, max_macs=max_macs,
@@ -424,7 +424,7 @@ def models_cmd(pattern: str, as_json: bool) -> None:
 
     Example: edgeasc models --pattern 'sscp*'
     """
-    from edgeasc.audit import BUDGETS
+    from edgeasc.audit.report import BUDGETS
     from edgeasc.complexity import DCASE_INPUT_SIZE, count_dcase
     from edgeasc.models import create_model, list_models
 
@@ -473,8 +473,8 @@ def teacher_logits_cmd(teachers: tuple[str, ...], data_dir: Path, out_path: Path
     Example: edgeasc teacher-logits --teacher runs/t_passt --teacher runs/t_cpmobile --data data/synth
     --out runs/teachers.npz
     """
-    from edgeasc.distill import TeacherLogits
-    from edgeasc.teachers import compute_teacher_logits
+    from edgeasc.train.distill import TeacherLogits
+    from edgeasc.train.teachers import compute_teacher_logits
 
     path = compute_teacher_logits(list(teachers), data_dir, out_path, split, val_split=val_split,
                                   batch_size=batch_size, device=device, cache_dir=cache_dir,
@@ -511,7 +511,7 @@ def bench_cmd(model_path: Path, runs: int, warmup: int, n_inputs: int, seed: int
 
     Example: edgeasc bench runs/student/export/model_int8.tflite
     """
-    from edgeasc.bench import bench_model, check_numerics, format_bench
+    from edgeasc.bench.harness import bench_model, check_numerics, format_bench
 
     report = bench_model(model_path, runs=runs, warmup=warmup, n_inputs=n_inputs, seed=seed, data_dir=data_dir,
                          firmware=firmware, progress=not (no_progress or as_json))
@@ -531,7 +531,7 @@ def firmware_cmd(model_path: Path, out_dir: Path, as_json: bool) -> None:
 
     Example: edgeasc firmware runs/student/export/model_int8.tflite --out firmware_stub/build/model
     """
-    from edgeasc.firmware import generate_firmware
+    from edgeasc.firmware.generate import generate_firmware
 
     result = generate_firmware(model_path, out_dir)
     if as_json:
@@ -581,7 +581,7 @@ def prune_cmd(checkpoint: Path, data_dir: Path, out_dir: Path, recipe: Path | No
     Example: edgeasc prune runs/student_b64/model.pt --data data/synth --out runs/pruned
     --recipe recipes/demo_prune.toml --set kd.teacher_logits='runs/teachers.npz'
     """
-    from edgeasc.prune import format_prune_summary, prune_checkpoint, resolve_prune_config
+    from edgeasc.prune.stage import format_prune_summary, prune_checkpoint, resolve_prune_config
 
     overrides = _with_shortcuts(overrides, epochs, batch_size, seed, device)
     train_cfg, prune_cfg = resolve_prune_config(recipe, overrides, target=target, max_param_bytes=max_param_bytes,
@@ -613,7 +613,7 @@ def submission_cmd(model_path: Path, out_dir: Path, label: str, overwrite: bool,
 
     Example: edgeasc submission runs/finetune/bundle.pt --out submission --label Zhang_AITHU_SJTU_task1_1
     """
-    from edgeasc.submission import describe_submission, write_submission
+    from edgeasc.submission.package import describe_submission, write_submission
 
     root = write_submission(model_path, out_dir, label, overwrite=overwrite)
     summary = describe_submission(out_dir, label)
@@ -659,7 +659,7 @@ def finetune_cmd(checkpoint: Path, data_dir: Path, out_dir: Path, recipe: Path |
     Example: edgeasc finetune runs/student/model.pt --data data/synth --out runs/finetune
     --recipe recipes/demo_finetune.toml --devices a,b,c
     """
-    from edgeasc.finetune import finetune, format_bundle_report
+    from edgeasc.devices.finetune import finetune, format_bundle_report
 
     overrides = _with_shortcuts(overrides, epochs, batch_size, seed, device)
     result = finetune(checkpoint, data_dir, out_dir, recipe=recipe, overrides=overrides, devices=devices,
@@ -731,12 +731,12 @@ def predict_cmd(files: tuple[Path, ...], model_path: Path, device_id: str, windo
     """Predict the acoustic scene of WAV/FLAC files of any length (a folder: its .wav/.flac files, sorted).
 
     Prints one line per file: the scene, its probability (softmax of the logits) and the model that answered.
-    Checkpoints and bundles run through the DCASE inference API (edgeasc.dcase, on the GPU when there is one);
+    Checkpoints and bundles run through the DCASE inference API (edgeasc.devices.dcase, on the GPU when there is one);
     a .tflite runs on LiteRT's reference kernels. Exit code 0 ok, 2 a missing or unreadable audio file or model.
 
     Example: edgeasc predict clip.wav street.flac --model runs/finetune/bundle.pt --device-id a --top 3
     """
-    from edgeasc.prediction import format_predictions, predict_files
+    from edgeasc.deploy.predict import format_predictions, predict_files
 
     predictions = predict_files(list(files), model_path, device_id=device_id, windows=windows,
                                 batch_size=batch_size)

@@ -208,7 +208,7 @@ class DataConfig:
 
     `devices`: keep only clips of these recording devices (ids as DCASE spells them: `a`, `s1`, ...) in BOTH
     the training and the validation split; empty keeps every device. Device-specific fine-tuning
-    (edgeasc.finetune) trains one run per device with `devices = ("a",)` etc. An id outside a, b, c, s1-s6
+    (edgeasc.devices.finetune) trains one run per device with `devices = ("a",)` etc. An id outside a, b, c, s1-s6
     is a config error; a device without clips in either split fails the run (DataError) before training.
 
     `holdout_fraction`: train without this share of the (device-filtered) training clips, held out as whole
@@ -242,7 +242,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class QuantConfig:
-    """Quantisation-aware fine-tuning for the int8 export (edgeasc.quant).
+    """Quantisation-aware fine-tuning for the int8 export (edgeasc.train.qat).
 
     `weight_fake_quant`: train with every conv/linear weight fake-quantised to the symmetric per-channel
     int8 grid TFLite uses (straight-through gradients); the saved model's weights lie on that grid, so the

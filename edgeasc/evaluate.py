@@ -16,7 +16,7 @@ from torch import nn
 
 from edgeasc.artifacts import require_writable, write_json_atomic
 from edgeasc.config import FrontendConfig, from_dict
-from edgeasc.dataset import TAUDataset, load_waveforms
+from edgeasc.data.dataset import TAUDataset, load_waveforms
 from edgeasc.errors import ConfigError, DataError
 from edgeasc.features import LogMel
 from edgeasc.labels import SCENES

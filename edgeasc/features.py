@@ -12,11 +12,15 @@ The frontend is not part of the exported network: exported models take the (1, 1
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from edgeasc.config import FrontendConfig
+from edgeasc.errors import ModelFileError
 
 
 def hz_to_mel_htk(f: float) -> float:
@@ -95,3 +99,55 @@ class LogMel(nn.Module):
 def expected_frames(cfg: FrontendConfig) -> int:
     """Frames of a centred STFT of one clip: 1 + floor(samples / hop) (65 for the baseline)."""
     return 1 + math.floor(cfg.clip_samples / cfg.hop_length)
+
+
+@dataclass(frozen=True)
+class InputNormalization:
+    """The affine map the exported graph's input has been through: `u = (x - mean) / std` of the log-mel x.
+
+    A log-mel `log(mel + 1e-5)` sits far from zero (real TAU22 recordings: mean about -6). An int8 first
+    convolution multiplies that offset by its rounded weights: each output channel gets a constant error of
+    `mean * sum(rounding errors)`, which a 61k-parameter model trained on real data turns into 24% flipped
+    clips (docs/export.md, "Int8 on a real trained model"). Normalised, the offset lives in the first
+    layer's int32 bias, exactly. Stored, as float32 values, in every artifact's metadata; `edgeasc.deploy.runtime`,
+    `edgeasc bench` and the firmware's C frontend apply it before quantising (`TFLiteModel.prepare`).
+
+    Attributes:
+        mean: the calibration features' mean (float32 value).
+        std: their standard deviation (float32 value).
+    """
+
+    mean: float
+    std: float
+
+    def __post_init__(self) -> None:
+        if not (np.isfinite(self.mean) and np.isfinite(self.std) and self.std > 0):
+            raise ValueError(f"input normalisation needs a finite mean and a positive std, got {self.mean}, {self.std}")
+
+    @classmethod
+    def of(cls, features: np.ndarray) -> InputNormalization:
+        """Mean and standard deviation of `features` (accumulated in float64, stored as float32 values)."""
+        x = np.asarray(features, dtype=np.float64)
+        return cls(float(np.float32(x.mean())), float(np.float32(max(x.std(), 1e-6))))
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        """`(x - mean) / std` in float32, as the C frontend computes it."""
+        return ((np.asarray(x, dtype=np.float32) - np.float32(self.mean)) / np.float32(self.std)).astype(np.float32)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mean": self.mean, "std": self.std, "formula": "u = (x - mean) / std in float32, then quantise"}
+
+    @classmethod
+    def from_metadata(cls, meta: dict[str, Any] | None) -> InputNormalization | None:
+        """The normalisation an edgeasc metadata dict states (None: the model takes the raw log-mel).
+
+        Raises:
+            ModelFileError: the entry is malformed.
+        """
+        entry = (meta or {}).get("input_normalization")
+        if entry is None:
+            return None
+        try:
+            return cls(float(entry["mean"]), float(entry["std"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelFileError(f"malformed input_normalization in the model's metadata: {exc}") from None

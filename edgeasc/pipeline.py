@@ -272,10 +272,10 @@ def _run_teachers(stage: Stage, pipe: Pipeline, st: RunState, out: Path, progres
     import numpy as np
 
     from edgeasc.checkpoint import load_model
-    from edgeasc.dataset import TAUDataset, load_waveforms
+    from edgeasc.data.dataset import TAUDataset, load_waveforms
     from edgeasc.evaluate import frontend_of, predict_logits
     from edgeasc.metrics import classification_report
-    from edgeasc.train import train
+    from edgeasc.train.loop import train
 
     members, metrics = {}, {}
     clips = TAUDataset(st.data_dir).clips("test")
@@ -301,7 +301,7 @@ def _run_teachers(stage: Stage, pipe: Pipeline, st: RunState, out: Path, progres
 
 
 def _run_teacher_logits(stage: Stage, pipe: Pipeline, st: RunState, out: Path, progress: bool):
-    from edgeasc.teachers import compute_teacher_logits
+    from edgeasc.train.teachers import compute_teacher_logits
 
     teachers = [s for s in st.outputs.values() if "members" in s]
     if not teachers:
@@ -314,7 +314,7 @@ def _run_teacher_logits(stage: Stage, pipe: Pipeline, st: RunState, out: Path, p
 
 
 def _run_train(stage: Stage, pipe: Pipeline, st: RunState, out: Path, progress: bool):
-    from edgeasc.train import train
+    from edgeasc.train.loop import train
 
     init = st.model_ref(stage.get("init")) if stage.get("init") else None
     cfg = _train_config(pipe, stage.get("recipe"), (*stage.get("set", ()), *_kd_overrides(stage, st)), init)
@@ -323,7 +323,7 @@ def _run_train(stage: Stage, pipe: Pipeline, st: RunState, out: Path, progress: 
 
 
 def _run_prune(stage: Stage, pipe: Pipeline, st: RunState, out: Path, progress: bool):
-    from edgeasc.prune import prune_checkpoint, resolve_prune_config
+    from edgeasc.prune.stage import prune_checkpoint, resolve_prune_config
 
     train_cfg, prune_cfg = resolve_prune_config(
         pipe.resolve(stage.get("recipe")), (f"seed={pipe.seed}", *stage.get("set", ()), *_kd_overrides(stage, st)))
@@ -333,7 +333,7 @@ def _run_prune(stage: Stage, pipe: Pipeline, st: RunState, out: Path, progress: 
 
 
 def _run_finetune(stage: Stage, pipe: Pipeline, st: RunState, out: Path, progress: bool):
-    from edgeasc.finetune import evaluate_bundle, finetune
+    from edgeasc.devices.finetune import evaluate_bundle, finetune
 
     devices = stage.get("devices")
     result = finetune(st.model_ref(stage.get("input")), st.data_dir, out,
@@ -350,7 +350,7 @@ def _run_finetune(stage: Stage, pipe: Pipeline, st: RunState, out: Path, progres
 
 
 def _run_export(stage: Stage, pipe: Pipeline, st: RunState, out: Path, progress: bool):
-    from edgeasc.bundle import is_bundle
+    from edgeasc.devices.bundle import is_bundle
 
     model = st.model_ref(stage.get("input"))
     int8 = bool(stage.get("int8", True))
@@ -358,14 +358,14 @@ def _run_export(stage: Stage, pipe: Pipeline, st: RunState, out: Path, progress:
                   seed=pipe.seed, cache_dir=st.cache_dir, progress=progress)
     key = "tflite_int8" if int8 else "tflite_float32"
     if is_bundle(model):
-        from edgeasc.finetune import export_bundle
+        from edgeasc.devices.finetune import export_bundle
 
         manifest = export_bundle(model, st.data_dir, out, **kwargs)
         members = {m: str(out / info["tflite"]) if not Path(info["tflite"]).is_absolute() else info["tflite"]
                    for m, info in manifest["members"].items()}
         routes = {d: str(out / f) if not Path(f).is_absolute() else f for d, f in manifest["devices"].items()}
         return {"members": members, "devices": routes, "manifest": str(out / "manifest.json")}, {}
-    from edgeasc.export import export_checkpoint
+    from edgeasc.deploy.export import export_checkpoint
 
     result = export_checkpoint(model, st.data_dir, out, **kwargs)
     return {"members": {"general": str(result.artifacts[key])}, "devices": {}}, {"parity": result.report}
@@ -375,15 +375,15 @@ def _run_evaluate(stage: Stage, pipe: Pipeline, st: RunState, out: Path, progres
     """Float and int8 accuracy per device of the current model / last export, each clip routed by device."""
     import numpy as np
 
-    from edgeasc.bundle import is_bundle
-    from edgeasc.dataset import TAUDataset, load_waveforms
+    from edgeasc.devices.bundle import is_bundle
+    from edgeasc.data.dataset import TAUDataset, load_waveforms
     from edgeasc.metrics import classification_report
-    from edgeasc.runtime import TFLiteModel, feature_batches
+    from edgeasc.deploy.runtime import TFLiteModel, feature_batches
 
     split = stage.get("split", "test")
     model = st.model_ref(None)
     if is_bundle(model):
-        from edgeasc.bundle import read_bundle, routed_logits
+        from edgeasc.devices.bundle import read_bundle, routed_logits
 
         bundle = read_bundle(model)
         fe = bundle.frontend()
@@ -421,7 +421,7 @@ def _run_evaluate(stage: Stage, pipe: Pipeline, st: RunState, out: Path, progres
 
 
 def _run_audit(stage: Stage, pipe: Pipeline, st: RunState, out: Path, progress: bool):
-    from edgeasc.audit import audit_model
+    from edgeasc.audit.report import audit_model
 
     if st.export is None:
         raise ConfigError(f"stage {stage.name!r}: no export stage comes before it")
@@ -437,7 +437,7 @@ def _run_audit(stage: Stage, pipe: Pipeline, st: RunState, out: Path, progress: 
 
 
 def _run_bench(stage: Stage, pipe: Pipeline, st: RunState, out: Path, progress: bool):
-    from edgeasc.bench import bench_model
+    from edgeasc.bench.harness import bench_model
 
     if st.export is None:
         raise ConfigError(f"stage {stage.name!r}: no export stage comes before it")
@@ -455,7 +455,7 @@ def _run_bench(stage: Stage, pipe: Pipeline, st: RunState, out: Path, progress: 
 
 
 def _run_submission(stage: Stage, pipe: Pipeline, st: RunState, out: Path, progress: bool):
-    from edgeasc.submission import describe_submission, write_submission
+    from edgeasc.submission.package import describe_submission, write_submission
 
     label = stage.get("label")
     if not label:

@@ -30,7 +30,7 @@ def load_benchmarks_module(name: str):
 
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:
-    from edgeasc.synth import generate_dataset
+    from edgeasc.synth.generate import generate_dataset
 
     root = tmp_path_factory.mktemp("synth") / "tiny"
     generate_dataset(root, scale="tiny", seed=0, progress=False)

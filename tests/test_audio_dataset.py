@@ -7,8 +7,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from edgeasc.audio import fit_length, load_clip, read_audio, split_windows
-from edgeasc.dataset import TAUDataset, load_waveforms
+from edgeasc.data.audio import fit_length, load_clip, read_audio, split_windows
+from edgeasc.data.dataset import TAUDataset, load_waveforms
 from edgeasc.errors import DataError
 
 
@@ -34,11 +34,11 @@ def test_read_audio_handles_rates_channels_and_depths(tmp_path):
 
 
 def test_resampling_is_torchaudios():
-    """edgeasc.audio.resample against torchaudio 2.9.1's `Resample` (defaults), the official baseline's resampler:
+    """edgeasc.data.audio.resample against torchaudio 2.9.1's `Resample` (defaults), the official baseline's resampler:
     values printed by torchaudio in a separate virtualenv (torchaudio does not install beside edgeasc's torch)
     for a 1 kHz + 15.5 kHz + 18 kHz mix. 18 kHz is above the new Nyquist rate and must go; 15.5 kHz sits where
     scipy's polyphase filter, used before, rolled off differently."""
-    from edgeasc.audio import resample
+    from edgeasc.data.audio import resample
 
     n = np.arange(44100)
     x = (np.sin(2 * np.pi * 1000 * n / 44100) + 0.5 * np.sin(2 * np.pi * 15500 * n / 44100)
@@ -185,7 +185,7 @@ def test_loader_errors(tmp_path):
 
 def test_meta_csv_with_a_byte_order_mark_and_upper_case_device_ids(tmp_path):
     """A meta.csv saved by a spreadsheet program (UTF-8 BOM) reads like any other, and a device id "A" is
-    device a (as `edgeasc.dcase` routes it), not a device of its own; a non-UTF-8 file is one clear error."""
+    device a (as `edgeasc.devices.dcase` routes it), not a device of its own; a non-UTF-8 file is one clear error."""
     root = tmp_path / "tau"
     make_layout(root, [("park-milan-1-2-0-a.wav", "park", "A", tone(44100, 1.0), 44100, "PCM_16"),
                        ("bus-lyon-1-3-0-s1.wav", "bus", " s1", tone(44100, 1.0), 44100, "PCM_16")])

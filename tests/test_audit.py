@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from torch import nn
 
 from conftest import randomize_batchnorm
-from edgeasc.audit import (
+from edgeasc.audit.report import (
     BUDGETS,
     AuditError,
     Budget,
@@ -247,7 +247,7 @@ GOLDEN_BIASES = 4 + 4 + 6 + 3
 
 def test_golden_onnx_by_hand(tmp_path):
     pytest.importorskip("onnx")
-    from edgeasc.export import export_onnx
+    from edgeasc.deploy.export import export_onnx
 
     torch.manual_seed(0)
     path = export_onnx(Golden(), tmp_path / "golden.onnx", input_size=GOLDEN_INPUT)
@@ -329,7 +329,7 @@ def converted(tmp_path_factory):
     """Golden and DS-CNN converted to int8 TFLite in one converter process. Their values are irrelevant to
     the counts, so they calibrate on standard-normal inputs (products calibrate on real features)."""
     pytest.importorskip("onnx2tf")
-    from edgeasc.export import INPUT_NAME, convert_onnx_to_tflite, export_onnx
+    from edgeasc.deploy.export import INPUT_NAME, convert_onnx_to_tflite, export_onnx
 
     d = tmp_path_factory.mktemp("converted")
     torch.manual_seed(0)
@@ -377,7 +377,7 @@ def test_mlperf_tiny_dscnn_reference(converted):
 @pytest.mark.slow
 def test_converted_models_run(converted):
     """Every converted file loads and runs in LiteRT (reference kernels)."""
-    from edgeasc.runtime import TFLiteModel
+    from edgeasc.deploy.runtime import TFLiteModel
 
     for name, shape in (("golden", (1, 1, 8, 6)), ("dscnn", (1, 1, 49, 10))):
         m = TFLiteModel(converted[name])
@@ -430,9 +430,9 @@ def test_fuzzed_int8_models_never_pass_the_audit_invalid_nor_give_a_traceback(co
 
 @pytest.mark.slow
 def test_fuzzed_int8_models_give_firmware_and_bench_one_line_errors(converted, tmp_path):
-    from edgeasc.bench import bench_model
+    from edgeasc.bench.harness import bench_model
     from edgeasc.errors import EdgeAscError
-    from edgeasc.firmware import generate_firmware
+    from edgeasc.firmware.generate import generate_firmware
 
     good = converted["dscnn"].read_bytes()
     for k, data in _mutants(good, 60, seed=1):

@@ -2,7 +2,7 @@
 
 import torch
 
-from edgeasc.augment import dir_augment, freq_mixstyle, mask_along, roll_waveform
+from edgeasc.data.augment import dir_augment, freq_mixstyle, mask_along, roll_waveform
 
 
 def gen(seed=0):

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from edgeasc.bench import (
+from edgeasc.bench.harness import (
     ARENA_GRANULARITY_BYTES,
     DSCNN_MACS_BY_CLASS,
     FIRMWARE_FIELDS,
@@ -155,7 +155,7 @@ def test_json_report_has_every_section(fc_report):
 
 
 def test_same_seed_same_inputs_different_seed_different_inputs(fc_model, fc_report):
-    from edgeasc.bench import random_inputs
+    from edgeasc.bench.harness import random_inputs
 
     details = [{"dtype": np.int8, "shape": [1, 4]}]
     a, b, c = random_inputs(details, 3, 3), random_inputs(details, 3, 3), random_inputs(details, 3, 4)
@@ -497,7 +497,7 @@ def test_committed_baseline_is_readable_and_complete():
 @pytest.fixture(scope="module")
 def tiny_int8(tmp_path_factory, tiny_data, cache_dir):
     pytest.importorskip("onnx2tf")
-    from edgeasc.firmware import export_demo_model
+    from edgeasc.firmware.generate import export_demo_model
 
     int8 = export_demo_model(tmp_path_factory.mktemp("bench_export"), tiny_data, "test_sscp_mobile", seed=0,
                              cache_dir=cache_dir, calib_clips=40, eval_clips=20)

@@ -129,7 +129,7 @@ def test_synth_hint_json_and_progress_lines(runner, tmp_path):
     import tomllib
     from pathlib import Path
 
-    from edgeasc.synth import DEMO_RECIPE_BATCH, DEMO_RECIPE_EPOCHS, DEMO_RECIPE_WARMUP
+    from edgeasc.synth.generate import DEMO_RECIPE_BATCH, DEMO_RECIPE_EPOCHS, DEMO_RECIPE_WARMUP
 
     recipe = tomllib.loads((Path(__file__).parents[1] / "recipes" / "demo_student.toml").read_text())
     assert (recipe["optim"]["epochs"], recipe["optim"]["batch_size"], recipe["optim"]["warmup_steps"]) == (

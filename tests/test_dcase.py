@@ -1,4 +1,4 @@
-"""The DCASE 2025 inference API (edgeasc.dcase) and the submission package (edgeasc.submission)."""
+"""The DCASE 2025 inference API (edgeasc.devices.dcase) and the submission package (edgeasc.submission)."""
 
 import json
 import os
@@ -13,9 +13,9 @@ import soundfile as sf
 import torch
 from click.testing import CliRunner
 
-from edgeasc import dcase
-from edgeasc.audio import load_clip, read_audio, split_windows
-from edgeasc.bundle import save_bundle
+from edgeasc.devices import dcase
+from edgeasc.data.audio import load_clip, read_audio, split_windows
+from edgeasc.devices.bundle import save_bundle
 from edgeasc.checkpoint import read_checkpoint
 from edgeasc.cli import cli
 from edgeasc.complexity import count_dcase
@@ -23,7 +23,7 @@ from edgeasc.config import FrontendConfig
 from edgeasc.errors import ConfigError, DataError, DomainError
 from edgeasc.evaluate import predict_logits
 from edgeasc.labels import SCENES
-from edgeasc.submission import (describe_submission, over_budget_devices, package_name, rewrite_imports,
+from edgeasc.submission.package import (describe_submission, over_budget_devices, package_name, rewrite_imports,
                                 vendored_modules, within_budget, write_submission)
 
 LABEL = "Tester_EDGE_task1_2"
@@ -39,7 +39,7 @@ def models(tiny_data, fast_overrides, tmp_path_factory) -> dict[str, Path]:
     """
     if not _MODELS:
         from edgeasc.config import resolve_train_config
-        from edgeasc.train import train
+        from edgeasc.train.loop import train
 
         root = tmp_path_factory.mktemp("dcase_models")
         result = train(resolve_train_config(None, fast_overrides), tiny_data, root / "run", progress=False)
@@ -208,7 +208,7 @@ def test_label_validation():
 
 def test_rewrite_imports_only_touches_import_statements():
     src = textwrap.dedent('''\
-        """Uses edgeasc.bundle; format "edgeasc-bundle"."""
+        """Uses edgeasc.devices.bundle; format "edgeasc-bundle"."""
         from edgeasc import __version__
         from edgeasc.errors import DataError
         import edgeasc.labels as labels
@@ -224,7 +224,7 @@ def test_rewrite_imports_only_touches_import_statements():
     assert "import P_X_task1._edgeasc.labels as labels" in out
     assert "    from P_X_task1._edgeasc.models import create_model" in out
     assert '"edgeasc-bundle"' in out and 'return "edgeasc.checkpoint"' in out
-    assert "edgeasc.dcase" in vendored_modules() and "edgeasc.models.sscp_mobile" in vendored_modules()
+    assert "edgeasc.devices.dcase" in vendored_modules() and "edgeasc.models.sscp_mobile" in vendored_modules()
     assert "edgeasc.train" not in vendored_modules()
 
 
@@ -267,7 +267,7 @@ def test_submission_package_runs_without_edgeasc(models, audio_files, tmp_path):
     assert root == out / "Tester_EDGE_task1"
     for rel in ("pyproject.toml", "README.md", "Tester_EDGE_task1/__init__.py", f"Tester_EDGE_task1/{LABEL}.py",
                 f"Tester_EDGE_task1/ckpts/{LABEL}.pt", "Tester_EDGE_task1/complexity.json",
-                "Tester_EDGE_task1/_edgeasc/dcase.py", "Tester_EDGE_task1/_edgeasc/models/sscp_mobile.py"):
+                "Tester_EDGE_task1/_edgeasc/devices/dcase.py", "Tester_EDGE_task1/_edgeasc/models/sscp_mobile.py"):
         assert (root / rel).is_file(), rel
     cx = json.loads((pkg / "complexity.json").read_text())
     assert cx == dcase.complexity(models["bundle"])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from edgeasc.distill import TeacherLogits, kd_loss
+from edgeasc.train.distill import TeacherLogits, kd_loss
 from edgeasc.errors import DataError
 from edgeasc.labels import SCENES
 

@@ -24,8 +24,8 @@ from conftest import randomize_batchnorm
 from edgeasc.checkpoint import save_checkpoint
 from edgeasc.cli import cli
 from edgeasc.config import TrainConfig, to_dict
-from edgeasc.dataset import TAUDataset
-from edgeasc.export import (
+from edgeasc.data.dataset import TAUDataset
+from edgeasc.deploy.export import (
     CALIBRATION_IDS_FILE,
     EXPORT_FORMATS,
     PARITY_TARGETS,
@@ -104,7 +104,7 @@ def test_calibration_subset_is_seeded_and_class_balanced(tiny_data):
 def test_calibration_features_do_not_depend_on_the_thread_count():
     """Every int8 scale comes from these numbers: the same checkpoint must calibrate the same on any machine."""
     from edgeasc.config import FrontendConfig
-    from edgeasc.export import calibration_features
+    from edgeasc.deploy.export import calibration_features
 
     waves = np.random.default_rng(0).standard_normal((8, 32000)).astype(np.float32) * 0.1
     threads = torch.get_num_threads()
@@ -209,7 +209,7 @@ def test_every_artifact_loads_and_runs(tiny_export):
     """ORT and TFLite float32 match torch closely; int8 stays within a few output quantisation steps."""
     import onnxruntime as ort
 
-    from edgeasc.runtime import InputNormalization, TFLiteModel
+    from edgeasc.deploy.runtime import InputNormalization, TFLiteModel
 
     out, model = tiny_export["out"], tiny_export["model"]
     x = np.random.default_rng(0).normal(-4.0, 3.0, (6, 1, 256, 65)).astype(np.float32)
@@ -230,8 +230,8 @@ def test_every_artifact_loads_and_runs(tiny_export):
 
 @pytest.mark.slow
 def test_int8_model_is_full_integer_and_carries_metadata(tiny_export):
-    from edgeasc.audit import audit_tflite
-    from edgeasc.runtime import TFLiteModel, embedded_metadata
+    from edgeasc.audit.report import audit_tflite
+    from edgeasc.deploy.runtime import TFLiteModel, embedded_metadata
 
     out = tiny_export["out"]
     path = out / "model_int8.tflite"
@@ -287,7 +287,7 @@ def test_float_only_export_without_int8(tmp_path, tiny_data, cache_dir):
     """Also: the new export replaces an earlier int8 one whole (its int8 files and report go, a user's file
     stays), and the staging folder of an export that was killed is removed."""
     pytest.importorskip("onnx2tf")
-    from edgeasc.export import export_checkpoint
+    from edgeasc.deploy.export import export_checkpoint
 
     out = tmp_path / "out"
     dead = subprocess.Popen(["true"])
@@ -317,7 +317,7 @@ def test_batched_conversion_names_the_log_of_the_model_that_failed(tmp_path):
     """Several conversions in one converter process; each writes its own log, and a failure names the
     failing conversion's log (the ones before it are complete)."""
     pytest.importorskip("onnx2tf")
-    from edgeasc.export import INPUT_NAME, ExportError, convert_onnx_to_tflite
+    from edgeasc.deploy.export import INPUT_NAME, ExportError, convert_onnx_to_tflite
 
     good = export_onnx(randomized("test_cpmobile").eval(), tmp_path / "good.onnx", input_size=(1, 1, 256, 65))
     bad = tmp_path / "bad.onnx"
@@ -368,7 +368,7 @@ def test_a_killed_export_leaves_the_previous_export_and_no_process(tmp_path, tin
     assert not wait_gone(tree, 3), "converter processes outlived the killed export"  # a conversion takes ~10 s
     assert {f.name: f.read_bytes() for f in out.iterdir() if f.is_file()} == before
     assert len(list(out.glob(".export_*"))) == 1
-    from edgeasc.export import _staging_folder
+    from edgeasc.deploy.export import _staging_folder
 
     stage = _staging_folder(out)
     assert [p.name for p in out.glob(".export_*")] == [stage.name] and (stage / "pid").read_text() == str(os.getpid())
@@ -382,7 +382,7 @@ def student_export(tmp_path_factory, tiny_data, cache_dir):
     """The default student with trained-looking BatchNorm statistics. (Its int8 accuracy targets need a
     trained model: docs/export.md has the measured numbers; tiny data cannot train one in CI time.)"""
     pytest.importorskip("onnx2tf")
-    from edgeasc.export import export_checkpoint
+    from edgeasc.deploy.export import export_checkpoint
 
     d = tmp_path_factory.mktemp("student")
     ckpt = save_checkpoint(d / "model.pt", randomized("sscp_mobile_s1", seed=1), stage="test",
@@ -404,7 +404,7 @@ def test_default_student_float_parity_and_int8_runs(student_export):
 @pytest.mark.slow
 def test_student_audited_as_checkpoint_onnx_and_tflite(student_export):
     """MACs of ONNX and TFLite agree within 1%; the difference to the DCASE rule is the folded BatchNorm."""
-    from edgeasc.audit import audit_model
+    from edgeasc.audit.report import audit_model
 
     arts = student_export["result"].artifacts
     ck = audit_model(student_export["ckpt"])
@@ -439,8 +439,8 @@ def test_student_audited_as_checkpoint_onnx_and_tflite(student_export):
 def test_normalised_input_graph_pads_with_the_raw_zero(tiny_export):
     """The first convolutions read the normalised input through PADV2 with the quantised raw zero, and the
     metadata's normalisation is what the runtime applies."""
-    from edgeasc.firmware import read_graph
-    from edgeasc.runtime import InputNormalization, TFLiteModel, quantize
+    from edgeasc.firmware.generate import read_graph
+    from edgeasc.deploy.runtime import InputNormalization, TFLiteModel, quantize
 
     out = tiny_export["out"]
     path = out / "model_int8.tflite"
@@ -463,8 +463,8 @@ def test_normalised_input_graph_pads_with_the_raw_zero(tiny_export):
 
 @pytest.mark.slow
 def test_bias_correction_is_reported_and_rewrites_biases_on_their_own_scales(tiny_export):
-    from edgeasc.export import ExportError, rewrite_biases
-    from edgeasc.firmware import read_graph
+    from edgeasc.deploy.export import ExportError, rewrite_biases
+    from edgeasc.firmware.generate import read_graph
 
     out = tiny_export["out"]
     rep = json.loads((out / "export_report.json").read_text())
@@ -491,9 +491,9 @@ def test_bias_correction_is_reported_and_rewrites_biases_on_their_own_scales(tin
 @pytest.mark.slow
 def test_int16_layers_export_bench_and_firmware_refusal(tmp_path, tiny_data, cache_dir):
     from edgeasc.errors import ConfigError
-    from edgeasc.export import export_checkpoint
-    from edgeasc.firmware import FirmwareError, generate_firmware
-    from edgeasc.runtime import TFLiteModel
+    from edgeasc.deploy.export import export_checkpoint
+    from edgeasc.firmware.generate import FirmwareError, generate_firmware
+    from edgeasc.deploy.runtime import TFLiteModel
 
     ckpt = save_checkpoint(tmp_path / "model.pt", randomized("test_sscp_mobile"), stage="test",
                            config=to_dict(TrainConfig()))
@@ -510,8 +510,8 @@ def test_int16_layers_export_bench_and_firmware_refusal(tmp_path, tiny_data, cac
     assert rep["results"]["tflite_int8"]["max_abs_logit_error"] < 1.0
     meta = json.loads((tmp_path / "out" / "model_int8.json").read_text())
     assert "int16 activations" in meta["quantization"] and meta["int16"]["layers"] == rep["int16"]["layers"]
-    from edgeasc.audit import audit_model
-    from edgeasc.bench import bench_model
+    from edgeasc.audit.report import audit_model
+    from edgeasc.bench.harness import bench_model
 
     audit = audit_model(result.artifacts["tflite_int8"])
     assert audit.param_bytes_by_dtype.get("int64", 0) > 0  # 16x8 convolutions keep int64 biases, 8 bytes each

@@ -10,17 +10,17 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from edgeasc.bundle import GENERAL, is_bundle, read_bundle, routed_logits
+from edgeasc.devices.bundle import GENERAL, is_bundle, read_bundle, routed_logits
 from edgeasc.checkpoint import read_checkpoint
 from edgeasc.cli import cli
 from edgeasc.config import resolve_train_config
-from edgeasc.dataset import TAUDataset, load_waveforms
-from edgeasc.distill import TeacherLogits
+from edgeasc.data.dataset import TAUDataset, load_waveforms
+from edgeasc.train.distill import TeacherLogits
 from edgeasc.errors import CheckpointError, ConfigError, DataError, DomainError
 from edgeasc.evaluate import evaluate_checkpoint, predict_logits
-from edgeasc.finetune import evaluate_bundle, finetune, format_bundle_report
+from edgeasc.devices.finetune import evaluate_bundle, finetune, format_bundle_report
 from edgeasc.labels import SCENES
-from edgeasc.train import resolved_config_of, train
+from edgeasc.train.loop import resolved_config_of, train
 
 DEVICES = ["a", "c"]  # the tiny dataset's split25 holds clips of a and c only
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
@@ -162,10 +162,10 @@ def _diverse_model(seed: int, feats: torch.Tensor) -> torch.nn.Module:
 
 
 def test_evaluate_bundle_routes_each_clip_to_its_model(tiny_data, cache_dir, tmp_path):
-    from edgeasc.bundle import save_bundle
+    from edgeasc.devices.bundle import save_bundle
     from edgeasc.checkpoint import save_checkpoint
     from edgeasc.config import FrontendConfig
-    from edgeasc.runtime import feature_batches
+    from edgeasc.deploy.runtime import feature_batches
 
     ds = TAUDataset(tiny_data)
     fe = FrontendConfig()
@@ -257,7 +257,7 @@ def test_cli_finetune_and_evaluate_bundle(general, tiny_data, cache_dir, tmp_pat
     assert "device-specific" in res.output and "bundle: " in res.output and "next: edgeasc export" in res.output
     bundle = tmp_path / "ft" / "bundle.pt"
     # the demo recipe fine-tunes with weights fake-quantised: the device model stays on the int8 grid
-    from edgeasc.quant import grid_error
+    from edgeasc.train.qat import grid_error
 
     assert grid_error(read_bundle(bundle).build("c")) < 1e-3
 
@@ -286,9 +286,9 @@ def test_cli_finetune_and_evaluate_bundle(general, tiny_data, cache_dir, tmp_pat
 # --- export -----------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_export_bundle_writes_one_audited_int8_model_per_member(tuned, tiny_data, cache_dir, tmp_path, monkeypatch):
-    from edgeasc.audit import BUDGETS, Budget, audit_model
-    from edgeasc.finetune import export_bundle, manifest_tflite
-    from edgeasc.runtime import TFLiteModel, feature_batches
+    from edgeasc.audit.report import BUDGETS, Budget, audit_model
+    from edgeasc.devices.finetune import export_bundle, manifest_tflite
+    from edgeasc.deploy.runtime import TFLiteModel, feature_batches
 
     out = tmp_path / "export"
     manifest = export_bundle(tuned.bundle_path, tiny_data, out, int8=True, calib_clips=20, eval_clips=30,
@@ -304,7 +304,7 @@ def test_export_bundle_writes_one_audited_int8_model_per_member(tuned, tiny_data
         assert 0.0 <= entry["int8_agreement"] <= 1.0 and entry["int8_accuracy"] is not None
         assert (out / member / "model.pt").is_file() and (out / member / "export_report.json").is_file()
         convert_log = (out / member / "convert.log").read_text()  # parallel converters, a log per member
-        # the converter worked on the member's staging folder (OUT/<member>/.export_XXXX/, edgeasc.export)
+        # the converter worked on the member's staging folder (OUT/<member>/.export_XXXX/, edgeasc.deploy.export)
         assert re.search(rf"/{member}/\.export_\w+/model\.onnx", convert_log) and "[edgeasc] done" in convert_log
         assert not any(re.search(rf"/{m}/\.export_", convert_log) for m in on_disk["members"] if m != member)
         assert not list((out / member).glob(".export_*"))  # published and removed
@@ -340,14 +340,14 @@ def test_export_bundle_writes_one_audited_int8_model_per_member(tuned, tiny_data
 
 # --- selection on held-out training clips ------------------------------------------------------------
 def test_split_holdout_holds_out_whole_locations_seeded(tiny_data):
-    from edgeasc.train import split_holdout
+    from edgeasc.train.loop import split_holdout
 
     clips = TAUDataset(tiny_data).clips("train")  # one location, 3 recordings per class and device a
     kept, held = split_holdout(clips, 0.25, seed=0)
     assert len(kept) + len(held) == len(clips) and not {c.clip_id for c in kept} & {c.clip_id for c in held}
     assert [c.clip_id for c in kept] == [c.clip_id for c in clips if c in kept]  # input order kept
     assert not {c.recording_id for c in kept} & {c.recording_id for c in held}  # no recording on both sides
-    from edgeasc.dataset import Clip
+    from edgeasc.data.dataset import Clip
 
     several = [Clip(f"audio/{scene}-lyon-{100 * i + loc}-{40000 + rec}-{sub}-a.wav", scene, "a", f"lyon-{100 * i + loc}")
                for i, scene in enumerate(SCENES) for loc in range(3) for rec in range(2) for sub in range(2)]
@@ -363,7 +363,7 @@ def test_split_holdout_holds_out_whole_locations_seeded(tiny_data):
 
 def test_finetune_select_keeps_a_device_model_only_when_it_wins_on_held_out_clips(general, tiny_data, cache_dir,
                                                                                   tmp_path):
-    from edgeasc.finetune import _holdout_choice
+    from edgeasc.devices.finetune import _holdout_choice
 
     over = _ft_overrides(cache_dir) + ("data.train_split='train'",)  # tiny split25: one recording per class
     res = finetune(general, tiny_data, tmp_path / "sel", overrides=over, devices="a", select=True, holdout=0.25)
@@ -377,7 +377,7 @@ def test_finetune_select_keeps_a_device_model_only_when_it_wins_on_held_out_clip
     assert read_bundle(res.bundle_path).extra["selection"] == sel
     # a tie goes to the general model: the general model against itself is never "kept"
     cfg = resolved_config_of(res.runs["a"])
-    from edgeasc.train import select_devices, split_holdout
+    from edgeasc.train.loop import select_devices, split_holdout
 
     held = split_holdout(select_devices(TAUDataset(tiny_data).clips("train"), ("a",), "train"), 0.25, cfg.seed)[1]
     assert len(held) == sel["a"]["n_clips"]  # the clips finetune held out of device a's run

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from conftest import randomize_batchnorm
-from edgeasc.bundle import read_bundle
+from edgeasc.devices.bundle import read_bundle
 from edgeasc.checkpoint import load_model, read_checkpoint
 from edgeasc.config import FrontendConfig
 from edgeasc.errors import CheckpointError, ConfigError

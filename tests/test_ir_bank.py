@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from edgeasc import ir_bank
+from edgeasc.data import ir_bank
 from edgeasc.errors import DataError
 from edgeasc.labels import DEVICE_GROUPS, DEVICES
 

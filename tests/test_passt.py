@@ -306,7 +306,7 @@ def test_edgeasc_train_trains_a_passt_reproducibly(tiny_data, tmp_path, fast_ove
     from edgeasc.checkpoint import read_checkpoint
     from edgeasc.config import resolve_train_config
     from edgeasc.evaluate import evaluate_checkpoint
-    from edgeasc.train import train
+    from edgeasc.train.loop import train
 
     over = fast_overrides + ("model.name=passt_tiny",)
     recipe = Path(__file__).resolve().parents[1] / "recipes" / "teacher_passt_small.toml"

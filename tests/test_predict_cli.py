@@ -1,4 +1,4 @@
-"""`edgeasc predict` (edgeasc.prediction) on an untrained tiny checkpoint, a bundle and a hand-built .tflite."""
+"""`edgeasc predict` (edgeasc.deploy.predict) on an untrained tiny checkpoint, a bundle and a hand-built .tflite."""
 
 import json
 import re
@@ -10,8 +10,8 @@ import torch
 from click.testing import CliRunner
 from test_runtime import build_fc_tflite
 
-from edgeasc import dcase
-from edgeasc.bundle import save_bundle
+from edgeasc.devices import dcase
+from edgeasc.devices.bundle import save_bundle
 from edgeasc.checkpoint import read_checkpoint, save_checkpoint
 from edgeasc.cli import cli
 from edgeasc.config import FrontendConfig
@@ -19,7 +19,7 @@ from edgeasc.errors import ConfigError
 from edgeasc.features import LogMel
 from edgeasc.labels import SCENES
 from edgeasc.models import create_model
-from edgeasc.prediction import predict_files
+from edgeasc.deploy.predict import predict_files
 
 RATE = 32_000
 LINE = re.compile(r"^(\S+)\s+(\S+)\s+(\d\.\d\d)\s+\((\S+) model\)$")
@@ -158,7 +158,7 @@ def test_tflite_uses_its_metadata_frontend_and_normalisation(files, tmp_path):
     assert res.exit_code == 0, res.output
     row = _strict_json(res.stdout)[0]
     wave, _ = sf.read(files["three"], dtype="float32")
-    from edgeasc.audio import resample
+    from edgeasc.data.audio import resample
 
     windows = torch.from_numpy(resample(wave, RATE, fe.sample_rate_hz).reshape(3, -1))
     with torch.no_grad():

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from torch import nn
 
 from conftest import load_benchmarks_module, randomize_batchnorm
-from edgeasc.audit import BUDGETS, Budget
+from edgeasc.audit.report import BUDGETS, Budget
 from edgeasc.checkpoint import load_model, save_checkpoint
 from edgeasc.cli import cli
 from edgeasc.complexity import count_dcase
@@ -17,7 +17,7 @@ from edgeasc.config import resolve_train_config
 from edgeasc.errors import ConfigError, DomainError
 from edgeasc.models import create_model
 from edgeasc.models.sscp_mobile import S1_WIDTHS
-from edgeasc.prune import (
+from edgeasc.prune.stage import (
     AGPPruningHook,
     PruneConfig,
     agp_schedule,
@@ -31,7 +31,7 @@ from edgeasc.prune import (
     scale_widths,
     search_keep_ratio,
 )
-from edgeasc.train import train
+from edgeasc.train.loop import train
 
 
 # --- schedule -------------------------------------------------------------------------------------
@@ -315,8 +315,8 @@ def test_prune_recipes_resolve():
 
 @pytest.mark.slow
 def test_pruned_checkpoint_exports_to_int8_and_passes_the_audit(tiny_data, tmp_path, cache_dir):
-    from edgeasc.audit import audit_model
-    from edgeasc.export import export_checkpoint
+    from edgeasc.audit.report import audit_model
+    from edgeasc.deploy.export import export_checkpoint
 
     model = randomize_batchnorm(create_model("test_sscp_mobile"))
     prune_to_widths(model, scale_widths(model.spec, 0.5, 8), "l1")  # b3 loses its width change, keeps no shortcut
@@ -342,7 +342,7 @@ def test_recipe_plans_give_the_documented_widths(recipe, start, blocks, params, 
     """The widths and complexity recipes/*.toml and docs/pruning.md state, within the DCASE 2025 budget."""
     from pathlib import Path
 
-    from edgeasc.prune import plan_stages, resolve_prune_budget
+    from edgeasc.prune.stage import plan_stages, resolve_prune_budget
 
     _, cfg = resolve_prune_config(Path(__file__).parents[1] / "recipes" / recipe)
     plans = plan_stages(create_model(start), cfg, resolve_prune_budget(cfg)[1])

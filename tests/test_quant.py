@@ -1,4 +1,4 @@
-"""Weight fake-quantisation (edgeasc.quant): the int8 grid, its survival under BatchNorm folding, training."""
+"""Weight fake-quantisation (edgeasc.train.qat): the int8 grid, its survival under BatchNorm folding, training."""
 
 import json
 
@@ -9,9 +9,9 @@ from torch import nn
 from edgeasc.checkpoint import load_model
 from edgeasc.config import resolve_train_config
 from edgeasc.models import create_model
-from edgeasc.quant import (attach_weight_fake_quant, grid_error, quantize_per_channel, quantize_per_tensor,
+from edgeasc.train.qat import (attach_weight_fake_quant, grid_error, quantize_per_channel, quantize_per_tensor,
                            snapped_copy)
-from edgeasc.train import train
+from edgeasc.train.loop import train
 
 from conftest import randomize_batchnorm
 
@@ -103,9 +103,9 @@ def test_fake_quant_refuses_pruning_hook(tiny_data, tmp_path, fast_overrides):
 # --------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["cpmobile_baseline", "sscp_mobile_s1", "test_sscp_mobile"])
 def test_folded_input_normalization_is_exact_borders_included(name):
-    from edgeasc.export import fold_batchnorm
-    from edgeasc.quant import NormalizedInputConv, fold_input_normalization
-    from edgeasc.runtime import InputNormalization
+    from edgeasc.deploy.export import fold_batchnorm
+    from edgeasc.train.qat import NormalizedInputConv, fold_input_normalization
+    from edgeasc.deploy.runtime import InputNormalization
 
     torch.manual_seed(0)
     model = fold_batchnorm(randomize_batchnorm(create_model(name)))
@@ -130,7 +130,7 @@ def test_folded_input_normalization_is_exact_borders_included(name):
 def test_input_normalization_statistics_and_metadata():
     import numpy as np
 
-    from edgeasc.runtime import InputNormalization, ModelFileError
+    from edgeasc.deploy.runtime import InputNormalization, ModelFileError
 
     x = np.array([[-8.0, -6.0], [-4.0, -6.0]], dtype=np.float32)
     norm = InputNormalization.of(x)

@@ -1,4 +1,4 @@
-"""edgeasc.runtime: interpreter creation, backend preference and int8 (de)quantisation.
+"""edgeasc.deploy.runtime: interpreter creation, backend preference and int8 (de)quantisation.
 
 The model under test is a real .tflite written with the TFLite flatbuffer schema (one int8 FULLY_CONNECTED
 whose requantisation scale is exactly 1), so its int8 output can be computed by hand and compared bit for
@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from edgeasc.runtime import (
+from edgeasc.deploy.runtime import (
     BACKENDS,
     ModelFileError,
     RuntimeUnavailableError,

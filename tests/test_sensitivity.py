@@ -1,15 +1,15 @@
-"""The int8 simulation (edgeasc.sensitivity) and data-aware weight rounding (edgeasc.quant.round_weights)."""
+"""The int8 simulation (edgeasc.deploy.sensitivity) and data-aware weight rounding (edgeasc.train.qat.round_weights)."""
 
 import numpy as np
 import pytest
 import torch
 
 from conftest import randomize_batchnorm
-from edgeasc.export import exported_network
+from edgeasc.deploy.export import exported_network
 from edgeasc.models import create_model
-from edgeasc.quant import round_to_minimise_error, round_weights
-from edgeasc.runtime import InputNormalization
-from edgeasc.sensitivity import Int8Simulator, format_sensitivity, sensitivity_table
+from edgeasc.train.qat import round_to_minimise_error, round_weights
+from edgeasc.deploy.runtime import InputNormalization
+from edgeasc.deploy.sensitivity import Int8Simulator, format_sensitivity, sensitivity_table
 
 
 def _sim(name="test_sscp_mobile", norm=True):

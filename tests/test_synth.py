@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from edgeasc import synth
+from edgeasc.synth import generate as synth
 from edgeasc.errors import DataError
 from edgeasc.labels import DEVICE_GROUPS, DEVICES, SCENES
 

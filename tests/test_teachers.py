@@ -17,13 +17,13 @@ from click.testing import CliRunner
 from edgeasc.checkpoint import save_checkpoint
 from edgeasc.cli import cli
 from edgeasc.config import FrontendConfig
-from edgeasc.dataset import TAUDataset, load_waveforms
-from edgeasc.distill import TeacherLogits
+from edgeasc.data.dataset import TAUDataset, load_waveforms
+from edgeasc.train.distill import TeacherLogits
 from edgeasc.errors import CheckpointError, ConfigError, DataError
 from edgeasc.evaluate import predict_logits
 from edgeasc.metrics import macro_accuracy
 from edgeasc.models import create_model
-from edgeasc.teachers import compute_teacher_logits
+from edgeasc.train.teachers import compute_teacher_logits
 
 
 @pytest.fixture()
@@ -244,8 +244,8 @@ def test_kd_gains_training_fit_of_stored_ensemble_logits(tmp_path, tiny_data):
     """benchmarks/experiments/kd_gains.py: how well the KD targets fit their own training clips, from the stored logits."""
     from conftest import load_benchmarks_module
 
-    from edgeasc.dataset import TAUDataset
-    from edgeasc.distill import TeacherLogits
+    from edgeasc.data.dataset import TAUDataset
+    from edgeasc.train.distill import TeacherLogits
     from edgeasc.labels import SCENES
 
     clips = TAUDataset(tiny_data).clips("split25")

@@ -4,7 +4,7 @@ Runs `recipes/demo_qat.toml` from CHECKPOINT with, besides the weights on the in
 tensor TFLite quantises rounded per tensor during training (asymmetric int8, ranges by an exponential moving
 average of batch min/max, straight-through gradients); the saved model is the plain float model, as in
 `make demo`. Measured there: no gain in int8 agreement over weights alone. Not a library feature: it wraps
-`edgeasc.quant.attach_weight_fake_quant` for this one run. Usage:
+`edgeasc.train.qat.attach_weight_fake_quant` for this one run. Usage:
 
     .venv/bin/python benchmarks/experiments/act_qat_experiment.py CHECKPOINT DATA OUT_RUN
     edgeasc export OUT_RUN/model.pt --int8 --data DATA --out OUT_RUN/export
@@ -15,10 +15,10 @@ from pathlib import Path
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-import edgeasc.quant as q
+import edgeasc.train.qat as q
 from edgeasc.config import resolve_train_config
 from edgeasc.models.layers import ConvNormAct
-from edgeasc.train import train
+from edgeasc.train.loop import train
 
 MOMENTUM = 0.05
 

@@ -41,7 +41,7 @@ KEYS = ("torch", "tflite_int8", "int8_agreement")
 def one_run(seed: int, threads: int, data: Path, cache: Path, work: Path, warmup: int | None) -> dict[str, Any]:
     import torch
 
-    from edgeasc.export import export_checkpoint
+    from edgeasc.deploy.export import export_checkpoint
 
     torch.set_num_threads(threads)
     prof = suite.PROFILES["ci"]
@@ -81,8 +81,8 @@ def main() -> int:
     logging_setup()
 
     from edgeasc.artifacts import write_json_atomic
-    from edgeasc.bench import describe_machine
-    from edgeasc.synth import generate_dataset
+    from edgeasc.bench.harness import describe_machine
+    from edgeasc.synth.generate import generate_dataset
 
     prof = suite.PROFILES["ci"]
     data, cache = args.work / "data", args.work / "cache"

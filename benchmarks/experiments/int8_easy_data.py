@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from edgeasc.artifacts import write_json_atomic  # noqa: E402
-from edgeasc.bench import describe_machine  # noqa: E402
-from edgeasc.synth import Difficulty  # noqa: E402
+from edgeasc.bench.harness import describe_machine  # noqa: E402
+from edgeasc.synth.generate import Difficulty  # noqa: E402
 
 EASY = Difficulty(overlap=0.0, spread=0.1, city_shift=0.1, snr_offset_db=6.0, device_strength=0.3)
 RECIPE = "recipes/demo_student.toml"
@@ -39,9 +39,9 @@ QAT_RECIPE = "recipes/demo_qat.toml"
 def margins(model_path: Path, data: Path, eval_clips: int, seed: int) -> np.ndarray:
     """Torch top-2 logit margins on the export's evaluation subset (the clips its parity report uses)."""
     from edgeasc.checkpoint import load_model
-    from edgeasc.dataset import TAUDataset, load_waveforms
+    from edgeasc.data.dataset import TAUDataset, load_waveforms
     from edgeasc.evaluate import frontend_of, predict_logits
-    from edgeasc.export import _eval_subset
+    from edgeasc.deploy.export import _eval_subset
 
     model, ckpt = load_model(model_path)
     fe = frontend_of(ckpt)
@@ -54,9 +54,9 @@ def margins(model_path: Path, data: Path, eval_clips: int, seed: int) -> np.ndar
 
 def main(argv: list[str] | None = None) -> int:
     from edgeasc.config import resolve_train_config
-    from edgeasc.export import export_checkpoint
-    from edgeasc.synth import generate_dataset
-    from edgeasc.train import train
+    from edgeasc.deploy.export import export_checkpoint
+    from edgeasc.synth.generate import generate_dataset
+    from edgeasc.train.loop import train
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="runs/int8_easy")

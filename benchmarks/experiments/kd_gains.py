@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from edgeasc.artifacts import write_json_atomic  # noqa: E402
-from edgeasc.bench import describe_machine  # noqa: E402
+from edgeasc.bench.harness import describe_machine  # noqa: E402
 from edgeasc.labels import DEVICES  # noqa: E402
 from edgeasc.metrics import (  # noqa: E402
     cpu_models, distilled_same_ensemble, load_recorded_runs, provenance_lines, summarise_seeds)
@@ -58,7 +58,7 @@ KD_STUDENT = "recipes/demo_kd_student.toml"
 
 def _train(recipe: str, out: Path, data: Path, seed: int, extra: tuple[str, ...]) -> Path:
     from edgeasc.config import resolve_train_config
-    from edgeasc.train import train
+    from edgeasc.train.loop import train
 
     overrides = (f"seed={seed}", *extra)
     cfg = resolve_train_config(ROOT / recipe, overrides)
@@ -71,7 +71,7 @@ def _train(recipe: str, out: Path, data: Path, seed: int, extra: tuple[str, ...]
 def _test_logits(model_path: Path, data: Path) -> tuple[np.ndarray, list[Any]]:
     """Logits on the test fold, cached next to the model (keyed by the checkpoint's mtime)."""
     from edgeasc.checkpoint import load_model
-    from edgeasc.dataset import TAUDataset, load_waveforms
+    from edgeasc.data.dataset import TAUDataset, load_waveforms
     from edgeasc.evaluate import frontend_of, predict_logits
 
     ds = TAUDataset(data)
@@ -95,8 +95,8 @@ def _test_logits(model_path: Path, data: Path) -> tuple[np.ndarray, list[Any]]:
 def training_fit(logits_file: Path, data: Path, temperature: float) -> dict[str, float]:
     """How well the stored ensemble logits fit their own training clips (the KD targets): accuracy %, and the
     mean probability of the true class at T = 1 and at the KD temperature."""
-    from edgeasc.dataset import TAUDataset
-    from edgeasc.distill import TeacherLogits
+    from edgeasc.data.dataset import TAUDataset
+    from edgeasc.train.distill import TeacherLogits
     from edgeasc.labels import SCENES
 
     tl = TeacherLogits.load(logits_file)
@@ -125,8 +125,8 @@ def _report(logits: np.ndarray, clips: list[Any]) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from edgeasc.synth import generate_dataset
-    from edgeasc.teachers import compute_teacher_logits
+    from edgeasc.synth.generate import generate_dataset
+    from edgeasc.train.teachers import compute_teacher_logits
 
     out = Path(args.out)
     data = Path(args.data) if args.data else out / "data"

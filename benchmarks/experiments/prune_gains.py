@@ -55,7 +55,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from edgeasc.artifacts import write_json_atomic  # noqa: E402
-from edgeasc.bench import describe_machine  # noqa: E402
+from edgeasc.bench.harness import describe_machine  # noqa: E402
 from edgeasc.metrics import (  # noqa: E402
     cpu_models, distilled_same_ensemble, load_recorded_runs, provenance_lines, summarise_seeds)
 
@@ -93,7 +93,7 @@ def _overrides(args: argparse.Namespace, seed: int, logits: Path | None, *extra:
 
 def _train(recipe: str, out: Path, data: Path, overrides: tuple[str, ...]) -> Path:
     from edgeasc.config import resolve_train_config
-    from edgeasc.train import train
+    from edgeasc.train.loop import train
 
     t0 = time.perf_counter()
     result = train(resolve_train_config(ROOT / recipe, overrides), data, out, resume=True, progress=False)
@@ -104,7 +104,7 @@ def _train(recipe: str, out: Path, data: Path, overrides: tuple[str, ...]) -> Pa
 def _n_steps(data: Path, recipe: str, overrides: tuple[str, ...], agp_epochs: int, wanted: int) -> int:
     """AGP steps that fit the stage: at most one per optimiser step of its first 75%."""
     from edgeasc.config import resolve_train_config
-    from edgeasc.dataset import TAUDataset
+    from edgeasc.data.dataset import TAUDataset
 
     cfg = resolve_train_config(ROOT / recipe, overrides)
     n = len(TAUDataset(data).clips(cfg.data.train_split))
@@ -118,7 +118,7 @@ def _prune(start: Path, out: Path, data: Path, recipe: str, overrides: tuple[str
     """AGP and fine-tuning stages from `start`; `lr` and `warmup` (default: the recipe's) set both stages'
     learning-rate schedule (linear warm-up, then cosine to 0, restarted at every stage)."""
     from edgeasc.config import resolve_train_config
-    from edgeasc.prune import PruneConfig, prune_checkpoint
+    from edgeasc.prune.stage import PruneConfig, prune_checkpoint
 
     final = out / "model.pt"
     if final.is_file():
@@ -151,7 +151,7 @@ def _evaluate(model_path: Path, data: Path) -> dict[str, Any]:
 
 def _ensemble_logits(args: argparse.Namespace, out: Path, data: Path, seed: int) -> Path:
     """The seed's stored ensemble logits: kd_gains.py's (--ensemble-from), or teachers trained here."""
-    from edgeasc.teachers import compute_teacher_logits
+    from edgeasc.train.teachers import compute_teacher_logits
 
     if args.ensemble_from:  # the same teachers, trained by kd_gains.py
         logits_file = Path(args.ensemble_from) / f"ensemble_s{seed}.npz"
@@ -168,7 +168,7 @@ def _ensemble_logits(args: argparse.Namespace, out: Path, data: Path, seed: int)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from edgeasc.synth import generate_dataset
+    from edgeasc.synth.generate import generate_dataset
 
     out = Path(args.out)
     data = Path(args.data) if args.data else out / "data"
@@ -274,7 +274,7 @@ def format_table(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from edgeasc.prune import IMPORTANCE_NAMES
+    from edgeasc.prune.stage import IMPORTANCE_NAMES
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--scale", default="medium", choices=["tiny", "small", "medium"])

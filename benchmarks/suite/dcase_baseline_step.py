@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from edgeasc.audio import resample
+from edgeasc.data.audio import resample
 
 ORIG_SAMPLE_RATE_HZ = 44_100
 SAMPLE_RATE_HZ = 32_000
@@ -72,7 +72,7 @@ class BaselineFrontend(nn.Module):
                              persistent=False)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        # torchaudio's Resample, as edgeasc.audio.resample computes it, on the whole batch
+        # torchaudio's Resample, as edgeasc.data.audio.resample computes it, on the whole batch
         x = torch.from_numpy(resample(wave.numpy(), ORIG_SAMPLE_RATE_HZ, SAMPLE_RATE_HZ))
         spec = torch.stft(x, self.n_fft, self.hop_length, self.win_length, self.window, center=True,
                           pad_mode="reflect", return_complex=True)

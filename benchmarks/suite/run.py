@@ -11,7 +11,7 @@ same harness as the timing reference, the DCASE baseline CP-Mobile (`cpmobile`):
    measures: torch float, TFLite float32, TFLite int8, int8-vs-float agreement;
 4. audit wall time (checkpoint and int8 .tflite);
 5. `edgeasc bench` of each int8 model: latency, TFLite Micro arena, flash, bit-exactness, MCU estimate;
-6. the firmware of the int8 student (edgeasc/firmware.py, docs/firmware.md) built with arm-none-eabi-gcc and run
+6. the firmware of the int8 student (edgeasc/firmware/generate.py, docs/firmware.md) built with arm-none-eabi-gcc and run
    under QEMU with `-icount` on a Cortex-M4 and a Cortex-M7: instructions per inference and per MAC, flash, static
    RAM and arena bytes. Without the Arm toolchain or QEMU the section records `skipped` and the reason.
 
@@ -175,7 +175,7 @@ def train_model(model_name: str, epochs: int, prof: Profile, data: Path, out: Pa
     """`edgeasc train` with the demo recipe's optimiser and augmentation (plus `extra` overrides); throughput
     from its metrics."""
     from edgeasc.config import resolve_train_config
-    from edgeasc.train import train
+    from edgeasc.train.loop import train
 
     overrides = (f"model.name={model_name!r}", f"optim.epochs={epochs}", f"optim.batch_size={prof.batch_size}",
                  f"optim.warmup_steps={prof.warmup_steps}",
@@ -198,7 +198,7 @@ def dcase_step_throughput(model_name: str, prof: Profile, data: Path, seed: int,
 
     import torch
 
-    from edgeasc.dataset import TAUDataset
+    from edgeasc.data.dataset import TAUDataset
     from edgeasc.models import create_model
 
     clips = TAUDataset(data).clips(prof.train_split)
@@ -218,9 +218,9 @@ def teacher_throughput(name: str, kwargs: dict[str, Any], prof: Profile, data: P
 
     from edgeasc.checkpoint import save_checkpoint
     from edgeasc.config import TrainConfig, to_dict
-    from edgeasc.dataset import TAUDataset
+    from edgeasc.data.dataset import TAUDataset
     from edgeasc.models import create_model
-    from edgeasc.teachers import compute_teacher_logits
+    from edgeasc.train.teachers import compute_teacher_logits
 
     torch.manual_seed(seed)
     tag = f"{name}_{'_'.join(f'{k}{v}' for k, v in kwargs.items())}" if kwargs else name
@@ -238,9 +238,9 @@ def teacher_throughput(name: str, kwargs: dict[str, Any], prof: Profile, data: P
 
 def export_and_audit(ckpt: Path, prof: Profile, data: Path, out: Path, cache: Path, seed: int) -> dict[str, Any]:
     """Export (int8) and audit one checkpoint; bench its int8 model. Wall times and figures."""
-    from edgeasc.audit import audit_model
-    from edgeasc.bench import bench_model
-    from edgeasc.export import export_checkpoint
+    from edgeasc.audit.report import audit_model
+    from edgeasc.bench.harness import bench_model
+    from edgeasc.deploy.export import export_checkpoint
 
     t0 = time.perf_counter()
     result = export_checkpoint(ckpt, data, out, int8=True, calib_clips=prof.calib_clips, seed=seed,
@@ -275,7 +275,7 @@ def firmware_figures(int8: Path, work: Path, seed: int) -> dict[str, Any]:
     """The int8 model's firmware on each emulated target: `measure_firmware` (one seeded random input, like
     `edgeasc bench --firmware`), its per-layer instructions and wall time; `skipped` with the reason for a
     target whose toolchain is missing. A build or run that fails on an installed toolchain raises."""
-    from edgeasc.firmware import measure_firmware, toolchain_missing
+    from edgeasc.firmware.generate import measure_firmware, toolchain_missing
 
     out: dict[str, Any] = {}
     for target in FIRMWARE_TARGETS:
@@ -391,10 +391,10 @@ def _train_runs(data: Path, runs: Path, recipe: str, jobs: dict[str, tuple[str, 
 def run_ptq(name: str, work: Path, threads: int, seed: int, models: tuple[str, ...] = PTQ.models) -> Path:
     """The PTQ benchmark: train, export each of `models` the `PTQ_VARIANTS` ways, audit and bench the default int8 file."""
     from edgeasc.artifacts import write_json_atomic
-    from edgeasc.audit import audit_model
-    from edgeasc.bench import bench_model, describe_machine
-    from edgeasc.export import export_checkpoint
-    from edgeasc.synth import Difficulty, generate_dataset
+    from edgeasc.audit.report import audit_model
+    from edgeasc.bench.harness import bench_model, describe_machine
+    from edgeasc.deploy.export import export_checkpoint
+    from edgeasc.synth.generate import Difficulty, generate_dataset
 
     t_all = time.perf_counter()
     work = work / "ptq"
@@ -483,9 +483,9 @@ def official_parity_figures(records: Path = PARITY_RECORDS) -> dict[str, Any]:
 def run_parity(name: str, work: Path, threads: int, seed: int) -> Path:
     """The parity benchmark: train (or reuse the finished run of this config), then validate and test."""
     from edgeasc.artifacts import write_json_atomic
-    from edgeasc.bench import describe_machine
+    from edgeasc.bench.harness import describe_machine
     from edgeasc.evaluate import evaluate_checkpoint
-    from edgeasc.synth import generate_dataset
+    from edgeasc.synth.generate import generate_dataset
 
     t_all = time.perf_counter()
     work = work / "parity"
@@ -537,10 +537,10 @@ def run(profile: str, name: str, work: Path, threads: int, seed: int, dcase_work
     import torch
 
     from edgeasc.artifacts import write_json_atomic
-    from edgeasc.bench import describe_machine
+    from edgeasc.bench.harness import describe_machine
     from edgeasc.config import FrontendConfig
-    from edgeasc.dataset import TAUDataset, load_waveforms
-    from edgeasc.synth import generate_dataset
+    from edgeasc.data.dataset import TAUDataset, load_waveforms
+    from edgeasc.synth.generate import generate_dataset
 
     prof = PROFILES[profile]
     torch.set_num_threads(threads)

@@ -49,7 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from edgeasc.augment import freq_mixstyle, mask_along
+from edgeasc.data.augment import freq_mixstyle, mask_along
 from edgeasc.errors import CheckpointError, ConfigError
 from edgeasc.models.lightning import MODEL_KEY_PREFIXES, load_lightning, network_prefixes
 from edgeasc.models.registry import check_kwargs, register_model

@@ -34,7 +34,7 @@ def main() -> int:
     build = args.build.resolve()
     model, data = args.model.resolve(), args.data
     if not model.is_file():
-        from edgeasc.synth import generate_dataset
+        from edgeasc.synth.generate import generate_dataset
 
         data = data or build / "tiny_data"
         if not (data / "meta.csv").is_file():

@@ -38,9 +38,9 @@ ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))
 
 from edgeasc.config import resolve_train_config  # noqa: E402
-from edgeasc.dataset import TAUDataset, load_waveforms  # noqa: E402
+from edgeasc.data.dataset import TAUDataset, load_waveforms  # noqa: E402
 from edgeasc.models import create_model  # noqa: E402
-from edgeasc.train import _generator, batches_per_epoch, train  # noqa: E402
+from edgeasc.train.loop import _generator, batches_per_epoch, train  # noqa: E402
 
 OFFICIAL_SIDE = Path(__file__).with_name("official_side.py")
 
@@ -257,7 +257,7 @@ def z_score(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def augmentation_statistics(python: str, code: Path, work: Path, mine: dict, seed: int) -> dict:
     """Each augmentation on the same inputs, many draws on both sides; z-scores of per-draw statistics."""
-    from edgeasc.augment import freq_mixstyle, mask_along, roll_waveform
+    from edgeasc.data.augment import freq_mixstyle, mask_along, roll_waveform
     from edgeasc.config import AugmentConfig
     from edgeasc.features import LogMel
 
@@ -365,7 +365,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     data = args.data
     if data is None:
-        from edgeasc.synth import generate_dataset
+        from edgeasc.synth.generate import generate_dataset
 
         data = work / "tiny"
         if not (data / "meta.csv").is_file():

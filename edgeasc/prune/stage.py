@@ -166,7 +166,7 @@ def resolve_prune_config(
 
 def resolve_prune_budget(cfg: PruneConfig) -> tuple[str | None, Any]:
     """(name, `edgeasc.audit.Budget`) the final model must meet, or (None, None); MACs by the DCASE rule."""
-    from edgeasc.audit import resolve_budget
+    from edgeasc.audit.report import resolve_budget
 
     return resolve_budget(cfg.budget, cfg.max_param_bytes, cfg.max_macs, mac_rule="dcase")
 
@@ -521,7 +521,7 @@ class PruneResult:
 
 def _evaluator(cfg: Any, data_dir: str | os.PathLike) -> Callable[[nn.Module], float]:
     """Macro accuracy on cfg.data.val_split; the waveforms are read (from train's cache) on first use."""
-    from edgeasc.dataset import TAUDataset, load_waveforms
+    from edgeasc.data.dataset import TAUDataset, load_waveforms
     from edgeasc.evaluate import predict_logits
     from edgeasc.metrics import classification_report
 
@@ -600,7 +600,7 @@ def prune_checkpoint(
     """
     from edgeasc.checkpoint import load_model, save_checkpoint
     from edgeasc.config import FrontendConfig, from_dict, to_dict
-    from edgeasc.train import train
+    from edgeasc.train.loop import train
 
     checkpoint = Path(checkpoint).resolve()
     out = Path(out_dir)
@@ -708,8 +708,8 @@ def _jsonable(obj: Any) -> Any:
 def _export_and_audit(model_path: Path, data_dir: Any, out: Path, train_cfg: Any, cfg: PruneConfig,
                       budget_name: str | None, budget: Any, progress: bool) -> dict[str, Any]:
     """Export the final model to int8 TFLite and audit the file against the budget (as stored, int8)."""
-    from edgeasc.audit import audit_tflite
-    from edgeasc.export import export_checkpoint
+    from edgeasc.audit.report import audit_tflite
+    from edgeasc.deploy.export import export_checkpoint
 
     result = export_checkpoint(model_path, data_dir, out / "export", int8=True, calib_clips=cfg.export_calib_clips,
                                eval_clips=cfg.export_eval_clips, cache_dir=train_cfg.data.cache_dir, progress=progress)

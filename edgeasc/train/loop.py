@@ -38,11 +38,11 @@ from edgeasc.artifacts import (
     write_json_atomic,
     write_text_atomic,
 )
-from edgeasc.augment import dir_augment, freq_mixstyle, mask_along, roll_waveform
+from edgeasc.data.augment import dir_augment, freq_mixstyle, mask_along, roll_waveform
 from edgeasc.checkpoint import nonfinite_tensors, save_checkpoint
 from edgeasc.config import TrainConfig, from_dict, to_dict
-from edgeasc.dataset import TAUDataset, load_waveforms
-from edgeasc.distill import TeacherLogits, kd_loss
+from edgeasc.data.dataset import TAUDataset, load_waveforms
+from edgeasc.train.distill import TeacherLogits, kd_loss
 from edgeasc.errors import CheckpointError, ConfigError, DataError, DomainError
 from edgeasc.evaluate import predict_logits
 from edgeasc.features import LogMel
@@ -246,7 +246,7 @@ def _train(cfg: TrainConfig, data_dir: str | os.PathLike, out_dir: str | os.Path
 
     irs: list[torch.Tensor] = []
     if cfg.augment.dir_p > 0:
-        from edgeasc.ir_bank import DIR_AUGMENT_IRS, load_irs
+        from edgeasc.data.ir_bank import DIR_AUGMENT_IRS, load_irs
 
         irs = [torch.from_numpy(ir) for ir in load_irs(DIR_AUGMENT_IRS, fe.sample_rate_hz)]
 
@@ -269,7 +269,7 @@ def _train(cfg: TrainConfig, data_dir: str | os.PathLike, out_dir: str | os.Path
     if cfg.quant.weight_fake_quant:
         if step_hook is not None:
             raise ConfigError("quant.weight_fake_quant is for fine-tuning a finished model; it cannot run with pruning")
-        from edgeasc.quant import attach_weight_fake_quant
+        from edgeasc.train.qat import attach_weight_fake_quant
 
         log.info("fake-quantising %d weight tensors to the per-channel int8 grid", attach_weight_fake_quant(model))
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
@@ -465,7 +465,7 @@ def _train(cfg: TrainConfig, data_dir: str | os.PathLike, out_dir: str | os.Path
                          100 * before, 100 * rep["macro_accuracy"])
             model = final_model
             if cfg.quant.weight_fake_quant:  # a plain model whose weights are the int8-grid values
-                from edgeasc.quant import snapped_copy
+                from edgeasc.train.qat import snapped_copy
 
                 model = snapped_copy(model)
             extra = {"epochs": cfg.optim.epochs, "val_macro_accuracy": rep["macro_accuracy"],
@@ -673,7 +673,7 @@ def _save_best(path: Path, snapshot: torch.nn.Module, cfg: TrainConfig, cfg_dict
                debiased: dict[str, Any] | None) -> None:
     """Write best.pt mid-run: `snapshot` (`_debiased_copy` of the best epoch) as model.pt is written."""
     if cfg.quant.weight_fake_quant:
-        from edgeasc.quant import snapped_copy
+        from edgeasc.train.qat import snapped_copy
 
         snapshot = snapped_copy(snapshot)
     extra = {"epochs": cfg.optim.epochs, "val_macro_accuracy": best["val_macro_accuracy"],

@@ -2,7 +2,7 @@
 
 `compute_teacher_logits` runs every teacher (an edgeasc checkpoint, or a run directory holding `model.pt`)
 once over the training split, in evaluation mode and without augmentation, averages the members' logits
-and writes an `edgeasc.distill.TeacherLogits` file (format in that module). The student's training then
+and writes an `edgeasc.train.distill.TeacherLogits` file (format in that module). The student's training then
 looks the logits up by clip id and checks coverage (SPEC.md section 4).
 
 Resumable: each member's logits are kept under `OUT_DIR/.{out name}.partial/` as `member_{key}.npy` plus a
@@ -40,8 +40,8 @@ from torch import nn
 from edgeasc.artifacts import write_atomic, write_json_atomic
 from edgeasc.checkpoint import load_model
 from edgeasc.config import FrontendConfig
-from edgeasc.dataset import Clip, TAUDataset, cache_key, load_waveforms
-from edgeasc.distill import FORMAT, TeacherLogits
+from edgeasc.data.dataset import Clip, TAUDataset, cache_key, load_waveforms
+from edgeasc.train.distill import FORMAT, TeacherLogits
 from edgeasc.errors import CheckpointError, ConfigError, DataError
 from edgeasc.evaluate import frontend_of, predict_logits
 from edgeasc.labels import SCENES
@@ -123,7 +123,7 @@ def _sharded_logits(
     bar: Any,
 ) -> np.ndarray | None:
     """This rank's shard (rows rank, rank + world, ...) written to a file; rank 0 returns the merged array."""
-    from edgeasc.train import _barrier
+    from edgeasc.train.loop import _barrier
 
     n = len(waves)
     shard_path = partial / f"{tag}.rank{rank}of{world}.npy"
@@ -186,7 +186,7 @@ def compute_teacher_logits(
         CheckpointError: a teacher is missing or unreadable, or does not output one logit per scene.
         DataError: the dataset or split is missing or empty.
     """
-    from edgeasc.train import _barrier, _dist_setup, _pick_device
+    from edgeasc.train.loop import _barrier, _dist_setup, _pick_device
 
     if not teachers:
         raise ConfigError("no teachers given; pass at least one --teacher RUN_DIR_OR_CHECKPOINT")
@@ -293,7 +293,7 @@ def _member_logits(
 ) -> np.ndarray:
     """One member's logits on `clips` (merged on rank 0; an empty array on the other ranks)."""
     from edgeasc.progress import progress_bar
-    from edgeasc.train import _barrier
+    from edgeasc.train.loop import _barrier
 
     if rank == 0:  # rank 0 builds the waveform cache, the others then map it
         waves = load_waveforms(ds.root, clips, frontend.sample_rate_hz, frontend.clip_samples, cache_dir, progress)

@@ -12,7 +12,7 @@ Layout (the seed's package EOPhoeny/dcase2025_task1_inference follows the same t
         <package>/_edgeasc/...          the edgeasc modules the API imports, imports rewritten
     OUT/predictions/<label>/complexity.json
 
-The package must run where edgeasc is not installed, so the modules `edgeasc.dcase` imports (transitively,
+The package must run where edgeasc is not installed, so the modules `edgeasc.devices.dcase` imports (transitively,
 function-level imports included, found by parsing the sources) are copied under `<package>/_edgeasc/` with
 every `edgeasc` import rewritten to `<package>._edgeasc`. Nothing else is changed in them.
 """
@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 LABEL_RE = re.compile(r"^[A-Za-z]+_[A-Za-z0-9]+(?:_[A-Za-z0-9]+)*_task1_[1-4]$")
 """`<Surname>_<Institute>_task1_<1-4>`, e.g. Zhang_AITHU_SJTU_task1_1 (DCASE submission label)."""
 
-VENDOR_ROOTS: tuple[str, ...] = ("edgeasc.dcase",)
+VENDOR_ROOTS: tuple[str, ...] = ("edgeasc.devices.dcase",)
 VENDOR_DIR = "_edgeasc"
 _IMPORT_RE = re.compile(r"^(\s*)(from|import)\s+edgeasc(?=[\s.])", re.MULTILINE)
 
@@ -55,7 +55,7 @@ def package_name(label: str) -> str:
 
 
 def _module_file(name: str) -> Path | None:
-    base = Path(__file__).resolve().parent.parent
+    base = Path(__file__).resolve().parents[2]
     rel = Path(*name.split("."))
     for cand in (base / rel.with_suffix(".py"), base / rel / "__init__.py"):
         if cand.is_file():
@@ -111,7 +111,7 @@ def _fp16_checkpoint(ckpt: dict[str, Any]) -> dict[str, Any]:
 
 
 def _write_fp16_bundle(model_path: Path, dst: Path, label: str) -> Path:
-    from edgeasc.bundle import is_bundle, read_bundle, save_bundle
+    from edgeasc.devices.bundle import is_bundle, read_bundle, save_bundle
     from edgeasc.checkpoint import read_checkpoint
 
     if is_bundle(model_path):
@@ -127,7 +127,7 @@ def _write_fp16_bundle(model_path: Path, dst: Path, label: str) -> Path:
 
 def over_budget_devices(complexity_json: dict[str, Any], budget: str = "dcase2025") -> list[str]:
     """Devices of a complexity.json dict whose model exceeds a named budget (`edgeasc.audit.BUDGETS`)."""
-    from edgeasc.audit import resolve_budget
+    from edgeasc.audit.report import resolve_budget
 
     _, limit = resolve_budget(budget)
     if limit is None:
@@ -158,8 +158,7 @@ def write_submission(model_path: str | os.PathLike, out_dir: str | os.PathLike, 
         ConfigError: bad label, or a non-empty package folder without `overwrite`.
         CheckpointError: unreadable model, or one the DCASE API cannot run.
     """
-    from edgeasc import dcase
-
+    from edgeasc.devices import dcase
     package = package_name(label)
     model_path, out_dir = Path(model_path), Path(out_dir)
     root = out_dir / package
@@ -172,7 +171,7 @@ def write_submission(model_path: str | os.PathLike, out_dir: str | os.PathLike, 
     _write_fp16_bundle(model_path, pkg / "ckpts" / f"{label}.pt", label)
     for name in vendored_modules():
         src = _module_file(name)
-        rel = src.relative_to(Path(__file__).resolve().parent)
+        rel = src.relative_to(Path(__file__).resolve().parents[1])
         header = (f"# Copied from edgeasc {__version__} ({Path('edgeasc', rel).as_posix()}) by "
                   f"`edgeasc submission`; edgeasc imports rewritten to {package}.{VENDOR_DIR}.\n")
         write_text_atomic(pkg / VENDOR_DIR / rel, header + rewrite_imports(src.read_text(encoding="utf-8"), package))
@@ -293,8 +292,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from {package}.{vendor} import dcase as _dcase
-from {package}.{vendor}.dcase import DeviceModels
+from {package}.{vendor}.devices import dcase as _dcase
+from {package}.{vendor}.devices.dcase import DeviceModels
 
 MODEL_FILE = Path(__file__).resolve().parent / "ckpts" / "{label}.pt"
 

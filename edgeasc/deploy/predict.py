@@ -1,11 +1,11 @@
 """Scene predictions for audio files: what `edgeasc predict` prints, for checkpoints, bundles and .tflite files.
 
-Checkpoints and device bundles go through the DCASE inference API (`edgeasc.dcase`: the same audio reading,
+Checkpoints and device bundles go through the DCASE inference API (`edgeasc.devices.dcase`: the same audio reading,
 1-s windows, fp16 weights and device routing as a submission). A .tflite runs on LiteRT's reference kernels
-through `edgeasc.runtime.TFLiteModel` (its metadata's frontend and input normalisation), on the same log-mel
-input (`edgeasc.dcase.log_mel_inputs`). Probabilities are the softmax of the logits.
+through `edgeasc.deploy.runtime.TFLiteModel` (its metadata's frontend and input normalisation), on the same log-mel
+input (`edgeasc.devices.dcase.log_mel_inputs`). Probabilities are the softmax of the logits.
 
-This module is not part of `edgeasc.dcase` on purpose: `edgeasc submission` copies `edgeasc.dcase` and every
+This module is not part of `edgeasc.devices.dcase` on purpose: `edgeasc submission` copies `edgeasc.devices.dcase` and every
 edgeasc module it imports into the package, and the TFLite runtime has no place in a DCASE submission.
 """
 
@@ -68,7 +68,7 @@ def audio_paths(paths: list[str | os.PathLike]) -> list[Path]:
         DataError: a path does not exist, or a folder holds no .wav/.flac file.
         ConfigError: `paths` is a single str or path instead of a list.
     """
-    from edgeasc.dcase import require_list
+    from edgeasc.devices.dcase import require_list
 
     require_list("paths", paths)
     out: list[Path] = []
@@ -99,7 +99,7 @@ def predict_files(
         paths: audio files or folders.
         model_path: an edgeasc checkpoint, a device bundle (`edgeasc finetune`) or a .tflite.
         device_id: the recording device of every file; ids without their own model use the general model.
-        windows: "first" (first second) or "mean" (mean logits of every 1-s window); see `edgeasc.dcase`.
+        windows: "first" (first second) or "mean" (mean logits of every 1-s window); see `edgeasc.devices.dcase`.
         batch_size: files per forward pass.
         use_cuda: checkpoints and bundles run on the GPU when one is available (fp16), as `dcase.predict`.
 
@@ -107,8 +107,7 @@ def predict_files(
         DataError: a missing, unreadable or empty audio file. CheckpointError, ModelFileError: a model file
         that is missing or not an edgeasc model. ConfigError: an unknown `windows`, an .onnx model.
     """
-    from edgeasc import dcase
-
+    from edgeasc.devices import dcase
     files = audio_paths(paths)
     model_path = Path(model_path)
     dev = str(device_id).strip().lower()
@@ -137,8 +136,8 @@ def predict_files(
 def _tflite_logits(files: list[Path], model_path: Path, windows: str,
                    batch_size: int) -> tuple[list[torch.Tensor], list[str]]:
     """Per file the logits (n_classes,) of a .tflite (its windows averaged), and the class order."""
-    from edgeasc.dcase import LOAD_CHUNK_FILES, log_mel_inputs
-    from edgeasc.runtime import TFLiteModel
+    from edgeasc.devices.dcase import LOAD_CHUNK_FILES, log_mel_inputs
+    from edgeasc.deploy.runtime import TFLiteModel
 
     model = TFLiteModel(model_path)
     frontend, labels, _ = model.frontend()

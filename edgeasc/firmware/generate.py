@@ -36,12 +36,12 @@ import numpy as np
 from edgeasc.artifacts import write_json_atomic, write_text_atomic
 from edgeasc.children import run_child
 from edgeasc.errors import FirmwareBuildError, FirmwareError
-from edgeasc.runtime import tflite_frontend
-from edgeasc.tflite_graph import Graph, Op, OpEntry, Tensor, TensorEntry, read_graph, tflite_macs
+from edgeasc.deploy.runtime import tflite_frontend
+from edgeasc.deploy.tflite_graph import Graph, Op, OpEntry, Tensor, TensorEntry, read_graph, tflite_macs
 
 log = logging.getLogger(__name__)
 
-STUB_DIR = Path(__file__).resolve().parent.parent / "firmware_stub"
+STUB_DIR = Path(__file__).resolve().parents[2] / "firmware_stub"
 """The hand-written firmware sources (kernels, frontend, harness, Makefile)."""
 
 SUPPORTED_OPS: tuple[str, ...] = (
@@ -833,7 +833,7 @@ def generate_firmware(tflite_path: str | os.PathLike, out_dir: str | os.PathLike
     Raises:
         FirmwareError: an unsupported operator, tensor type or option (nothing is written then).
     """
-    from edgeasc.runtime import InputNormalization, read_tflite_metadata
+    from edgeasc.deploy.runtime import InputNormalization, read_tflite_metadata
 
     tflite_path, out_dir = Path(tflite_path), Path(out_dir)
     graph = read_graph(tflite_path)
@@ -1213,7 +1213,7 @@ def export_demo_model(out_dir: str | os.PathLike, data_dir: str | os.PathLike, m
 
     from edgeasc.checkpoint import save_checkpoint
     from edgeasc.config import TrainConfig, to_dict
-    from edgeasc.export import export_checkpoint
+    from edgeasc.deploy.export import export_checkpoint
     from edgeasc.models import create_model
     from edgeasc.models.layers import randomize_batchnorm
 
@@ -1230,8 +1230,8 @@ def evaluation_inputs(tflite_path: str | os.PathLike, data_dir: str | os.PathLik
                       cache_dir: str | os.PathLike | None = None) -> dict[str, np.ndarray]:
     """Waveforms `(N, samples)`, Python log-mel `(N, n_mels, frames)` and the quantised model inputs
     `(N, n_mels * frames)` of the first `n_clips` clips of `split`."""
-    from edgeasc.dataset import TAUDataset, load_waveforms
-    from edgeasc.runtime import TFLiteModel, feature_batches
+    from edgeasc.data.dataset import TAUDataset, load_waveforms
+    from edgeasc.deploy.runtime import TFLiteModel, feature_batches
 
     frontend = tflite_frontend(tflite_path)[0]
     ds = TAUDataset(data_dir)

@@ -1,8 +1,8 @@
-"""Child-process entry of the ONNX -> TFLite step: `python -m edgeasc._convert_tflite JOB.json`.
+"""Child-process entry of the ONNX -> TFLite step: `python -m edgeasc.deploy._convert_tflite JOB.json`.
 
 TensorFlow and onnx2tf are imported only here, in a process of their own: the training side never loads
 TensorFlow, and a converter crash (onnx2tf has died with SIGFPE on a badly shaped calibration array) ends
-this process, not the CLI. The parent (`edgeasc.export.convert_onnx_to_tflite`) reads the exit status.
+this process, not the CLI. The parent (`edgeasc.deploy.export.convert_onnx_to_tflite`) reads the exit status.
 
 JOB.json: {"conversions": [{"onnx": path, "out_dir": path, "calibration_npy": path | null,
                             "input_name": str, "log": path (optional: this conversion's output),
@@ -105,7 +105,7 @@ def quantize_mixed(float_tflite: str, out_path: Path, calibration_npy: str, int1
     from ai_edge_quantizer.utils import qsv_utils
 
     # ai-edge-quantizer 0.10 keeps a moving average (0.95) of each tensor's per-clip min/max; TFLite's
-    # converter, the int8 path and edgeasc.sensitivity use the min/max over all calibration clips. With the
+    # converter, the int8 path and edgeasc.deploy.sensitivity use the min/max over all calibration clips. With the
     # average, test clips beyond the averaged range saturate (max |dlogit| 3.1 on a trained CP-Mobile).
     calibrator.algorithm_manager.get_update_qsv_func = lambda *args, **kwargs: qsv_utils.min_max_update
 
@@ -152,7 +152,7 @@ def _output_to(path: str | None):
 
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
-        print("usage: python -m edgeasc._convert_tflite JOB.json", file=sys.stderr)
+        print("usage: python -m edgeasc.deploy._convert_tflite JOB.json", file=sys.stderr)
         return 2
     job = json.loads(Path(argv[1]).read_text(encoding="utf-8"))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -4,10 +4,10 @@ The organisers run every submission through the same four functions (the API of 
 template, as the seed's package EOPhoeny/dcase2025_task1_inference implements it; SPEC.md section 3):
 `load_model`, `load_inputs`, `get_model_for_device` and `predict(file_paths, device_ids, ...)`, which returns
 one logit tensor per file and the class order. The device id of each file is known at inference time; a
-device with its own fine-tuned model (an edgeasc bundle, `edgeasc.bundle`) uses it, every other id (s4-s6,
+device with its own fine-tuned model (an edgeasc bundle, `edgeasc.devices.bundle`) uses it, every other id (s4-s6,
 and s7-s10 of the 2025 evaluation set) the general model. Device ids are case-insensitive.
 
-Real recordings: `edgeasc.audio.read_audio` averages channels to mono and resamples any rate to the model's.
+Real recordings: `edgeasc.data.audio.read_audio` averages channels to mono and resamples any rate to the model's.
 A clip longer than the model's 1-s input is either cropped to its first second (`windows="first"`, the
 default: what the DCASE evaluation clips, which are exactly 1 s, see) or split into non-overlapping 1-s
 windows whose logits are averaged (`windows="mean"`; the last window is zero-padded). A shorter clip is
@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from edgeasc.audio import fit_length, read_audio, split_windows
+from edgeasc.data.audio import fit_length, read_audio, split_windows
 from edgeasc.config import FrontendConfig
 from edgeasc.errors import CheckpointError, ConfigError
 from edgeasc.features import LogMel
@@ -112,7 +112,7 @@ def read_members(model_file_path: str | os.PathLike) -> tuple[FrontendConfig, di
     Returns:
         (the shared frontend, member name -> model in float32 eval mode, "general" first)
     """
-    from edgeasc.bundle import is_bundle, read_bundle
+    from edgeasc.devices.bundle import is_bundle, read_bundle
     from edgeasc.checkpoint import load_model as load_checkpoint_model
     from edgeasc.evaluate import frontend_of
 
@@ -215,7 +215,7 @@ def log_mel_inputs(
 ) -> list[Tensor]:
     """`load_inputs` without a `DeviceModels`: the log-mel input of `frontend` for each file.
 
-    For models that are not PyTorch members (a .tflite: `edgeasc.prediction`); same arguments, returns and
+    For models that are not PyTorch members (a .tflite: `edgeasc.deploy.predict`); same arguments, returns and
     errors as `load_inputs`.
 
     Args:

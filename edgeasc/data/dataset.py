@@ -24,13 +24,13 @@ from pathlib import Path
 import numpy as np
 
 from edgeasc.artifacts import require_writable, write_atomic, write_json_atomic
-from edgeasc.audio import load_clip
+from edgeasc.data.audio import load_clip
 from edgeasc.errors import DataError
 from edgeasc.labels import DEVICES, SCENES
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 2  # 2: torchaudio's resampling (edgeasc.audio.resample) instead of scipy's polyphase filter
+CACHE_VERSION = 2  # 2: torchaudio's resampling (edgeasc.data.audio.resample) instead of scipy's polyphase filter
 SPLIT_FILES = {
     "train": "evaluation_setup/fold1_train.csv",
     "test": "evaluation_setup/fold1_evaluate.csv",
@@ -99,7 +99,7 @@ class TAUDataset:
         self.meta: dict[str, Clip] = {}
         for row in _read_tsv(self.root / "meta.csv"):
             try:
-                # device ids as `edgeasc.dcase` routes them: "A" is device a, not a tenth device
+                # device ids as `edgeasc.devices.dcase` routes them: "A" is device a, not a tenth device
                 clip = Clip(row["filename"], row["scene_label"], row["source_label"].strip().lower(),
                             row["identifier"])
             except KeyError as exc:

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, fx, nn
 
 from edgeasc.metrics import macro_accuracy
-from edgeasc.quant import NormalizedInputConv, quantize_per_channel, quantize_per_tensor
+from edgeasc.train.qat import NormalizedInputConv, quantize_per_channel, quantize_per_tensor
 
 log = logging.getLogger(__name__)
 
@@ -216,7 +216,7 @@ class Int8Simulator:
 
     def input_covariances(self, x: Tensor) -> dict[str, np.ndarray]:
         """`E[p p^T]` of every convolution's input patches `p` on `x` (float network), per group:
-        module path -> `(groups, n, n)`, the statistics `edgeasc.quant.round_weights` rounds against."""
+        module path -> `(groups, n, n)`, the statistics `edgeasc.train.qat.round_weights` rounds against."""
         sums: dict[str, np.ndarray] = {}
         counts: dict[str, int] = {}
 
@@ -403,7 +403,7 @@ _LAYOUT_OPS = {"PAD", "PADV2", "RESHAPE", "QUANTIZE"}
 
 
 def tflite_tensors(sim: Int8Simulator, graph: Any) -> dict[str, int]:
-    """Each activation point's tensor in a converted float TFLite graph (`edgeasc.tflite_graph.read_graph`).
+    """Each activation point's tensor in a converted float TFLite graph (`edgeasc.deploy.tflite_graph.read_graph`).
 
     Convolutions are found by their weights (the float TFLite holds the folded torch weights, transposed to
     OHWI, or 1HWC for depthwise); every other point by its inputs: the op of the expected kind whose
@@ -506,7 +506,7 @@ def plan_int16(layers: list[str] | tuple[str, ...], tensors: dict[str, int], gra
     Args:
         layers: activation point names (`input` included).
         tensors: `tflite_tensors(sim, graph)`.
-        graph: the float TFLite graph (`edgeasc.tflite_graph.read_graph`).
+        graph: the float TFLite graph (`edgeasc.deploy.tflite_graph.read_graph`).
     """
     producer = {t: op.index for op in graph.ops for t in op.outputs}
     consumers: dict[int, list[int]] = {}

@@ -11,7 +11,7 @@ data. The sounds are not meant to be realistic, only to pose the same kind of pr
 - Parameters are drawn per location and per 10-s recording (segment) around the class prototype, shifted by
   a fixed random offset per city; the ten 1-s pieces of a segment share them, as in real recordings.
 - Devices: a is clean; b, c and s1-s6 are the same scene through a measured microphone response
-  (`edgeasc.ir_bank.DEVICE_IRS`) plus a fixed EQ, band limit, gain, noise floor and soft clipping
+  (`edgeasc.data.ir_bank.DEVICE_IRS`) plus a fixed EQ, band limit, gain, noise floor and soft clipping
   (`DEVICE_CHAINS`). s4-s6 appear only in the test fold.
 - How hard the task is comes from one place, `Difficulty` (default `DEFAULT_DIFFICULTY`).
 
@@ -287,7 +287,7 @@ def scene_prototype(scene: str, difficulty: Difficulty = DEFAULT_DIFFICULTY) -> 
 # --------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class DeviceChain:
-    """A device's fixed signal chain after its microphone response (`edgeasc.ir_bank.DEVICE_IRS`).
+    """A device's fixed signal chain after its microphone response (`edgeasc.data.ir_bank.DEVICE_IRS`).
 
     Attributes:
         highpass_hz / lowpass_hz: 2nd-order Butterworth magnitude band limit (0 = none).
@@ -327,7 +327,7 @@ DEVICE_CHAINS: dict[str, DeviceChain] = {
 @lru_cache(maxsize=32)
 def _device_response(device: str, strength: float) -> tuple[np.ndarray, np.ndarray, float, float]:
     """(transfer function over the segment's rfft bins, noise colour, noise rms, clip level) of a device."""
-    from edgeasc.ir_bank import device_ir
+    from edgeasc.data.ir_bank import device_ir
 
     chain = DEVICE_CHAINS[device]
     freqs = np.fft.rfftfreq(SEGMENT_SAMPLES, 1 / SAMPLE_RATE_HZ)

@@ -33,7 +33,7 @@ from torch.nn import functional as F
 from torch.nn.utils import parametrize
 
 from edgeasc.errors import ExportError
-from edgeasc.runtime import InputNormalization
+from edgeasc.features import InputNormalization
 
 INT8_MAX = 127
 
@@ -127,7 +127,7 @@ def quantize_per_channel(w: Tensor) -> Tensor:
 def quantize_per_tensor(t: Tensor, lo: float, hi: float, bits: int = 8) -> Tensor:
     """`t` rounded as TFLite quantises an activation with range [lo, hi]: asymmetric int8 over the range widened
     to include 0, scale `(hi - lo) / 255`, integer zero point; with `bits=16`, TFLite's int16 activations
-    (symmetric, zero point 0, scale `max(|lo|, |hi|) / 32767`). Used by `edgeasc.sensitivity`."""
+    (symmetric, zero point 0, scale `max(|lo|, |hi|) / 32767`). Used by `edgeasc.deploy.sensitivity`."""
     lo, hi = min(lo, 0.0), max(hi, 0.0)
     if bits == 16:
         scale16 = max(abs(lo), abs(hi), 1e-12) / 32767

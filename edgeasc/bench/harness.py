@@ -209,7 +209,7 @@ def estimate_mcu_latency(
 # Firmware hook (issue 8 fills it)
 # --------------------------------------------------------------------------------------------------
 FIRMWARE_HOOK = "edgeasc.firmware:bench_figures"
-"""`bench_figures(model_path: Path) -> dict` in edgeasc/firmware.py supplies the firmware section."""
+"""`bench_figures(model_path: Path) -> dict` in edgeasc/firmware/generate.py supplies the firmware section."""
 
 FIRMWARE_FIELDS: tuple[str, ...] = ("instructions_per_inference", "instructions_per_mac", "flash_bytes",
                                     "ram_bytes")
@@ -433,7 +433,7 @@ def _tflm_runtime() -> Any:
     try:
         from tflite_micro.python.tflite_micro import runtime
     except ImportError:
-        from edgeasc.runtime import RuntimeUnavailableError
+        from edgeasc.deploy.runtime import RuntimeUnavailableError
 
         raise RuntimeUnavailableError("edgeasc bench needs TFLite Micro (pip install "
                                       "'tflite-micro==0.dev20261023182759')") from None
@@ -487,7 +487,7 @@ class _ArenaProbe:
             self._err.seek(0)
             self._err.truncate()
             # the child imports this very package, installed or not
-            package_root = str(Path(__file__).resolve().parents[1])
+            package_root = str(Path(__file__).resolve().parents[2])
             env = dict(os.environ, PYTHONPATH=os.pathsep.join(
                 p for p in (package_root, os.environ.get("PYTHONPATH")) if p))
             self._proc = start_child(
@@ -556,7 +556,7 @@ def find_min_arena(
         ModelFileError: TFLite Micro cannot run the model at any arena size up to `MAX_ARENA_BYTES` (for
             example an operator it does not support), with its last error line.
     """
-    from edgeasc.runtime import ModelFileError
+    from edgeasc.deploy.runtime import ModelFileError
 
     if granularity < 1:
         raise ConfigError(f"arena granularity must be >= 1 byte, got {granularity}")
@@ -591,7 +591,7 @@ def find_min_arena(
 
 def _probe_main(model_path: str) -> int:
     """Child-process loop of `_ArenaProbe`: reads `fit N` / `run N` lines, answers `ok` or `fail`."""
-    from edgeasc.tflite_graph import read_tflite_model
+    from edgeasc.deploy.tflite_graph import read_tflite_model
 
     runtime = _tflm_runtime()
     data = Path(model_path).read_bytes()
@@ -644,11 +644,11 @@ def dataset_inputs(
     """`n` seeded, class-balanced clips of `split` as model inputs: log-mel with the model's frontend
     (its edgeasc metadata; the DCASE baseline frontend for a foreign model), normalised and quantised as
     the model states (`TFLiteModel.prepare`)."""
-    from edgeasc.audio import load_clip
-    from edgeasc.dataset import TAUDataset
+    from edgeasc.data.audio import load_clip
+    from edgeasc.data.dataset import TAUDataset
     from edgeasc.errors import DataError
-    from edgeasc.export import select_calibration_clips
-    from edgeasc.runtime import TFLiteModel, feature_batches
+    from edgeasc.deploy.export import select_calibration_clips
+    from edgeasc.deploy.runtime import TFLiteModel, feature_batches
 
     model = TFLiteModel(path)
     frontend, _, _ = model.frontend()
@@ -686,7 +686,7 @@ class _LiteRT:
     """A LiteRT interpreter (one thread) with positional input/output access."""
 
     def __init__(self, path: Path, reference_kernels: bool) -> None:
-        from edgeasc.runtime import create_interpreter
+        from edgeasc.deploy.runtime import create_interpreter
 
         self.interp, _ = create_interpreter(path, reference_kernels=reference_kernels, num_threads=1)
         self.ins = [d["index"] for d in self.interp.get_input_details()]
@@ -782,7 +782,7 @@ def bench_model(
         AuditError / ModelFileError: missing, malformed or unsupported model (exit code 2).
         ConfigError: bad arguments.
     """
-    from edgeasc.audit import AuditError, audit_tflite, detect_format
+    from edgeasc.audit.report import AuditError, audit_tflite, detect_format
 
     t_start = time.perf_counter()
     if runs < 1 or warmup < 0 or n_inputs < 1:
@@ -936,10 +936,3 @@ def format_bench(report: BenchReport) -> str:
         lines.append(f"warning: {w}")
     return "\n".join(lines)
 
-
-if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--arena-probe":
-        sys.exit(_probe_main(sys.argv[2]))
-    print("usage: python -m edgeasc.bench --arena-probe MODEL.tflite (internal; use `edgeasc bench`)",
-          file=sys.stderr)
-    sys.exit(2)

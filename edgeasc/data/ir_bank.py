@@ -27,7 +27,7 @@ from edgeasc.labels import DEVICE_GROUPS
 
 logger = logging.getLogger(__name__)
 
-IR_DIR = Path(__file__).resolve().parent / "resources" / "mic_irs"
+IR_DIR = Path(__file__).resolve().parents[1] / "resources" / "mic_irs"
 """Folder of the packaged `.wav` responses (mono, 24-bit; 44.1 kHz except five at 48 kHz)."""
 
 DEVICE_IRS: dict[str, tuple[str, ...]] = {

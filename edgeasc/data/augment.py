@@ -5,7 +5,7 @@ reproducible from its seed and a resumed run draws the same numbers as an uninte
 - SpecAugment frequency and time masks (Park et al. 2019), applied to the power mel as the baseline does;
 - Freq-MixStyle (Kim et al. 2022; fschmid56/cpjku_dcase23 helpers/utils.py), SPEC.md section 5;
 - device impulse response (DIR) augmentation: convolve device-a clips with a real microphone impulse
-  response from the training subset (`edgeasc.ir_bank.DIR_AUGMENT_IRS`), keeping the clip length.
+  response from the training subset (`edgeasc.data.ir_bank.DIR_AUGMENT_IRS`), keeping the clip length.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Pipeline (docs/export.md):
 1. BatchNorm is folded into the preceding convolution, and the network is exported to ONNX (opset 17,
    batch 1, fixed input `(1, 1, n_mels, frames)` = `(1, 1, 256, 65)` for the DCASE frontend).
-2. onnx2tf converts the ONNX file to TFLite in a child process (`edgeasc._convert_tflite`), so TensorFlow
+2. onnx2tf converts the ONNX file to TFLite in a child process (`edgeasc.deploy._convert_tflite`), so TensorFlow
    never loads on the training side and a converter crash becomes a clear error. The int8 model is
    calibrated on real log-mel features of a fixed, seeded, class-balanced subset of the training split
    (never random noise); its clip ids are written next to the model.
@@ -37,8 +37,9 @@ import numpy as np
 
 from edgeasc.artifacts import write_atomic, write_bytes_atomic, write_json_atomic, write_text_atomic
 from edgeasc.errors import ExportError, MissingDependencyError
-from edgeasc.runtime import InputNormalization, sidecar_path
-from edgeasc.tflite_graph import tflite_schema
+from edgeasc.features import InputNormalization
+from edgeasc.deploy.runtime import sidecar_path
+from edgeasc.deploy.tflite_graph import tflite_schema
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ model (an untrained one has near-tied logits) and are reported, with a warning w
 RUNTIMES: tuple[str, ...] = ("torch", "onnxruntime", "tflite_float32", "tflite_int8")
 
 WEIGHT_ROUNDINGS: tuple[str, ...] = ("adaptive", "nearest")
-"""How the int8 weights are rounded: against the calibration inputs (`edgeasc.quant.round_weights`), or to
+"""How the int8 weights are rounded: against the calibration inputs (`edgeasc.train.qat.round_weights`), or to
 the nearest step as the TFLite converter does."""
 
 CALIBRATION_IDS_FILE = "calibration_clips.txt"
@@ -101,7 +102,7 @@ STAGING_PREFIX = ".export_"  # an export in progress: OUT/.export_XXXX/, moved i
 SIGNATURE_FLOAT = "float_signature.tflite"  # in the work folder: what ai-edge-quantizer quantises
 INT16_TARGET = 0.995
 """`--int16-layers auto` adds int16 layers until the simulated agreement on held-out training clips reaches this
-(and the logit error is down by `edgeasc.sensitivity.AUTO_INT16_SHARE`)."""
+(and the logit error is down by `edgeasc.deploy.sensitivity.AUTO_INT16_SHARE`)."""
 
 
 @dataclass
@@ -170,11 +171,11 @@ def fold_batchnorm(model: Any) -> Any:
 
 def exported_network(model: Any, input_norm: Any = None) -> Any:
     """The float network the export converts: BatchNorm folded (`fold_batchnorm`), then the input
-    normalisation folded into the first convolutions when given (`edgeasc.quant.fold_input_normalization`)."""
+    normalisation folded into the first convolutions when given (`edgeasc.train.qat.fold_input_normalization`)."""
     folded = fold_batchnorm(model)
     if input_norm is None:
         return folded
-    from edgeasc.quant import fold_input_normalization
+    from edgeasc.train.qat import fold_input_normalization
 
     return fold_input_normalization(folded, input_norm)
 
@@ -195,8 +196,8 @@ def export_onnx(
         input_size: `(1, C, n_mels, frames)`.
         metadata: written to `metadata_props` (non-string values as JSON).
         opset: ONNX opset (>= 17).
-        input_norm: an `edgeasc.runtime.InputNormalization`: the graph then takes `input_norm.apply(x)`
-            (`edgeasc.quant.fold_input_normalization`).
+        input_norm: an `edgeasc.deploy.runtime.InputNormalization`: the graph then takes `input_norm.apply(x)`
+            (`edgeasc.train.qat.fold_input_normalization`).
 
     Returns:
         The path written.
@@ -379,7 +380,7 @@ def convert_onnx_to_tflite(
                 job = Path(tmp) / f"job_{i}.json"
                 job.write_text(json.dumps({"conversions": group}), encoding="utf-8")
                 with open(logs[i], "w", encoding="utf-8") as log_f:  # the child holds its own descriptor
-                    procs.append(start_child([sys.executable, "-m", "edgeasc._convert_tflite", str(job)],
+                    procs.append(start_child([sys.executable, "-m", "edgeasc.deploy._convert_tflite", str(job)],
                                              stdout=log_f, stderr=subprocess.STDOUT, cwd=tmp, env=env))
             deadline = None if timeout_s is None else time.monotonic() + timeout_s * max(map(len, groups))
             bar = progress_bar(total=len(conversions), enabled=progress, desc="onnx2tf", unit="model")
@@ -472,7 +473,7 @@ def check_deployable(path: str | os.PathLike, int8: bool, int16: bool = False) -
     """
     from collections import Counter
 
-    from edgeasc.tflite_graph import activation_tensors, parse_tflite
+    from edgeasc.deploy.tflite_graph import activation_tensors, parse_tflite
 
     tensors, ops, g_in, _, _, _ = parse_tflite(Path(path).read_bytes(), path)
     custom = sorted({op.name for op in ops if op.name.startswith("CUSTOM")})
@@ -745,11 +746,11 @@ def export_checkpoint(
         input_norm: with `int8`, export the graph on the normalised log-mel (`InputNormalization` of the
             calibration features, folded into the first convolutions; all three artifacts take it). False:
             the raw log-mel, as before (worse int8 on real recordings: docs/export.md).
-        sensitivity_clips: with `int8`, also measure the int8 sensitivity table (`edgeasc.sensitivity`: one
+        sensitivity_clips: with `int8`, also measure the int8 sensitivity table (`edgeasc.deploy.sensitivity`: one
             tensor quantised at a time, in a torch simulation) on this many clips of `eval_split`; written to
             the report's `sensitivity`.
         weight_rounding: with `int8`, `adaptive` (default) rounds each convolution's int8 weights to cancel
-            their error on the calibration inputs (`edgeasc.quant.round_weights`); `nearest` keeps the
+            their error on the calibration inputs (`edgeasc.train.qat.round_weights`); `nearest` keeps the
             converter's rounding.
         bias_correction: with `int8`, move each convolution's int32 bias by minus the mean error of its
             output over the calibration clips, everything quantised (`Int8Simulator.correct_biases`).
@@ -757,7 +758,7 @@ def export_checkpoint(
             int16 with int8 weights (TFLite's 16x8 scheme, through ai-edge-quantizer), or `"auto"`: the
             costliest ones (by logit error) until, simulated on held-out training clips, they remove 90% of
             the logit error int16 activations can remove and agreement reaches `int16_target`
-            (`edgeasc.sensitivity.choose_int16_layers`).
+            (`edgeasc.deploy.sensitivity.choose_int16_layers`).
 
     Returns:
         The artifacts and the parity report.
@@ -805,7 +806,7 @@ class _Prepared:
         if self._sim is None:
             import torch
 
-            from edgeasc.sensitivity import Int8Simulator
+            from edgeasc.deploy.sensitivity import Int8Simulator
 
             sim = Int8Simulator(exported_network(self.model, self.norm), torch.from_numpy(self.calib_features))
             if self.weight_rounding == "adaptive":
@@ -861,7 +862,7 @@ def export_checkpoints(
     if sensitivity_clips is not None and sensitivity_clips < 1:
         raise ConfigError(f"--sensitivity-clips must be >= 1, got {sensitivity_clips}")
     check_dependencies(int8=int8)
-    from edgeasc.dataset import TAUDataset
+    from edgeasc.data.dataset import TAUDataset
 
     ds = TAUDataset(data_dir)
     with contextlib.ExitStack() as stack:
@@ -980,7 +981,7 @@ def calibration_features(waves: np.ndarray, frontend: Any) -> np.ndarray:
     """
     import torch
 
-    from edgeasc.runtime import feature_batches
+    from edgeasc.deploy.runtime import feature_batches
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -1048,7 +1049,7 @@ def _calibration(out: Path, ds: Any, frontend: Any, int8: bool, calib_clips: int
                  cache_dir: Any, progress: bool, result: ExportResult) -> tuple[np.ndarray | None, Any]:
     """The calibration features `(N, 1, n_mels, frames)` (raw log-mel) and their description; the clip ids
     beside the model. `(None, None)` without int8."""
-    from edgeasc.dataset import load_waveforms
+    from edgeasc.data.dataset import load_waveforms
     from edgeasc.errors import DataError
     from edgeasc.labels import SCENES
 
@@ -1076,7 +1077,7 @@ def _calibration(out: Path, ds: Any, frontend: Any, int8: bool, calib_clips: int
 def _finish_tflite(p: _Prepared, int8: bool) -> None:
     """3. Move the converted TFLite files into place with their metadata (embedded and sidecar)."""
     from edgeasc.labels import SCENES
-    from edgeasc.runtime import TFLiteModel
+    from edgeasc.deploy.runtime import TFLiteModel
 
     out = p.out
     p.result.artifacts["log"] = out / LOG_FILE
@@ -1119,7 +1120,7 @@ def _finish_tflite(p: _Prepared, int8: bool) -> None:
 
 def _convert_int16(prepared: list[_Prepared], ds: Any, request: Any, target: float, seed: int, cache_dir: Any,
                    progress: bool) -> None:
-    """Plan each model's int16 layers (named, or `auto`: `edgeasc.sensitivity.choose_int16_layers` on held-out
+    """Plan each model's int16 layers (named, or `auto`: `edgeasc.deploy.sensitivity.choose_int16_layers` on held-out
     training clips) and convert it again with ai-edge-quantizer's per-op recipes (`_convert_tflite.quantize_mixed`);
     the result replaces the full-integer int8 file before `_finish_tflite`."""
     import difflib
@@ -1127,9 +1128,9 @@ def _convert_int16(prepared: list[_Prepared], ds: Any, request: Any, target: flo
     import torch
 
     from edgeasc.errors import ConfigError
-    from edgeasc.tflite_graph import read_graph
-    from edgeasc.quant import round_weights
-    from edgeasc.sensitivity import choose_int16_layers, plan_int16, tflite_tensors
+    from edgeasc.deploy.tflite_graph import read_graph
+    from edgeasc.train.qat import round_weights
+    from edgeasc.deploy.sensitivity import choose_int16_layers, plan_int16, tflite_tensors
 
     jobs = []
     for p in prepared:
@@ -1188,13 +1189,13 @@ def _convert_int16(prepared: list[_Prepared], ds: Any, request: Any, target: flo
 def _rewrite_int8(p: _Prepared, buf: bytes) -> bytes:
     """The converted int8 file after edgeasc's own post-training steps, both measured on the calibration
     clips: every convolution's weights rounded against its inputs (`--weight-rounding adaptive`,
-    `edgeasc.quant.round_weights`) instead of to the nearest step, then every convolution's bias corrected
+    `edgeasc.train.qat.round_weights`) instead of to the nearest step, then every convolution's bias corrected
     for the mean error of its output (`--bias-correction`, `Int8Simulator.correct_biases`). The weights the
     file holds are kept on `p` and in the simulation, for the sensitivity table."""
     import torch
     from torch import nn
 
-    from edgeasc.quant import round_weights
+    from edgeasc.train.qat import round_weights
 
     sim = p.simulator()
     layers = {}
@@ -1233,7 +1234,6 @@ def _finish_report(p: _Prepared, ds: Any, eval_split: str, eval_clips: int | Non
     """4. Parity on the evaluation split (and the sensitivity table); returns the float runtimes' missed
     targets."""
     from edgeasc import __version__
-
     result, out = p.result, p.out
     report = measure_parity(p.model, result.artifacts, ds, eval_split, p.frontend, eval_clips, seed, cache_dir,
                             progress, workers, p.norm)
@@ -1260,7 +1260,7 @@ def _finish_report(p: _Prepared, ds: Any, eval_split: str, eval_clips: int | Non
 
 def _graph_inputs(p: _Prepared, ds: Any, clips: list[Any], cache_dir: Any, progress: bool) -> np.ndarray:
     """The log-mel of `clips` in the exported graph's input domain (normalised when the export is)."""
-    from edgeasc.dataset import load_waveforms
+    from edgeasc.data.dataset import load_waveforms
 
     waves = load_waveforms(ds.root, clips, p.frontend.sample_rate_hz, p.frontend.clip_samples, cache_dir, progress)
     x = calibration_features(waves, p.frontend)
@@ -1269,11 +1269,11 @@ def _graph_inputs(p: _Prepared, ds: Any, clips: list[Any], cache_dir: Any, progr
 
 def measure_sensitivity(p: _Prepared, ds: Any, split: str, n_clips: int, seed: int, cache_dir: Any,
                         progress: bool) -> dict[str, Any]:
-    """The int8 sensitivity table (`edgeasc.sensitivity`) of the exported network on a seeded, class-balanced
+    """The int8 sensitivity table (`edgeasc.deploy.sensitivity`) of the exported network on a seeded, class-balanced
     subset of `split` (`n_clips`), with the calibration ranges of the export."""
     import torch
 
-    from edgeasc.sensitivity import sensitivity_table
+    from edgeasc.deploy.sensitivity import sensitivity_table
 
     clips = _eval_subset(ds.clips(split), n_clips, seed)
     x = _graph_inputs(p, ds, clips, cache_dir, progress)
@@ -1304,9 +1304,9 @@ def measure_parity(
     import onnxruntime as ort
     import torch
 
-    from edgeasc.dataset import load_waveforms
+    from edgeasc.data.dataset import load_waveforms
     from edgeasc.errors import DataError
-    from edgeasc.runtime import TFLiteModel, feature_batches
+    from edgeasc.deploy.runtime import TFLiteModel, feature_batches
 
     all_clips = ds.clips(split)
     clips = _eval_subset(all_clips, eval_clips, seed)

@@ -19,7 +19,7 @@ Parameter memory is counted as stored: each constant weight or bias tensor at it
 fp16 2 B, fp32/int32 4 B); integer shape, axis and padding constants are not parameters. A checkpoint is
 judged at the fp16 memory the DCASE rule implies (submissions run in half precision).
 
-.tflite files are read by `edgeasc.tflite_graph` (the flatbuffer schema classes, after its validity checks),
+.tflite files are read by `edgeasc.deploy.tflite_graph` (the flatbuffer schema classes, after its validity checks),
 .onnx files with `onnx` and its shape inference; nothing is hand-decoded.
 """
 
@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeasc.errors import AuditError, ConfigError, EdgeAscError
-from edgeasc.tflite_graph import (
+from edgeasc.deploy.tflite_graph import (
     activation_tensors,
     ceil_bytes,
     one_line,
@@ -45,7 +45,7 @@ from edgeasc.tflite_graph import (
     tflite_macs,
     verify_tflite,
 )
-from edgeasc.tflite_graph import read_tflite_model  # noqa: F401  (its home before edgeasc.tflite_graph; one release)
+from edgeasc.deploy.tflite_graph import read_tflite_model  # noqa: F401  (its home before edgeasc.deploy.tflite_graph; one release)
 
 log = logging.getLogger(__name__)
 
@@ -343,7 +343,7 @@ def audit_tflite(path: str | os.PathLike) -> AuditReport:
 
     meta_name = path.stem
     try:
-        from edgeasc.runtime import read_tflite_metadata
+        from edgeasc.deploy.runtime import read_tflite_metadata
 
         meta = read_tflite_metadata(path)
         if meta and meta.get("model_name"):
@@ -602,7 +602,7 @@ def audit_checkpoint(path: str | os.PathLike) -> AuditReport:
     from edgeasc.checkpoint import load_model
     from edgeasc.complexity import count_dcase, param_bytes_by_dtype
     from edgeasc.evaluate import frontend_of
-    from edgeasc.export import export_onnx, fold_batchnorm
+    from edgeasc.deploy.export import export_onnx, fold_batchnorm
 
     from edgeasc.errors import CheckpointError
 

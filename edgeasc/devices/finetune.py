@@ -22,7 +22,7 @@ split; `finetune.json` records both accuracies per device.
 
 Layout of `finetune`'s output folder:
     devices/<dev>/      one training run per device (config.json, last.pt, model.pt, metrics.json, ...)
-    bundle.pt           the general model plus every device model (edgeasc.bundle)
+    bundle.pt           the general model plus every device model (edgeasc.devices.bundle)
     eval_bundle.json    general vs device-specific accuracy per device (`evaluate_bundle`)
     finetune.json       provenance (recipe, devices, runs) and the same per-device table
 `export_bundle` writes `<member>/` (model.pt, model.onnx, model_float32.tflite, model_int8.tflite, parity
@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from edgeasc.artifacts import save_torch_atomic, write_json_atomic
-from edgeasc.bundle import GENERAL, is_bundle, read_bundle, routed_logits, save_bundle
+from edgeasc.devices.bundle import GENERAL, is_bundle, read_bundle, routed_logits, save_bundle
 from edgeasc.errors import CheckpointError, ConfigError, DataError, DomainError
 from edgeasc.labels import DEVICE_GROUPS, DEVICES, EVAL_ONLY_DEVICES
 
@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 KNOWN_DEVICES: tuple[str, ...] = DEVICE_GROUPS["real"] + DEVICE_GROUPS["seen"]
 """Devices with training clips in TAU22 (a, b, c, s1-s3): the default set of device models."""
 
-DEFAULT_RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "finetune_device.toml"
+DEFAULT_RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "finetune_device.toml"
 BUNDLE_FILE = "bundle.pt"
 REPORT_FILE = "finetune.json"
 EVAL_FILE = "eval_bundle.json"
@@ -154,7 +154,7 @@ def _resolve_devices(devices: Any, train_clips: list, val_clips: list, train_spl
 def _run_complete(run_dir: Path, cfg_dict: dict[str, Any]) -> bool:
     """True when `run_dir` holds a finished run of exactly this config."""
     from edgeasc.config import TrainConfig, from_dict, to_dict
-    from edgeasc.train import MODEL_FILE
+    from edgeasc.train.loop import MODEL_FILE
 
     cfg_path = run_dir / "config.json"
     if not (run_dir / MODEL_FILE).is_file() or not cfg_path.is_file():
@@ -202,8 +202,8 @@ def finetune(
     """
     from edgeasc.checkpoint import load_model, read_checkpoint
     from edgeasc.config import to_dict
-    from edgeasc.dataset import TAUDataset
-    from edgeasc.train import MODEL_FILE, train
+    from edgeasc.data.dataset import TAUDataset
+    from edgeasc.train.loop import MODEL_FILE, train
 
     checkpoint = Path(checkpoint).resolve()
     out = Path(out_dir)
@@ -224,7 +224,7 @@ def finetune(
                             base.data.train_split, base.data.val_split)
     held_out: dict[str, list] = {}  # device -> the clips its run leaves out (the ones train() holds out)
     if select:  # fail before any training when a device has nothing to hold out
-        from edgeasc.train import select_devices, split_holdout
+        from edgeasc.train.loop import select_devices, split_holdout
 
         train_clips = ds.clips(base.data.train_split)
         for dev in devs:
@@ -297,7 +297,7 @@ def finetune(
 def _holdout_choice(general: Path, tuned: Path, ds: Any, cfg: Any, held: list) -> dict[str, Any]:
     """Accuracy of the general and the fine-tuned model on the device's held-out training clips `held`."""
     from edgeasc.checkpoint import load_model
-    from edgeasc.dataset import load_waveforms
+    from edgeasc.data.dataset import load_waveforms
     from edgeasc.evaluate import predict_logits
 
     fe = cfg.frontend
@@ -337,7 +337,7 @@ def evaluate_bundle(
         CheckpointError: not a readable bundle.
         DataError: the split is missing or empty.
     """
-    from edgeasc.dataset import TAUDataset, load_waveforms
+    from edgeasc.data.dataset import TAUDataset, load_waveforms
     from edgeasc.evaluate import predict_logits
     from edgeasc.metrics import classification_report
 
@@ -454,7 +454,7 @@ def export_bundle(
     """Export every member of a bundle (int8 TFLite, or float32 without `int8`), audit each, write a manifest.
 
     Each member becomes `out_dir/<member>/model.pt` (a plain edgeasc checkpoint), is exported with
-    `edgeasc.export.export_checkpoints` into the same folder (parity on `eval_split`, `eval_clips` of it;
+    `edgeasc.deploy.export.export_checkpoints` into the same folder (parity on `eval_split`, `eval_clips` of it;
     the conversions run in parallel), and its .tflite is audited against `budget`. A member whose export
     finished with the same weights and options is not exported again. `out_dir/manifest.json` maps device ids
     to files (paths relative to the manifest): {"general": {"tflite"}, "devices": {dev: path},
@@ -469,8 +469,8 @@ def export_bundle(
         DomainError: a member is over budget (after the manifest is written).
         CheckpointError, DataError, ConfigError: bad input; ExportError: a conversion failed.
     """
-    from edgeasc.audit import audit_model, resolve_budget
-    from edgeasc.export import export_checkpoints
+    from edgeasc.audit.report import audit_model, resolve_budget
+    from edgeasc.deploy.export import export_checkpoints
 
     bundle_path = Path(bundle_path)
     bundle = read_bundle(bundle_path)
@@ -494,7 +494,7 @@ def export_bundle(
         else:
             log.info("member %s (%d/%d): exporting to %s", member, i, len(members), mdir)
             todo[member] = (save_torch_atomic(mdir / "model.pt", ckpt), fp)
-    if todo:  # converted side by side (edgeasc.export.convert_onnx_to_tflite)
+    if todo:  # converted side by side (edgeasc.deploy.export.convert_onnx_to_tflite)
         results = export_checkpoints([(pt, pt.parent) for pt, _ in todo.values()], data_dir, int8=int8,
                                      calib_clips=calib_clips, calib_split=calib_split, eval_split=eval_split,
                                      eval_clips=eval_clips, seed=seed, cache_dir=cache_dir, progress=progress)
