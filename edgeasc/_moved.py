@@ -36,6 +36,26 @@ MOVED: dict[str, str] = {
 }
 """Old module name -> the module that holds its code now."""
 
+MOVED_NAMES: dict[tuple[str, str], str] = {
+    ("edgeasc.devices.finetune", "export_bundle"): "edgeasc.pipeline",
+    ("edgeasc.devices.finetune", "manifest_tflite"): "edgeasc.deploy.manifest",
+    ("edgeasc.devices.finetune", "format_export_manifest"): "edgeasc.deploy.manifest",
+    ("edgeasc.devices.finetune", "MANIFEST_FILE"): "edgeasc.deploy.manifest",
+    ("edgeasc.devices.finetune", "MANIFEST_FORMAT"): "edgeasc.deploy.manifest",
+    ("edgeasc.devices.finetune", "MEMBER_FILE"): "edgeasc.deploy.manifest",
+}
+"""(module, name) -> the module that defines the name now: names that left a module that still exists."""
+
+
+def moved_attr(module: str, name: str):
+    """A moved name for a module's `__getattr__` (PEP 562), with a DeprecationWarning; AttributeError otherwise."""
+    new = MOVED_NAMES.get((module, name))
+    if new is None:
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+    warnings.warn(f"{module}.{name} moved to {new}.{name}; the old name goes in the next release",
+                  DeprecationWarning, stacklevel=3)
+    return getattr(importlib.import_module(new), name)
+
 
 class _MovedFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """Answers an old module name with the moved module itself (not a copy)."""

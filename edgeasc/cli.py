@@ -335,7 +335,8 @@ def export_cmd(checkpoint: Path, data_dir: Path, out_dir: Path | None, int8: boo
         if changed:
             raise ConfigError(f"{' and '.join(changed)}: not available for a device bundle; export the bundle, "
                               "then a member's OUT/<member>/model.pt with these options")
-        from edgeasc.devices.finetune import export_bundle, format_export_manifest
+        from edgeasc.deploy.manifest import format_export_manifest
+        from edgeasc.pipeline import export_bundle
 
         manifest = export_bundle(checkpoint, data_dir, out_dir, int8=int8, calib_clips=calib_clips,
                                  eval_clips=eval_clips, seed=seed, cache_dir=cache_dir, progress=progress,
@@ -424,7 +425,7 @@ def models_cmd(pattern: str, as_json: bool) -> None:
 
     Example: edgeasc models --pattern 'sscp*'
     """
-    from edgeasc.audit.report import BUDGETS
+    from edgeasc.budget import BUDGETS
     from edgeasc.complexity import DCASE_INPUT_SIZE, count_dcase
     from edgeasc.models import create_model, list_models
 
@@ -581,13 +582,14 @@ def prune_cmd(checkpoint: Path, data_dir: Path, out_dir: Path, recipe: Path | No
     Example: edgeasc prune runs/student_b64/model.pt --data data/synth --out runs/pruned
     --recipe recipes/demo_prune.toml --set kd.teacher_logits='runs/teachers.npz'
     """
-    from edgeasc.prune.stage import format_prune_summary, prune_checkpoint, resolve_prune_config
+    from edgeasc.pipeline import prune_and_export
+    from edgeasc.prune.stage import format_prune_summary, resolve_prune_config
 
     overrides = _with_shortcuts(overrides, epochs, batch_size, seed, device)
     train_cfg, prune_cfg = resolve_prune_config(recipe, overrides, target=target, max_param_bytes=max_param_bytes,
                                                 max_macs=max_macs, param_dtype=param_dtype,
                                                 to_base_channels=to_base_channels, export_int8=export_int8)
-    result = prune_checkpoint(checkpoint, data_dir, out_dir, train_cfg, prune_cfg, resume=resume,
+    result = prune_and_export(checkpoint, data_dir, out_dir, train_cfg, prune_cfg, resume=resume,
                               progress=not (no_progress or as_json))
     if as_json:
         click.echo(strict_json(result.report, indent=2))

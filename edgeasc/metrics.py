@@ -100,26 +100,28 @@ def format_report(report: dict[str, Any], title: str = "") -> str:
     devs = list(report["per_device"])
     groups = list(report["per_group"])
     head = ["", "macro"] + devs + groups
-    row = ["acc %", _pct(report["macro_accuracy"])]
-    row += [_pct(report["per_device"][d]["macro_accuracy"]) for d in devs]
-    row += [_pct(report["per_group"][g]["macro_accuracy"]) for g in groups]
+    row = ["acc %", pct(report["macro_accuracy"])]
+    row += [pct(report["per_device"][d]["macro_accuracy"]) for d in devs]
+    row += [pct(report["per_group"][g]["macro_accuracy"]) for g in groups]
     counts = ["clips", str(report["n_clips"])] + [str(report["per_device"][d]["n"]) for d in devs]
     counts += [str(report["per_group"][g]["n"]) for g in groups]
     lines = [title] if title else []
-    lines += _table([head, row, counts])
+    lines += text_table([head, row, counts])
     lines.append("")
     cls = list(report["per_class"])
     short = [c.replace("street_", "st_").replace("metro_station", "metro_st").replace("public_square", "pub_sq")
              .replace("shopping_mall", "mall").replace("pedestrian", "ped").replace("traffic", "traf") for c in cls]
-    lines += _table([["class"] + short, ["acc %"] + [_pct(report["per_class"][c]["accuracy"]) for c in cls]])
+    lines += text_table([["class"] + short, ["acc %"] + [pct(report["per_class"][c]["accuracy"]) for c in cls]])
     return "\n".join(lines)
 
 
-def _pct(x: float) -> str:
+def pct(x: float) -> str:
+    """A fraction as a percentage with two decimals; "-" for NaN."""
     return "-" if x != x else f"{100 * x:.2f}"
 
 
-def _table(rows: list[list[str]]) -> list[str]:
+def text_table(rows: list[list[str]]) -> list[str]:
+    """Rows of cells as aligned text lines: the first column left-aligned, the others right-aligned."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return ["  ".join(c.rjust(w) if j else c.ljust(w) for j, (c, w) in enumerate(zip(r, widths))) for r in rows]
 

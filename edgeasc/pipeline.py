@@ -323,11 +323,11 @@ def _run_train(stage: Stage, pipe: Pipeline, st: RunState, out: Path, progress: 
 
 
 def _run_prune(stage: Stage, pipe: Pipeline, st: RunState, out: Path, progress: bool):
-    from edgeasc.prune.stage import prune_checkpoint, resolve_prune_config
+    from edgeasc.prune.stage import resolve_prune_config
 
     train_cfg, prune_cfg = resolve_prune_config(
         pipe.resolve(stage.get("recipe")), (f"seed={pipe.seed}", *stage.get("set", ()), *_kd_overrides(stage, st)))
-    result = prune_checkpoint(st.model_ref(stage.get("input")), st.data_dir, out, train_cfg, prune_cfg,
+    result = prune_and_export(st.model_ref(stage.get("input")), st.data_dir, out, train_cfg, prune_cfg,
                               resume=True, progress=progress)
     return {"model": str(result.model_path)}, {"float": _test_report(result.model_path, st, out, result.final_metrics)}
 
@@ -358,8 +358,6 @@ def _run_export(stage: Stage, pipe: Pipeline, st: RunState, out: Path, progress:
                   seed=pipe.seed, cache_dir=st.cache_dir, progress=progress)
     key = "tflite_int8" if int8 else "tflite_float32"
     if is_bundle(model):
-        from edgeasc.devices.finetune import export_bundle
-
         manifest = export_bundle(model, st.data_dir, out, **kwargs)
         members = {m: str(out / info["tflite"]) if not Path(info["tflite"]).is_absolute() else info["tflite"]
                    for m, info in manifest["members"].items()}
@@ -481,6 +479,118 @@ def _absorb(st: RunState, stage: Stage, outputs: dict[str, Any]) -> None:
         st.teacher_logits = Path(outputs["logits"])
     elif stage.kind == "export":
         st.export = outputs
+
+
+# --------------------------------------------------------------------------------------------------
+# Commands that chain stages (the CLI's `prune` and bundle `export`)
+# --------------------------------------------------------------------------------------------------
+def prune_and_export(
+    checkpoint: str | os.PathLike,
+    data_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    train_cfg: Any,
+    cfg: Any,
+    resume: bool = False,
+    progress: bool = True,
+) -> Any:
+    """`edgeasc prune`: `edgeasc.prune.stage.prune_checkpoint`, and with `cfg.export_int8` the int8 export of
+    the final model into `out_dir/export/` and the audit of that file against the prune budget.
+
+    Returns:
+        The `PruneResult`; prune.json's `final.tflite_audit` holds the audit of the int8 file.
+
+    Raises:
+        DomainError: the final model, or its int8 file, misses the budget (prune.json is written first).
+    """
+    from edgeasc.prune.stage import prune_checkpoint, resolve_prune_budget
+
+    def deploy_check(model_path: Path, export_dir: Path) -> dict[str, Any]:
+        from edgeasc.audit.report import audit_tflite
+        from edgeasc.deploy.export import export_checkpoint
+
+        budget_name, budget = resolve_prune_budget(cfg)
+        result = export_checkpoint(model_path, data_dir, export_dir, int8=True, calib_clips=cfg.export_calib_clips,
+                                   eval_clips=cfg.export_eval_clips, cache_dir=train_cfg.data.cache_dir,
+                                   progress=progress)
+        tfl = result.artifacts["tflite_int8"]
+        rep = dataclasses.replace(audit_tflite(tfl), budget_name=budget_name, budget=budget)
+        return {"path": str(tfl), "param_bytes": rep.param_bytes, "macs_dcase": rep.macs_dcase, "macs": rep.macs,
+                "within_budget": rep.within_budget, "violations": rep.violations}
+
+    return prune_checkpoint(checkpoint, data_dir, out_dir, train_cfg, cfg, resume=resume, progress=progress,
+                            deploy_check=deploy_check if cfg.export_int8 else None)
+
+
+def export_bundle(
+    bundle_path: str | os.PathLike,
+    data_dir: str | os.PathLike,
+    out_dir: str | os.PathLike | None,
+    int8: bool = True,
+    calib_clips: int = 300,
+    eval_clips: int | None = None,
+    seed: int = 0,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = False,
+    budget: str | None = "dcase2025",
+    calib_split: str | None = None,
+    eval_split: str = "test",
+) -> dict[str, Any]:
+    """Export every member of a bundle (int8 TFLite, or float32 without `int8`), audit each, write a manifest.
+
+    Each member becomes `out_dir/<member>/model.pt` (a plain edgeasc checkpoint), is exported with
+    `edgeasc.deploy.manifest.export_members` into the same folder (parity on `eval_split`, `eval_clips` of it;
+    the conversions run in parallel), and its .tflite is audited against `budget`. A member whose export
+    finished with the same weights and options is not exported again. `out_dir/manifest.json` maps device ids
+    to files (paths relative to the manifest): {"general": {"tflite"}, "devices": {dev: path},
+    "unknown_devices": "general", "members": {member: {"tflite", "param_bytes", "macs", "within_budget",
+    "int8_agreement", "int8_accuracy", ...}}}.
+
+    Args:
+        out_dir: output folder (default: `export/` beside the bundle).
+        budget: named budget each member must meet (edgeasc.audit.BUDGETS), or "none".
+
+    Raises:
+        DomainError: a member is over budget (after the manifest is written).
+        CheckpointError, DataError, ConfigError: bad input; ExportError: a conversion failed.
+    """
+    from edgeasc.audit.report import audit_model
+    from edgeasc.budget import resolve_budget
+    from edgeasc.deploy.manifest import export_members, write_manifest
+    from edgeasc.devices.bundle import GENERAL, read_bundle
+
+    bundle_path = Path(bundle_path)
+    bundle = read_bundle(bundle_path)
+    resolve_budget(budget)  # an unknown budget name fails before any conversion
+    out = Path(out_dir) if out_dir is not None else bundle_path.parent / "export"
+    key = "tflite_int8" if int8 else "tflite_float32"
+    done = export_members(bundle, data_dir, out, int8=int8, calib_clips=calib_clips,
+                                  eval_clips=eval_clips, seed=seed, cache_dir=cache_dir, progress=progress,
+                                  calib_split=calib_split, eval_split=eval_split)
+    members = bundle.members()
+    entries: dict[str, dict[str, Any]] = {}
+    for member in members:
+        tflite, parity = out / member / done[member]["tflite"], done[member]["parity"]
+        audit = audit_model(tflite, budget=budget)
+        entries[member] = {
+            "tflite": f"{member}/{tflite.name}",
+            "answers": [member] if member != GENERAL else "every device without its own model",
+            "param_bytes": audit.param_bytes,
+            "macs": audit.budget_macs(),
+            "macs_rule": audit.budget.mac_rule if audit.budget else "dcase",
+            "macs_deployed": audit.macs,
+            "peak_activation_bytes": audit.peak_activation_bytes,
+            "within_budget": audit.within_budget,
+            "violations": audit.violations,
+            **parity,
+        }
+    manifest = write_manifest(out, bundle_path, bundle, key, budget, entries)
+    path = manifest["path"]
+    over = [m for m, e in entries.items() if e["within_budget"] is False]
+    if over:
+        raise DomainError(f"bundle member(s) {', '.join(over)} over budget {budget}: "
+                          + "; ".join(f"{m}: {', '.join(entries[m]['violations'])}" for m in over)
+                          + f" (manifest: {path})")
+    return manifest
 
 
 # --------------------------------------------------------------------------------------------------

@@ -286,8 +286,10 @@ def test_cli_finetune_and_evaluate_bundle(general, tiny_data, cache_dir, tmp_pat
 # --- export -----------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_export_bundle_writes_one_audited_int8_model_per_member(tuned, tiny_data, cache_dir, tmp_path, monkeypatch):
-    from edgeasc.audit.report import BUDGETS, Budget, audit_model
-    from edgeasc.devices.finetune import export_bundle, manifest_tflite
+    from edgeasc.audit.report import audit_model
+    from edgeasc.budget import BUDGETS, Budget
+    from edgeasc.deploy.manifest import manifest_tflite
+    from edgeasc.pipeline import export_bundle
     from edgeasc.deploy.runtime import TFLiteModel, feature_batches
 
     out = tmp_path / "export"

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from torch import nn
 
 from conftest import load_benchmarks_module, randomize_batchnorm
-from edgeasc.audit.report import BUDGETS, Budget
+from edgeasc.budget import BUDGETS, Budget
 from edgeasc.checkpoint import load_model, save_checkpoint
 from edgeasc.cli import cli
 from edgeasc.complexity import count_dcase

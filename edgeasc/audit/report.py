@@ -35,7 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeasc.errors import AuditError, ConfigError, EdgeAscError
+from edgeasc.budget import BUDGETS, MAC_RULES, Budget, resolve_budget  # noqa: F401  (edgeasc.audit names)
+from edgeasc.errors import AuditError, EdgeAscError
 from edgeasc.deploy.tflite_graph import (
     activation_tensors,
     ceil_bytes,
@@ -48,35 +49,6 @@ from edgeasc.deploy.tflite_graph import (
 from edgeasc.deploy.tflite_graph import read_tflite_model  # noqa: F401  (its home before edgeasc.deploy.tflite_graph; one release)
 
 log = logging.getLogger(__name__)
-
-MAC_RULES: tuple[str, ...] = ("dcase", "deployed")
-"""`dcase`: layers with weights only (the DCASE 2025 rule); `deployed`: every operator of the graph."""
-
-
-@dataclass(frozen=True)
-class Budget:
-    """A complexity budget: parameter memory in bytes and MACs per inference.
-
-    Attributes:
-        param_bytes: largest allowed parameter memory.
-        macs: largest allowed MACs for one inference.
-        mac_rule: which count the MAC limit applies to (`dcase` or `deployed`, see `MAC_RULES`).
-    """
-
-    param_bytes: int
-    macs: int
-    mac_rule: str = "dcase"
-
-    def __post_init__(self) -> None:
-        if self.param_bytes < 1 or self.macs < 1:
-            raise ValueError(f"budget limits must be positive, got {self.param_bytes} bytes and {self.macs} MACs")
-        if self.mac_rule not in MAC_RULES:
-            raise ValueError(f"mac_rule must be one of {MAC_RULES}, got {self.mac_rule!r}")
-
-
-BUDGETS: dict[str, Budget] = {"dcase2025": Budget(param_bytes=128_000, macs=30_000_000)}
-"""Named budgets. DCASE 2025 Task 1: 128 kB parameter memory (128,000 bytes) and 30 M MACs per 1-s clip."""
-
 
 @dataclass(frozen=True)
 class LayerAudit:
@@ -726,36 +698,6 @@ def detect_format(path: str | os.PathLike) -> str:
     if head[:2] == b"PK":
         return "checkpoint"
     raise AuditError(f"{path}: unsupported model file; expected .tflite, .onnx or an edgeasc checkpoint (.pt)")
-
-
-def resolve_budget(
-    name: str | None = "dcase2025", max_param_bytes: int | None = None, max_macs: int | None = None,
-    mac_rule: str | None = None,
-) -> tuple[str | None, Budget | None]:
-    """A named budget with optional overrides; ("custom", ...) when only overrides are given.
-
-    Raises:
-        ConfigError: unknown budget name (with a close match), or a non-positive limit.
-    """
-    if name is not None and name not in BUDGETS and name != "none":
-        import difflib
-
-        close = difflib.get_close_matches(name, list(BUDGETS), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(f"unknown budget {name!r}{hint} (known: {', '.join(BUDGETS)}, none)")
-    base = BUDGETS.get(name) if name else None
-    if base is None and max_param_bytes is None and max_macs is None:
-        return None, None
-    try:
-        budget = Budget(
-            param_bytes=max_param_bytes if max_param_bytes is not None else (base.param_bytes if base else 2**63),
-            macs=max_macs if max_macs is not None else (base.macs if base else 2**63),
-            mac_rule=mac_rule or (base.mac_rule if base else "deployed"),
-        )
-    except ValueError as exc:
-        raise ConfigError(f"invalid budget: {exc}") from None
-    changed = base is None or budget != base
-    return (f"{name}+overrides" if base and changed else (name if base else "custom")), budget
 
 
 def audit_model(

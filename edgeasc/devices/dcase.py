@@ -37,6 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from edgeasc.data.audio import fit_length, read_audio, split_windows
+from edgeasc.budget import PARAM_DTYPE_BYTES
 from edgeasc.config import FrontendConfig
 from edgeasc.errors import CheckpointError, ConfigError
 from edgeasc.features import LogMel
@@ -46,8 +47,8 @@ from edgeasc.metrics import require_finite_logits
 log = logging.getLogger(__name__)
 
 WINDOW_MODES: tuple[str, ...] = ("first", "mean")
-PARAM_DTYPE_BYTES = 2
-"""Parameters are stored and counted in fp16."""
+WEIGHTS_DTYPE = "fp16"
+"""Parameters are stored and counted in fp16 (`edgeasc.budget.PARAM_DTYPE_BYTES` gives the width)."""
 LOAD_CHUNK_FILES = 2048
 """`predict` reads and classifies this many files at a time (bounds the memory of the features)."""
 
@@ -343,7 +344,7 @@ def complexity(model_or_path: DeviceModels | str | os.PathLike) -> dict[str, Any
         name = model.member_for(dev)
         if name not in per_member:
             report = count_dcase(model.member(name), input_size)
-            per_member[name] = {"MACs": int(report.macs), "Params": int(report.param_bytes(PARAM_DTYPE_BYTES))}
+            per_member[name] = {"MACs": int(report.macs), "Params": int(report.param_bytes(PARAM_DTYPE_BYTES[WEIGHTS_DTYPE]))}
         per_device[dev] = dict(per_member[name])
     return {
         "per_device": per_device,

@@ -25,14 +25,13 @@ Layout of `finetune`'s output folder:
     bundle.pt           the general model plus every device model (edgeasc.devices.bundle)
     eval_bundle.json    general vs device-specific accuracy per device (`evaluate_bundle`)
     finetune.json       provenance (recipe, devices, runs) and the same per-device table
-`export_bundle` writes `<member>/` (model.pt, model.onnx, model_float32.tflite, model_int8.tflite, parity
-report) per member and a `manifest.json` that maps device ids to the .tflite files.
+A bundle's export (one .tflite per member and a manifest.json routing device ids to them) is
+`edgeasc.pipeline.export_bundle`, on `edgeasc.deploy.manifest`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -42,10 +41,12 @@ from typing import Any
 
 import numpy as np
 
-from edgeasc.artifacts import save_torch_atomic, write_json_atomic
+from edgeasc._moved import moved_attr
+from edgeasc.artifacts import write_json_atomic
 from edgeasc.devices.bundle import GENERAL, is_bundle, read_bundle, routed_logits, save_bundle
-from edgeasc.errors import CheckpointError, ConfigError, DataError, DomainError
+from edgeasc.errors import CheckpointError, ConfigError, DataError
 from edgeasc.labels import DEVICE_GROUPS, DEVICES, EVAL_ONLY_DEVICES
+from edgeasc.metrics import pct, text_table
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +57,6 @@ DEFAULT_RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "finetune_dev
 BUNDLE_FILE = "bundle.pt"
 REPORT_FILE = "finetune.json"
 EVAL_FILE = "eval_bundle.json"
-MANIFEST_FILE = "manifest.json"
-MEMBER_FILE = "member.json"
-MANIFEST_FORMAT = "edgeasc-bundle-manifest"
 
 
 @dataclass
@@ -393,203 +391,19 @@ def format_bundle_report(report: dict[str, Any]) -> str:
     devs = list(report["per_device"])
     rows = [[""] + devs + ["macro"]]
     for label, key in (("general", "general"), ("device-specific", "bundle")):
-        rows.append([label] + [_pct(report["per_device"][d][key]) for d in devs] + [_pct(report["macro"][key])])
+        rows.append([label] + [pct(report["per_device"][d][key]) for d in devs] + [pct(report["macro"][key])])
     rows.append(["diff (pp)"] + [_signed(report["per_device"][d]["diff_pp"]) for d in devs]
                 + [_signed(report["macro"]["diff_pp"])])
     rows.append(["model"] + [report["per_device"][d]["member"] for d in devs] + [""])
     rows.append(["clips"] + [str(report["per_device"][d]["clips"]) for d in devs] + [str(report["n_clips"])])
     title = (f"{report['model_name']} bundle ({', '.join(report['members'])}) on {report['split']} "
              f"({report['n_clips']} clips), macro accuracy %")
-    return "\n".join([title, *_table(rows)])
+    return "\n".join([title, *text_table(rows)])
 
 
 def _signed(pp: float) -> str:
     return f"{round(pp, 2) + 0.0:+.2f}"  # + 0.0: a rounding residue of -1e-15 prints as +0.00, not -0.00
 
 
-def _pct(x: float) -> str:
-    return "-" if x != x else f"{100 * x:.2f}"
-
-
-def _table(rows: list[list[str]]) -> list[str]:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return ["  ".join(c.rjust(w) if j else c.ljust(w) for j, (c, w) in enumerate(zip(r, widths))) for r in rows]
-
-
-# --------------------------------------------------------------------------------------------------
-# Export
-# --------------------------------------------------------------------------------------------------
-def _fingerprint(ckpt: dict[str, Any]) -> str:
-    """sha256 of a checkpoint's model_config, frontend and weights: decides whether an export is current."""
-    h = hashlib.sha256()
-    h.update(json.dumps(ckpt["model_config"], sort_keys=True, default=list).encode())
-    h.update(json.dumps((ckpt.get("config") or {}).get("frontend"), sort_keys=True).encode())
-    for key in sorted(ckpt["state_dict"]):
-        t = ckpt["state_dict"][key].detach().cpu().contiguous()
-        h.update(f"{key}:{t.dtype}:{tuple(t.shape)}".encode())
-        h.update(t.reshape(-1).view(_uint_dtype(t.element_size())).numpy().tobytes())  # raw bytes, any dtype
-    return h.hexdigest()
-
-
-def _uint_dtype(itemsize: int) -> Any:
-    import torch
-
-    return {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[itemsize]
-
-
-def export_bundle(
-    bundle_path: str | os.PathLike,
-    data_dir: str | os.PathLike,
-    out_dir: str | os.PathLike | None,
-    int8: bool = True,
-    calib_clips: int = 300,
-    eval_clips: int | None = None,
-    seed: int = 0,
-    cache_dir: str | os.PathLike | None = None,
-    progress: bool = False,
-    budget: str | None = "dcase2025",
-    calib_split: str | None = None,
-    eval_split: str = "test",
-) -> dict[str, Any]:
-    """Export every member of a bundle (int8 TFLite, or float32 without `int8`), audit each, write a manifest.
-
-    Each member becomes `out_dir/<member>/model.pt` (a plain edgeasc checkpoint), is exported with
-    `edgeasc.deploy.export.export_checkpoints` into the same folder (parity on `eval_split`, `eval_clips` of it;
-    the conversions run in parallel), and its .tflite is audited against `budget`. A member whose export
-    finished with the same weights and options is not exported again. `out_dir/manifest.json` maps device ids
-    to files (paths relative to the manifest): {"general": {"tflite"}, "devices": {dev: path},
-    "unknown_devices": "general", "members": {member: {"tflite", "param_bytes", "macs", "within_budget",
-    "int8_agreement", "int8_accuracy", ...}}}.
-
-    Args:
-        out_dir: output folder (default: `export/` beside the bundle).
-        budget: named budget each member must meet (edgeasc.audit.BUDGETS), or "none".
-
-    Raises:
-        DomainError: a member is over budget (after the manifest is written).
-        CheckpointError, DataError, ConfigError: bad input; ExportError: a conversion failed.
-    """
-    from edgeasc.audit.report import audit_model, resolve_budget
-    from edgeasc.deploy.export import export_checkpoints
-
-    bundle_path = Path(bundle_path)
-    bundle = read_bundle(bundle_path)
-    resolve_budget(budget)  # an unknown budget name fails before any conversion
-    out = Path(out_dir) if out_dir is not None else bundle_path.parent / "export"
-    key = "tflite_int8" if int8 else "tflite_float32"
-    options = {"int8": int8, "calib_clips": calib_clips, "calib_split": calib_split, "eval_split": eval_split,
-               "eval_clips": eval_clips, "seed": seed}
-    members = bundle.members()
-    done: dict[str, dict[str, Any]] = {}  # member -> its marker: {"tflite", "parity", ...}
-    todo: dict[str, tuple[Path, str]] = {}
-    for i, member in enumerate(members, 1):
-        mdir = out / member
-        ckpt = bundle.checkpoint(member)
-        fp = _fingerprint(ckpt)
-        marker = _read_marker(mdir / MEMBER_FILE)
-        if (marker is not None and marker.get("fingerprint") == fp and marker.get("options") == options
-                and (mdir / marker["tflite"]).is_file()):
-            log.info("member %s (%d/%d): export in %s is current; skipping", member, i, len(members), mdir)
-            done[member] = marker
-        else:
-            log.info("member %s (%d/%d): exporting to %s", member, i, len(members), mdir)
-            todo[member] = (save_torch_atomic(mdir / "model.pt", ckpt), fp)
-    if todo:  # converted side by side (edgeasc.deploy.export.convert_onnx_to_tflite)
-        results = export_checkpoints([(pt, pt.parent) for pt, _ in todo.values()], data_dir, int8=int8,
-                                     calib_clips=calib_clips, calib_split=calib_split, eval_split=eval_split,
-                                     eval_clips=eval_clips, seed=seed, cache_dir=cache_dir, progress=progress)
-        for (member, (pt, fp)), result in zip(todo.items(), results):
-            done[member] = {"member": member, "fingerprint": fp, "options": options,
-                            "tflite": result.artifacts[key].name, "parity": _parity_entry(result.report, member, key)}
-            write_json_atomic(pt.parent / MEMBER_FILE, done[member])
-    entries: dict[str, dict[str, Any]] = {}
-    for member in members:
-        tflite, parity = out / member / done[member]["tflite"], done[member]["parity"]
-        audit = audit_model(tflite, budget=budget)
-        entries[member] = {
-            "tflite": f"{member}/{tflite.name}",
-            "answers": [member] if member != GENERAL else "every device without its own model",
-            "param_bytes": audit.param_bytes,
-            "macs": audit.budget_macs(),
-            "macs_rule": audit.budget.mac_rule if audit.budget else "dcase",
-            "macs_deployed": audit.macs,
-            "peak_activation_bytes": audit.peak_activation_bytes,
-            "within_budget": audit.within_budget,
-            "violations": audit.violations,
-            **parity,
-        }
-    manifest = {
-        "format": MANIFEST_FORMAT,
-        "version": 1,
-        "bundle": str(bundle_path),
-        "model_name": bundle.general["model_config"]["name"],
-        "format_key": key,
-        "budget": None if budget in (None, "none") else budget,
-        "general": {"tflite": entries[GENERAL]["tflite"]},
-        "devices": {d: entries[d]["tflite"] for d in bundle.devices},
-        "unknown_devices": GENERAL,
-        "members": entries,
-        "within_budget": None if budget in (None, "none") else all(e["within_budget"] for e in entries.values()),
-    }
-    path = write_json_atomic(out / MANIFEST_FILE, manifest)
-    manifest["path"] = str(path)
-    over = [m for m, e in entries.items() if e["within_budget"] is False]
-    if over:
-        raise DomainError(f"bundle member(s) {', '.join(over)} over budget {budget}: "
-                          + "; ".join(f"{m}: {', '.join(entries[m]['violations'])}" for m in over)
-                          + f" (manifest: {path})")
-    return manifest
-
-
-def _read_marker(path: Path) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
-        return None
-
-
-def _parity_entry(report: dict[str, Any], member: str, key: str) -> dict[str, Any]:
-    """Accuracy and agreement of the deployed file vs torch; a device member also on its own device's clips."""
-    res = report["results"]
-    dep = res[key]
-    entry = {
-        "eval_split": report["eval"]["split"],
-        "eval_clips": report["eval"]["n_clips"],
-        "torch_accuracy": res["torch"]["macro_accuracy"],
-        "int8_agreement": dep["agreement"] if key == "tflite_int8" else None,
-        "int8_accuracy": dep["macro_accuracy"] if key == "tflite_int8" else None,
-        "tflite_agreement": dep["agreement"],
-        "tflite_accuracy": dep["macro_accuracy"],
-    }
-    if member != GENERAL and member in dep["per_device"]:
-        entry["own_device_torch_accuracy"] = res["torch"]["per_device"][member]
-        entry["own_device_tflite_accuracy"] = dep["per_device"][member]
-    return entry
-
-
-def manifest_tflite(manifest_path: str | os.PathLike, device_id: str) -> Path:
-    """The .tflite that answers `device_id` in an export manifest (the general one for unknown devices)."""
-    manifest_path = Path(manifest_path)
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(f"cannot read bundle manifest {manifest_path}: {exc}") from None
-    if manifest.get("format") != MANIFEST_FORMAT:
-        raise DataError(f"{manifest_path} is not an edgeasc bundle manifest")
-    rel = manifest["devices"].get(str(device_id).strip().lower(), manifest["general"]["tflite"])
-    return manifest_path.parent / rel
-
-
-def format_export_manifest(manifest: dict[str, Any]) -> str:
-    """One row per member: file, parameter bytes, MACs, agreement with torch, accuracy, budget verdict."""
-    rows = [["member", "tflite", "param bytes", "MACs", "agree %", "macro %", "budget"]]
-    for member, e in manifest["members"].items():
-        rows.append([member, e["tflite"], f"{e['param_bytes']:,}", f"{e['macs']:,}",
-                     f"{100 * e['tflite_agreement']:.2f}", f"{100 * e['tflite_accuracy']:.2f}",
-                     {True: "ok", False: "OVER", None: "-"}[e["within_budget"]]])
-    first = next(iter(manifest["members"].values()))
-    lines = [f"{manifest['model_name']} bundle export ({manifest['format_key']}); parity on {first['eval_split']} "
-             f"({first['eval_clips']} clips); unknown devices -> {manifest['general']['tflite']}"]
-    return "\n".join(lines + _table(rows))
+def __getattr__(name: str):  # names that moved out of this module in 0.2, for one release
+    return moved_attr(__name__, name)

@@ -39,12 +39,11 @@ import torch
 from torch import nn
 
 from edgeasc.artifacts import write_atomic, write_json_atomic
+from edgeasc.budget import PARAM_DTYPE_BYTES, resolve_budget
 from edgeasc.errors import ConfigError, DomainError
 
 log = logging.getLogger(__name__)
 
-PARAM_DTYPE_BYTES: dict[str, int] = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1}
-"""Deployment dtypes and their width. DCASE counts parameters at the dtype the submission runs (fp16)."""
 
 IMPORTANCE_NAMES: tuple[str, ...] = ("l1", "l2", "bn_scale", "taylor")
 FAMILIES: tuple[str, ...] = ("sscp_mobile", "cpmobile")
@@ -165,9 +164,7 @@ def resolve_prune_config(
 
 
 def resolve_prune_budget(cfg: PruneConfig) -> tuple[str | None, Any]:
-    """(name, `edgeasc.audit.Budget`) the final model must meet, or (None, None); MACs by the DCASE rule."""
-    from edgeasc.audit.report import resolve_budget
-
+    """(name, `edgeasc.budget.Budget`) the final model must meet, or (None, None); MACs by the DCASE rule."""
     return resolve_budget(cfg.budget, cfg.max_param_bytes, cfg.max_macs, mac_rule="dcase")
 
 
@@ -585,6 +582,7 @@ def prune_checkpoint(
     cfg: PruneConfig,
     resume: bool = False,
     progress: bool = True,
+    deploy_check: Callable[[Path, Path], dict[str, Any]] | None = None,
 ) -> PruneResult:
     """Prune a trained CPMobile-family checkpoint in stages (AGP during KD training, then KD fine-tuning).
 
@@ -593,11 +591,21 @@ def prune_checkpoint(
     parameters, memory, MACs and accuracy, budget checks), pruning_curve.png, and `export/` with
     `cfg.export_int8`.
 
+    Args:
+        deploy_check: with `cfg.export_int8`, called as `deploy_check(final model.pt, out/"export")` when the
+            final model is within budget; it exports the model to int8 TFLite, audits that file and returns
+            {"path", "param_bytes", "macs_dcase", "macs", "within_budget", "violations"} (prune.json's
+            `final.tflite_audit`). Export and audit are later stages: `edgeasc.pipeline.prune_and_export`
+            passes them in (the `edgeasc prune` command).
+
     Raises:
         DomainError: the final model exceeds the budget on the DCASE rule or (with export) on the audit of
             its int8 TFLite file; prune.json and model.pt are written first.
         ConfigError, CheckpointError, DataError: bad input (checked before any training where possible).
     """
+    if cfg.export_int8 and deploy_check is None:
+        raise ConfigError("prune.export_int8 needs the export and audit stages: run it with `edgeasc prune` or "
+                          "edgeasc.pipeline.prune_and_export")
     from edgeasc.checkpoint import load_model, save_checkpoint
     from edgeasc.config import FrontendConfig, from_dict, to_dict
     from edgeasc.train.loop import train
@@ -682,8 +690,7 @@ def prune_checkpoint(
                        "dcase_rule": {"within_budget": not violations, "violations": violations},
                        "tflite_audit": None}
     if cfg.export_int8 and not violations:
-        report["final"]["tflite_audit"] = _export_and_audit(final_path, data_dir, out, train_cfg, cfg, budget_name,
-                                                            budget, progress)
+        report["final"]["tflite_audit"] = deploy_check(final_path, out / "export")
         violations += [f"int8 TFLite: {v}" for v in report["final"]["tflite_audit"]["violations"]]
     report["success"] = not violations
     write_json_atomic(out / PRUNE_JSON, report)
@@ -703,20 +710,6 @@ def _timing_of_run(hook: AGPPruningHook, run_dir: Path) -> dict[str, int] | None
 
 def _jsonable(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=list))
-
-
-def _export_and_audit(model_path: Path, data_dir: Any, out: Path, train_cfg: Any, cfg: PruneConfig,
-                      budget_name: str | None, budget: Any, progress: bool) -> dict[str, Any]:
-    """Export the final model to int8 TFLite and audit the file against the budget (as stored, int8)."""
-    from edgeasc.audit.report import audit_tflite
-    from edgeasc.deploy.export import export_checkpoint
-
-    result = export_checkpoint(model_path, data_dir, out / "export", int8=True, calib_clips=cfg.export_calib_clips,
-                               eval_clips=cfg.export_eval_clips, cache_dir=train_cfg.data.cache_dir, progress=progress)
-    tfl = result.artifacts["tflite_int8"]
-    rep = dataclasses.replace(audit_tflite(tfl), budget_name=budget_name, budget=budget)
-    return {"path": str(tfl), "param_bytes": rep.param_bytes, "macs_dcase": rep.macs_dcase, "macs": rep.macs,
-            "within_budget": rep.within_budget, "violations": rep.violations}
 
 
 def plot_pruning_curve(report: Mapping[str, Any], path: str | os.PathLike) -> Path:

@@ -127,7 +127,7 @@ def _write_fp16_bundle(model_path: Path, dst: Path, label: str) -> Path:
 
 def over_budget_devices(complexity_json: dict[str, Any], budget: str = "dcase2025") -> list[str]:
     """Devices of a complexity.json dict whose model exceeds a named budget (`edgeasc.audit.BUDGETS`)."""
-    from edgeasc.audit.report import resolve_budget
+    from edgeasc.budget import resolve_budget
 
     _, limit = resolve_budget(budget)
     if limit is None:
