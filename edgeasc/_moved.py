@@ -43,6 +43,14 @@ MOVED_NAMES: dict[tuple[str, str], str] = {
     ("edgeasc.devices.finetune", "MANIFEST_FILE"): "edgeasc.deploy.manifest",
     ("edgeasc.devices.finetune", "MANIFEST_FORMAT"): "edgeasc.deploy.manifest",
     ("edgeasc.devices.finetune", "MEMBER_FILE"): "edgeasc.deploy.manifest",
+    ("edgeasc.deploy.export", "ONNX_OPSET"): "edgeasc.deploy.onnx",
+    ("edgeasc.deploy.export", "PARITY_TARGETS"): "edgeasc.deploy.parity",
+    ("edgeasc.deploy.export", "RUNTIMES"): "edgeasc.deploy.parity",
+    ("edgeasc.deploy.export", "explicit_pool_padding"): "edgeasc.deploy.onnx",
+    ("edgeasc.deploy.export", "fold_batchnorm"): "edgeasc.deploy.onnx",
+    ("edgeasc.deploy.export", "fold_constant_subgraphs"): "edgeasc.deploy.onnx",
+    ("edgeasc.deploy.export", "format_export_report"): "edgeasc.deploy.parity",
+    ("edgeasc.deploy.export", "parity_summary"): "edgeasc.deploy.parity",
 }
 """(module, name) -> the module that defines the name now: names that left a module that still exists."""
 

@@ -322,7 +322,8 @@ def export_cmd(checkpoint: Path, data_dir: Path, out_dir: Path | None, int8: boo
     """
     from edgeasc.devices.bundle import is_bundle
     from edgeasc.errors import ConfigError
-    from edgeasc.deploy.export import export_checkpoint, format_export_report
+    from edgeasc.deploy.export import export_checkpoint
+    from edgeasc.deploy.parity import format_export_report
     from edgeasc.deploy.sensitivity import format_sensitivity
 
     progress = not (no_progress or as_json)

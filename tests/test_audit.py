@@ -247,7 +247,7 @@ GOLDEN_BIASES = 4 + 4 + 6 + 3
 
 def test_golden_onnx_by_hand(tmp_path):
     pytest.importorskip("onnx")
-    from edgeasc.deploy.export import export_onnx
+    from edgeasc.deploy.onnx import export_onnx
 
     torch.manual_seed(0)
     path = export_onnx(Golden(), tmp_path / "golden.onnx", input_size=GOLDEN_INPUT)
@@ -329,7 +329,8 @@ def converted(tmp_path_factory):
     """Golden and DS-CNN converted to int8 TFLite in one converter process. Their values are irrelevant to
     the counts, so they calibrate on standard-normal inputs (products calibrate on real features)."""
     pytest.importorskip("onnx2tf")
-    from edgeasc.deploy.export import INPUT_NAME, convert_onnx_to_tflite, export_onnx
+    from edgeasc.deploy.convert import convert_onnx_to_tflite
+    from edgeasc.deploy.onnx import INPUT_NAME, export_onnx
 
     d = tmp_path_factory.mktemp("converted")
     torch.manual_seed(0)

@@ -25,16 +25,10 @@ from edgeasc.checkpoint import save_checkpoint
 from edgeasc.cli import cli
 from edgeasc.config import TrainConfig, to_dict
 from edgeasc.data.dataset import TAUDataset
-from edgeasc.deploy.export import (
-    CALIBRATION_IDS_FILE,
-    EXPORT_FORMATS,
-    PARITY_TARGETS,
-    export_onnx,
-    fold_batchnorm,
-    format_export_report,
-    parity_summary,
-    select_calibration_clips,
-)
+from edgeasc.deploy.calibration import select_calibration_clips
+from edgeasc.deploy.export import CALIBRATION_IDS_FILE, EXPORT_FORMATS
+from edgeasc.deploy.onnx import export_onnx, fold_batchnorm
+from edgeasc.deploy.parity import PARITY_TARGETS, format_export_report, parity_summary
 from edgeasc.labels import SCENES
 from edgeasc.models import create_model
 
@@ -104,7 +98,7 @@ def test_calibration_subset_is_seeded_and_class_balanced(tiny_data):
 def test_calibration_features_do_not_depend_on_the_thread_count():
     """Every int8 scale comes from these numbers: the same checkpoint must calibrate the same on any machine."""
     from edgeasc.config import FrontendConfig
-    from edgeasc.deploy.export import calibration_features
+    from edgeasc.deploy.calibration import calibration_features
 
     waves = np.random.default_rng(0).standard_normal((8, 32000)).astype(np.float32) * 0.1
     threads = torch.get_num_threads()
@@ -317,7 +311,9 @@ def test_batched_conversion_names_the_log_of_the_model_that_failed(tmp_path):
     """Several conversions in one converter process; each writes its own log, and a failure names the
     failing conversion's log (the ones before it are complete)."""
     pytest.importorskip("onnx2tf")
-    from edgeasc.deploy.export import INPUT_NAME, ExportError, convert_onnx_to_tflite
+    from edgeasc.deploy.convert import convert_onnx_to_tflite
+    from edgeasc.deploy.export import ExportError
+    from edgeasc.deploy.onnx import INPUT_NAME
 
     good = export_onnx(randomized("test_cpmobile").eval(), tmp_path / "good.onnx", input_size=(1, 1, 256, 65))
     bad = tmp_path / "bad.onnx"
@@ -463,7 +459,8 @@ def test_normalised_input_graph_pads_with_the_raw_zero(tiny_export):
 
 @pytest.mark.slow
 def test_bias_correction_is_reported_and_rewrites_biases_on_their_own_scales(tiny_export):
-    from edgeasc.deploy.export import ExportError, rewrite_biases
+    from edgeasc.deploy.convert import rewrite_biases
+    from edgeasc.deploy.export import ExportError
     from edgeasc.firmware.generate import read_graph
 
     out = tiny_export["out"]

@@ -103,7 +103,7 @@ def test_fake_quant_refuses_pruning_hook(tiny_data, tmp_path, fast_overrides):
 # --------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["cpmobile_baseline", "sscp_mobile_s1", "test_sscp_mobile"])
 def test_folded_input_normalization_is_exact_borders_included(name):
-    from edgeasc.deploy.export import fold_batchnorm
+    from edgeasc.deploy.onnx import fold_batchnorm
     from edgeasc.train.qat import NormalizedInputConv, fold_input_normalization
     from edgeasc.deploy.runtime import InputNormalization
 

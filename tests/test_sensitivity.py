@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from conftest import randomize_batchnorm
-from edgeasc.deploy.export import exported_network
+from edgeasc.deploy.onnx import exported_network
 from edgeasc.models import create_model
 from edgeasc.train.qat import round_to_minimise_error, round_weights
 from edgeasc.deploy.runtime import InputNormalization

@@ -41,7 +41,7 @@ def margins(model_path: Path, data: Path, eval_clips: int, seed: int) -> np.ndar
     from edgeasc.checkpoint import load_model
     from edgeasc.data.dataset import TAUDataset, load_waveforms
     from edgeasc.evaluate import frontend_of, predict_logits
-    from edgeasc.deploy.export import _eval_subset
+    from edgeasc.deploy.parity import _eval_subset
 
     model, ckpt = load_model(model_path)
     fe = frontend_of(ckpt)

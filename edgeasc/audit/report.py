@@ -574,7 +574,7 @@ def audit_checkpoint(path: str | os.PathLike) -> AuditReport:
     from edgeasc.checkpoint import load_model
     from edgeasc.complexity import count_dcase, param_bytes_by_dtype
     from edgeasc.evaluate import frontend_of
-    from edgeasc.deploy.export import export_onnx, fold_batchnorm
+    from edgeasc.deploy.onnx import export_onnx, fold_batchnorm
 
     from edgeasc.errors import CheckpointError
 

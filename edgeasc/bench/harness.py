@@ -647,7 +647,7 @@ def dataset_inputs(
     from edgeasc.data.audio import load_clip
     from edgeasc.data.dataset import TAUDataset
     from edgeasc.errors import DataError
-    from edgeasc.deploy.export import select_calibration_clips
+    from edgeasc.deploy.calibration import select_calibration_clips
     from edgeasc.deploy.runtime import TFLiteModel, feature_batches
 
     model = TFLiteModel(path)

@@ -14,38 +14,44 @@ Pipeline (docs/export.md):
 Deployment metadata (labels, frontend parameters, input/output quantisation, model name) travels in the
 ONNX `metadata_props`, embedded in each .tflite (metadata entry `edgeasc`) and in a sidecar JSON named like
 the model (`model_int8.json`).
+
+The steps live in their own modules: `edgeasc.deploy.onnx` (1), `edgeasc.deploy.calibration` and
+`edgeasc.deploy.convert` (2), `edgeasc.deploy.parity` (3). This module is their orchestration (stage folder,
+conversions side by side, int8 rewrites, int16 layers, publishing), kept as one sequence of steps a reader
+follows top to bottom; that is why it is near 700 lines.
 """
 
 from __future__ import annotations
 
-import copy
 import importlib.util
-import json
 import logging
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgeasc.artifacts import write_atomic, write_bytes_atomic, write_json_atomic, write_text_atomic
+from edgeasc._moved import moved_attr
+from edgeasc.artifacts import write_bytes_atomic, write_json_atomic, write_text_atomic
+from edgeasc.deploy.calibration import calibration_features, select_calibration_clips
+from edgeasc.deploy.convert import (
+    check_deployable,
+    convert_onnx_to_tflite,
+    embed_tflite_metadata,
+    rewrite_biases,
+    rewrite_int8_weights,
+)
+from edgeasc.deploy.onnx import INPUT_NAME, OUTPUT_NAME, export_onnx, exported_network
+from edgeasc.deploy.parity import _eval_subset, measure_parity
+from edgeasc.deploy.runtime import sidecar_path
 from edgeasc.errors import ExportError, MissingDependencyError
 from edgeasc.features import InputNormalization
-from edgeasc.deploy.runtime import sidecar_path
-from edgeasc.deploy.tflite_graph import tflite_schema
 
 log = logging.getLogger(__name__)
 
-ONNX_OPSET = 17
-INPUT_NAME = "logmel"
-OUTPUT_NAME = "logits"
 METADATA_SCHEMA = "edgeasc-model-metadata/1"
 
 
@@ -78,16 +84,6 @@ EXPORT_FORMATS: tuple[ExportFormat, ...] = (
 )
 """Formats `export_checkpoint` writes; `tflite_int8` only with `int8=True`."""
 
-PARITY_TARGETS: dict[str, dict[str, float]] = {
-    "onnxruntime": {"min_agreement": 0.999},
-    "tflite_float32": {"min_agreement": 0.999},
-    "tflite_int8": {"min_agreement": 0.99, "max_accuracy_drop_pp": 1.0},
-}
-"""Top-1 agreement with torch (fraction of clips) and macro-accuracy drop (percentage points). A float
-target missed means a broken conversion and fails the export; the int8 targets are stated for a trained
-model (an untrained one has near-tied logits) and are reported, with a warning when missed."""
-
-RUNTIMES: tuple[str, ...] = ("torch", "onnxruntime", "tflite_float32", "tflite_int8")
 
 WEIGHT_ROUNDINGS: tuple[str, ...] = ("adaptive", "nearest")
 """How the int8 weights are rounded: against the calibration inputs (`edgeasc.train.qat.round_weights`), or to
@@ -136,576 +132,6 @@ def check_dependencies(int8: bool = True, tflite: bool = True) -> None:
             f"export needs {', '.join(missing)}, which are not installed; install the export extra "
             "(pip install -e '.[export]')"
         )
-
-
-# --------------------------------------------------------------------------------------------------
-# PyTorch -> ONNX
-# --------------------------------------------------------------------------------------------------
-def fold_batchnorm(model: Any) -> Any:
-    """A copy of `model` (eval mode) with every BatchNorm2d that directly follows a Conv2d inside an
-    `nn.Sequential` folded into that convolution's weight and bias (and replaced by Identity).
-
-    The edgeasc model families place every BatchNorm so; a BatchNorm elsewhere stays and is logged.
-    """
-    from torch import nn
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-
-    work = copy.deepcopy(model).float().cpu().eval()
-    folded = 0
-    for module in work.modules():
-        if not isinstance(module, nn.Sequential):
-            continue
-        names = list(module._modules)
-        for a, b in zip(names, names[1:]):
-            conv, bn = module._modules[a], module._modules[b]
-            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and bn.track_running_stats:
-                module._modules[a] = fuse_conv_bn_eval(conv, bn)
-                module._modules[b] = nn.Identity()
-                folded += 1
-    left = sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in work.modules())
-    if left:
-        log.warning("%d BatchNorm layers do not follow a convolution and stay in the export", left)
-    log.debug("folded %d BatchNorm layers", folded)
-    return work
-
-
-def exported_network(model: Any, input_norm: Any = None) -> Any:
-    """The float network the export converts: BatchNorm folded (`fold_batchnorm`), then the input
-    normalisation folded into the first convolutions when given (`edgeasc.train.qat.fold_input_normalization`)."""
-    folded = fold_batchnorm(model)
-    if input_norm is None:
-        return folded
-    from edgeasc.train.qat import fold_input_normalization
-
-    return fold_input_normalization(folded, input_norm)
-
-
-def export_onnx(
-    model: Any,
-    path: str | os.PathLike,
-    input_size: tuple[int, ...] = (1, 1, 256, 65),
-    metadata: dict[str, Any] | None = None,
-    opset: int = ONNX_OPSET,
-    input_norm: Any = None,
-) -> Path:
-    """Fold BatchNorm (and the input normalisation), export to ONNX with a fixed batch-1 input, write atomically.
-
-    Args:
-        model: the network (unchanged; a folded copy is exported).
-        path: the .onnx file to write.
-        input_size: `(1, C, n_mels, frames)`.
-        metadata: written to `metadata_props` (non-string values as JSON).
-        opset: ONNX opset (>= 17).
-        input_norm: an `edgeasc.deploy.runtime.InputNormalization`: the graph then takes `input_norm.apply(x)`
-            (`edgeasc.train.qat.fold_input_normalization`).
-
-    Returns:
-        The path written.
-    """
-    import warnings
-
-    import onnx
-    import torch
-
-    if opset < 17:
-        raise ValueError(f"opset must be >= 17, got {opset}")
-    folded = exported_network(model, input_norm)
-    path = Path(path)
-    with tempfile.TemporaryDirectory(prefix=".onnx_", dir=path.parent) as tmp:  # not the system's temp folder
-        tmp_file = Path(tmp) / "model.onnx"
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notices
-            torch.onnx.export(
-                folded, torch.zeros(input_size), str(tmp_file), input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME], opset_version=opset, do_constant_folding=True, dynamo=False,
-            )
-        proto = onnx.load(str(tmp_file))
-    for key, value in (metadata or {}).items():
-        entry = proto.metadata_props.add()
-        entry.key = key
-        entry.value = value if isinstance(value, str) else json.dumps(value)
-    fold_constant_subgraphs(proto)
-    explicit_pool_padding(proto)
-    onnx.checker.check_model(proto)
-    bn_nodes = [n.name for n in proto.graph.node if n.op_type == "BatchNormalization"]
-    if bn_nodes:
-        log.warning("ONNX graph keeps %d BatchNormalization nodes: %s", len(bn_nodes), ", ".join(bn_nodes[:3]))
-    return write_atomic(path, lambda p: onnx.save(proto, str(p)))
-
-
-_FOLDABLE_OPS = frozenset({"Constant", "ConstantOfShape", "Concat", "Reshape", "Slice", "Transpose", "Cast",
-                           "Unsqueeze", "Squeeze", "Gather", "Neg", "Add", "Sub", "Mul", "Div"})
-
-
-def fold_constant_subgraphs(proto: Any) -> int:
-    """Replace every node whose inputs are all constants (and that computes shapes or pads: `_FOLDABLE_OPS`)
-    by initializers holding its outputs; returns the number of nodes folded.
-
-    The TorchScript exporter writes `F.pad`'s pads as a chain of Constant, ConstantOfShape, Concat, Reshape,
-    Slice, Transpose and Cast. onnx2tf cannot transpose such computed pads from NCHW to NHWC (it padded the
-    batch axis of the normalised-input stem); as one int64 initializer it converts them as it does the
-    pooling pads.
-    """
-    from onnx import numpy_helper
-    from onnx.reference import ReferenceEvaluator
-
-    graph = proto.graph
-    known = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
-    kept, folded = [], 0
-    for node in graph.node:
-        if node.op_type in _FOLDABLE_OPS and all(i in known for i in node.input if i):
-            values = ReferenceEvaluator(node).run(None, {i: known[i] for i in node.input if i})
-            for name, value in zip(node.output, values):
-                known[name] = np.asarray(value)
-            folded += 1
-        else:
-            kept.append(node)
-    initial = {init.name for init in graph.initializer}
-    used = {i for node in kept for i in node.input} | {o.name for o in graph.output}
-    for name in sorted(used - initial):
-        if name in known:
-            graph.initializer.append(numpy_helper.from_array(known[name], name))
-    del graph.node[:]
-    graph.node.extend(kept)
-    return folded
-
-
-def explicit_pool_padding(proto: Any) -> int:
-    """Rewrite every zero-padded `AveragePool` (`count_include_pad=1`, PyTorch's default) as `Pad` + `AveragePool`.
-
-    The two compute the same numbers. TFLite's AVERAGE_POOL_2D only knows SAME padding, which divides border
-    windows by their valid count, so onnx2tf corrects PyTorch's border windows afterwards with 11 extra ops
-    (STRIDED_SLICE, MUL, CONCATENATION), and in the int8 model each MUL and CONCATENATION rounds again. An
-    explicit zero PAD is exact in int8 (it writes the zero point) and the pooling then needs no correction:
-    2 ops, one rounding. Measured on the demo student: docs/export.md, "Int8 fidelity".
-
-    Args:
-        proto: an `onnx.ModelProto`, changed in place.
-
-    Returns:
-        The number of pooling nodes rewritten.
-    """
-    import numpy as np
-    from onnx import helper, numpy_helper
-
-    graph = proto.graph
-    nodes, rewritten = [], 0
-    for node in graph.node:
-        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        pads = list(attrs.get("pads", []))
-        if node.op_type != "AveragePool" or not attrs.get("count_include_pad", 0) or not any(pads):
-            nodes.append(node)
-            continue
-        half = len(pads) // 2  # ONNX pool pads: [x1_begin, x2_begin, ..., x1_end, x2_end] over spatial axes
-        base = node.name or node.output[0]  # unique in the graph either way
-        pad_name = f"{base}/explicit_pads"
-        graph.initializer.append(numpy_helper.from_array(
-            np.array([0, 0, *pads[:half], 0, 0, *pads[half:]], dtype=np.int64), pad_name))
-        padded = f"{node.output[0]}/padded"
-        nodes.append(helper.make_node("Pad", [node.input[0], pad_name], [padded], name=f"{base}/Pad",
-                                      mode="constant"))
-        kept = {k: v for k, v in attrs.items() if k not in ("pads", "count_include_pad")}
-        nodes.append(helper.make_node("AveragePool", [padded], list(node.output), name=node.name, **kept))
-        rewritten += 1
-    del graph.node[:]
-    graph.node.extend(nodes)
-    return rewritten
-
-
-# --------------------------------------------------------------------------------------------------
-# Calibration data
-# --------------------------------------------------------------------------------------------------
-def select_calibration_clips(clips: list[Any], n_clips: int, seed: int = 0) -> list[Any]:
-    """A seeded, class-balanced subset: classes take turns (each in its own shuffled order) until `n_clips`
-    are chosen or the split runs out. Returned in the split's file order.
-
-    Raises:
-        ValueError: `n_clips` < 1 or no clips.
-    """
-    if n_clips < 1:
-        raise ValueError(f"calibration needs at least 1 clip, got {n_clips}")
-    if not clips:
-        raise ValueError("no clips to calibrate on")
-    rng = np.random.default_rng(seed)
-    labels = sorted({c.label for c in clips})
-    queues = {k: list(rng.permutation([i for i, c in enumerate(clips) if c.label == k])) for k in labels}
-    chosen: list[int] = []
-    while len(chosen) < n_clips and any(queues.values()):
-        for k in labels:
-            if queues[k] and len(chosen) < n_clips:
-                chosen.append(int(queues[k].pop(0)))
-    return [clips[i] for i in sorted(chosen)]
-
-
-# --------------------------------------------------------------------------------------------------
-# ONNX -> TFLite (child process)
-# --------------------------------------------------------------------------------------------------
-def convert_onnx_to_tflite(
-    conversions: list[dict[str, Any]],
-    log_path: str | os.PathLike | None = None,
-    timeout_s: float | None = 1800,
-    jobs: int | None = None,
-    progress: bool = False,
-) -> None:
-    """Run onnx2tf in child processes for each `{"onnx", "out_dir", "calibration_npy", "input_name"}`.
-
-    The conversions are shared round-robin among `jobs` child processes that run at once (default: one per
-    CPU core, at most 4; a conversion is mostly single-threaded). A conversion with a `"log"` path gets the
-    converter's output in that file of its own; the rest is written to `log_path` when the children end
-    (default: nowhere, unless something fails: then next to the failed model's output folder). A conversion
-    with a `"failed_log"` path gets a copy of its log there when it fails. `timeout_s` applies per conversion.
-
-    Raises:
-        ExportError: a child failed, was killed by a signal or timed out; the message names the log of the
-            conversion that failed.
-    """
-    if not conversions:
-        return
-    jobs = max(1, min(len(conversions), jobs or min(4, os.cpu_count() or 1)))
-    groups = [conversions[i::jobs] for i in range(jobs)]
-    for conv in conversions:
-        if conv.get("log"):
-            Path(conv["log"]).parent.mkdir(parents=True, exist_ok=True)
-    from edgeasc.children import kill_group, start_child
-    from edgeasc.progress import progress_bar
-
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
-    # beside the first model's output (an export's own work folder), not in the system's temporary folder
-    with tempfile.TemporaryDirectory(prefix="edgeasc_convert_", dir=Path(conversions[0]["out_dir"]).parent) as tmp:
-        logs = [Path(tmp) / f"convert_{i}.log" for i in range(jobs)]
-        start = time.perf_counter()
-        procs: list[subprocess.Popen] = []
-        try:
-            for i, group in enumerate(groups):
-                job = Path(tmp) / f"job_{i}.json"
-                job.write_text(json.dumps({"conversions": group}), encoding="utf-8")
-                with open(logs[i], "w", encoding="utf-8") as log_f:  # the child holds its own descriptor
-                    procs.append(start_child([sys.executable, "-m", "edgeasc.deploy._convert_tflite", str(job)],
-                                             stdout=log_f, stderr=subprocess.STDOUT, cwd=tmp, env=env))
-            deadline = None if timeout_s is None else time.monotonic() + timeout_s * max(map(len, groups))
-            bar = progress_bar(total=len(conversions), enabled=progress, desc="onnx2tf", unit="model")
-            while True:  # polled: the bar counts the models each child reports done
-                codes: list[int | None] = [proc.poll() for proc in procs]
-                bar.update(sum(_done_count(f) for f in logs) - bar.n)
-                if all(code is not None for code in codes):
-                    break
-                if deadline is not None and time.monotonic() > deadline:
-                    for proc in procs:  # the ones still running count as timed out (their code stays None)
-                        kill_group(proc)
-                    break
-                time.sleep(0.25)
-            bar.close()
-        finally:  # an interrupt (or an error above) leaves no converter, nor any process it started, running
-            for proc in procs:
-                kill_group(proc)
-        if log_path is not None:
-            Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(log_path, "".join(f.read_text(encoding="utf-8", errors="replace") for f in logs))
-        failed_at = next((i for i, code in enumerate(codes) if code != 0), None)
-        if failed_at is None:
-            log.info("onnx2tf converted %d model(s) in %.1f s (%d process(es))", len(conversions),
-                     time.perf_counter() - start, jobs)
-            return
-        group, main_log, returncode = groups[failed_at], logs[failed_at], codes[failed_at]
-        failed = _failed_conversion(group, main_log) or group[0]
-        if failed.get("log"):  # the conversion's own log; the child's when it died before that one began
-            where = Path(failed["log"])
-            if not where.is_file():
-                shutil.copyfile(main_log, where)
-            if failed.get("failed_log"):  # the own log is in a folder that goes: a copy stays
-                Path(failed["failed_log"]).parent.mkdir(parents=True, exist_ok=True)
-                where = Path(shutil.copyfile(where, failed["failed_log"]))
-        elif log_path is not None:
-            where = Path(log_path)
-        else:  # keep the child's log (the temporary folder goes): the error message points at it
-            where = Path(failed["out_dir"]).parent / "convert_failed.log"
-            where.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(main_log, where)
-        if returncode is None:
-            raise ExportError(f"TFLite conversion timed out after {timeout_s:.0f} s per model; see {where}")
-        if returncode < 0:
-            try:
-                sig = signal.Signals(-returncode).name
-            except ValueError:
-                sig = f"signal {-returncode}"
-            raise ExportError(f"the TFLite converter (onnx2tf) died with {sig}; see {where}")
-        raise ExportError(f"the TFLite converter (onnx2tf) failed: {_last_error_line(where)}; see {where}")
-
-
-def _done_count(main_log: Path) -> int:
-    """How many conversions a child has reported done so far."""
-    try:
-        text = main_log.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return 0
-    return sum(ln.startswith("[edgeasc] done ") for ln in text.splitlines())
-
-
-def _failed_conversion(conversions: list[dict[str, Any]], main_log: Path) -> dict[str, Any] | None:
-    """The first conversion the child did not report done (it prints `[edgeasc] done ONNX` after each)."""
-    text = main_log.read_text(encoding="utf-8", errors="replace") if main_log.is_file() else ""
-    done = {ln[len("[edgeasc] done "):].strip() for ln in text.splitlines() if ln.startswith("[edgeasc] done ")}
-    return next((c for c in conversions if c["onnx"] not in done), None)
-
-
-def _last_error_line(log_path: Path) -> str:
-    """The most telling line of a converter log: the last Python exception line (with the ONNX op onnx2tf
-    names, when it does), else the first ERROR line, else the last line."""
-    import re
-
-    text = re.sub(r"\x1b\[[0-9;]*m", "", log_path.read_text(encoding="utf-8", errors="replace"))
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    exc = [ln for ln in lines if re.match(r"^[\w.]*(Error|Exception)\b.*:", ln)]
-    op = next((ln.split("onnx_op_name:", 1)[1].strip() for ln in lines if "onnx_op_name:" in ln), None)
-    if exc:
-        return (exc[-1][:250] + (f" (ONNX op {op})" if op else "")).replace("\n", " ")
-    errors = [ln for ln in lines if "ERROR" in ln]
-    return (errors[0] if errors else lines[-1] if lines else "no output")[:300]
-
-
-def check_deployable(path: str | os.PathLike, int8: bool, int16: bool = False) -> None:
-    """Check a converted model only uses builtin operators (onnx2tf allows TensorFlow "Flex" ops, which no
-    microcontroller runs) and, for int8, that every activation and the I/O are int8 (full-integer; int16 too
-    where `int16` layers were asked for).
-
-    Raises:
-        ExportError: what was found instead.
-    """
-    from collections import Counter
-
-    from edgeasc.deploy.tflite_graph import activation_tensors, parse_tflite
-
-    tensors, ops, g_in, _, _, _ = parse_tflite(Path(path).read_bytes(), path)
-    custom = sorted({op.name for op in ops if op.name.startswith("CUSTOM")})
-    if custom:
-        raise ExportError(f"{Path(path).name} contains non-builtin operators {', '.join(custom)}; "
-                          "a microcontroller runtime cannot run them")
-    if int8:
-        allowed = ("int8", "int16") if int16 else ("int8",)
-        dtypes = Counter(tensors[i].dtype.lower() for i in activation_tensors(tensors, ops, g_in))
-        other = {d: n for d, n in dtypes.items() if d not in allowed}
-        if other:
-            raise ExportError(f"{Path(path).name} is not full-integer: activation tensors of type "
-                              + ", ".join(f"{d} ({n})" for d, n in other.items()))
-
-
-def _pack(model: Any, size_hint: int) -> bytes:
-    """A TFLite flatbuffer object model (`schema.ModelT`) serialised to .tflite bytes."""
-    import flatbuffers
-
-    builder = flatbuffers.Builder(size_hint + 1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
-
-
-def rewrite_int8_weights(buf: bytes, layers: dict[str, tuple[Any, Any]]) -> tuple[bytes, dict[str, Any]]:
-    """`buf` (a full-integer .tflite) with the int8 weights of the given convolutions replaced.
-
-    Each torch convolution is found by its weights: the converter's int8 values times its per-channel scales
-    lie within half a step of the folded float weights (OHWI, or 1HWC for a depthwise DEPTHWISE_CONV_2D).
-    The new integers are rounded on the file's own scales, so biases, scales and zero points stay valid.
-
-    Args:
-        buf: the .tflite bytes.
-        layers: module path -> (folded float `nn.Conv2d`, `rounder(weight, scale) -> int weights (O, I/g, kh, kw)`,
-            or None to keep the file's integers).
-
-    Returns:
-        (new bytes, {"layers": rewritten, "weights_changed": count, "unmatched": [paths],
-        "rounded": {path: (int weights in torch layout, scales)}, "bias_tensors": {path: tensor index}}).
-        A layer's bias tensor keeps its index in the new bytes (`rewrite_biases`).
-    """
-    schema = tflite_schema()
-    model = schema.ModelT.InitFromPackedBuf(bytearray(buf), 0)
-    sg = model.subgraphs[0]
-    codes = {getattr(schema.BuiltinOperator, k): k for k in ("CONV_2D", "DEPTHWISE_CONV_2D")}
-    candidates = []
-    for op in sg.operators:
-        oc = model.operatorCodes[op.opcodeIndex]
-        if max(oc.builtinCode, oc.deprecatedBuiltinCode) not in codes or len(op.inputs) < 2:
-            continue
-        t = sg.tensors[op.inputs[1]]
-        data = model.buffers[t.buffer].data
-        if t.type == schema.TensorType.INT8 and data is not None and t.quantization is not None:
-            q = np.frombuffer(np.asarray(data, dtype=np.uint8).tobytes(), dtype=np.int8).reshape(t.shape)
-            bias = int(op.inputs[2]) if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
-            candidates.append((t, q, np.asarray(t.quantization.scale, dtype=np.float64),
-                               int(t.quantization.quantizedDimension), bias))
-    changed, rewritten, unmatched, rounded, biases = 0, [], [], {}, {}
-    for path, (conv, rounder) in layers.items():
-        w = conv.weight.detach().double().numpy()
-        layouts = [((0, 2, 3, 1), 0), ((1, 2, 3, 0), 3)]  # OHWI (CONV_2D), 1HWC (DEPTHWISE_CONV_2D)
-        hit = None
-        for t, q, scale, axis, bias in candidates:
-            for perm, want_axis in layouts:
-                wf = w.transpose(perm)
-                if wf.shape != q.shape or axis != want_axis or len(scale) != wf.shape[axis]:
-                    continue
-                shape = [1] * wf.ndim
-                shape[axis] = -1
-                if np.all(np.abs(q * scale.reshape(shape) - wf) <= 0.5001 * scale.reshape(shape) + 1e-12):
-                    hit = (t, q, scale, perm, bias)
-                    break
-            if hit:
-                break
-        if hit is None:
-            unmatched.append(path)
-            continue
-        t, q, scale, perm, bias = hit
-        if rounder is None:
-            ints = q.astype(np.int64).transpose(np.argsort(perm))
-        else:
-            ints = np.clip(np.asarray(rounder(conv.weight, scale), dtype=np.int64), -127, 127)
-        new = ints.transpose(perm)
-        changed += int(np.sum(new != q))
-        rounded[path] = (ints, scale)
-        model.buffers[t.buffer].data = new.astype(np.int8).view(np.uint8).reshape(-1)
-        candidates = [c for c in candidates if c[0] is not t]
-        rewritten.append(path)
-        if bias is not None:
-            biases[path] = bias
-    return _pack(model, len(buf)), {"layers": rewritten, "weights_changed": changed, "unmatched": unmatched,
-                                    "rounded": rounded, "bias_tensors": biases}
-
-
-def rewrite_biases(buf: bytes, corrections: dict[int, np.ndarray]) -> tuple[bytes, int]:
-    """`buf` (a quantised .tflite) with `corrections[t]` (real values, one per output channel) added to the
-    integer bias tensor `t` on its own per-channel scales (int32, or int64 in a 16x8 convolution).
-
-    Returns:
-        (new bytes, the number of bias integers that changed).
-    """
-    schema = tflite_schema()
-    model = schema.ModelT.InitFromPackedBuf(bytearray(buf), 0)
-    sg = model.subgraphs[0]
-    dtypes = {schema.TensorType.INT32: np.int32, schema.TensorType.INT64: np.int64}
-    changed = 0
-    for index, delta in corrections.items():
-        t = sg.tensors[index]
-        if t.type not in dtypes or t.quantization is None or t.quantization.scale is None:
-            raise ExportError(f"tensor {index} ({t.name!r}) is not a quantised integer bias")
-        dtype = dtypes[t.type]
-        raw = np.asarray(model.buffers[t.buffer].data, dtype=np.uint8).tobytes()
-        b = np.frombuffer(raw, dtype=dtype).astype(np.int64)
-        scale = np.asarray(t.quantization.scale, dtype=np.float64)
-        delta = np.asarray(delta, dtype=np.float64).reshape(-1)
-        if len(delta) != len(b) or len(scale) not in (1, len(b)):
-            raise ExportError(f"bias tensor {t.name!r}: {len(b)} values, {len(delta)} corrections")
-        step = np.rint(delta / scale)  # to the nearest step of the bias's own scale
-        info = np.iinfo(dtype)
-        new = np.clip(b + step.astype(np.int64), info.min, info.max)
-        changed += int(np.sum(new != b))
-        model.buffers[t.buffer].data = new.astype(dtype).view(np.uint8).reshape(-1)
-    return _pack(model, len(buf)), changed
-
-
-def embed_tflite_metadata(buf: bytes, metadata: dict[str, Any], name: str = "edgeasc") -> bytes:
-    """`buf` with a JSON metadata entry `name` added (replacing an older one of that name).
-
-    Uses the flatbuffer object API of LiteRT's (or TensorFlow's) copy of the TFLite schema.
-    """
-    schema = tflite_schema()
-    model = schema.ModelT.InitFromPackedBuf(bytearray(buf), 0)
-    data = np.frombuffer(json.dumps(metadata, sort_keys=True).encode("utf-8"), dtype=np.uint8)
-    entry_buffer = schema.BufferT()
-    entry_buffer.data = data
-    model.buffers.append(entry_buffer)
-    entry = schema.MetadataT()
-    entry.name = name
-    entry.buffer = len(model.buffers) - 1
-    model.metadata = [m for m in (model.metadata or []) if (m.name or b"") not in (name, name.encode())] + [entry]
-    return _pack(model, len(buf) + len(data))
-
-
-# --------------------------------------------------------------------------------------------------
-# Parity
-# --------------------------------------------------------------------------------------------------
-def parity_summary(
-    logits: dict[str, np.ndarray], y_true: np.ndarray, devices: list[str]
-) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
-    """Per runtime: macro and per-device accuracy, agreement with torch, max logit error; then the checks
-    against `PARITY_TARGETS`.
-
-    Args:
-        logits: runtime -> `(N, n_classes)`; must contain "torch".
-        y_true: labels `(N,)`.
-        devices: device id per clip.
-    """
-    from edgeasc.metrics import classification_report
-
-    ref = logits["torch"]
-    ref_pred = ref.argmax(1)
-    top2 = np.sort(ref.astype(np.float64), axis=1)[:, -2:]
-    margin = top2[:, 1] - top2[:, 0] if ref.shape[1] > 1 else np.full(len(ref), np.inf)  # torch's top-2 margin
-    results: dict[str, dict[str, Any]] = {}
-    for name, lg in logits.items():
-        rep = classification_report(y_true, lg.argmax(1), devices)
-        err = np.abs(lg.astype(np.float64) - ref.astype(np.float64))
-        differs = lg.argmax(1) != ref_pred
-        max_err = float(err.max()) if err.size else 0.0
-        results[name] = {
-            "macro_accuracy": rep["macro_accuracy"],
-            "accuracy": rep["accuracy"],
-            "per_device": {d: v["macro_accuracy"] for d, v in rep["per_device"].items()},
-            "agreement": float(np.mean(~differs)) if len(ref) else float("nan"),
-            "disagreements": int(np.sum(differs)),
-            "max_abs_logit_error": max_err,
-            "mean_abs_logit_error": float(err.mean()) if err.size else 0.0,
-            # why clips disagree: a logit error of at most e moves a top-2 margin by at most 2e, so only
-            # clips whose torch margin is below 2 x max error can flip; the misses are among those
-            "disagreement_max_margin": float(margin[differs].max()) if differs.any() else 0.0,
-            "flippable_fraction": float(np.mean(margin <= 2 * max_err)) if len(ref) else 0.0,
-            "accuracy_drop_pp": 100.0 * (results["torch"]["macro_accuracy"] - rep["macro_accuracy"])
-            if name != "torch" else 0.0,
-        }
-    checks = []
-    for name, targets in PARITY_TARGETS.items():
-        if name not in results:
-            continue
-        r = results[name]
-        if "min_agreement" in targets:
-            checks.append({"runtime": name, "metric": "agreement", "value": r["agreement"],
-                           "target": f">= {targets['min_agreement']}",
-                           "passed": bool(r["agreement"] >= targets["min_agreement"])})
-        if "max_accuracy_drop_pp" in targets:
-            checks.append({"runtime": name, "metric": "accuracy_drop_pp", "value": r["accuracy_drop_pp"],
-                           "target": f"<= {targets['max_accuracy_drop_pp']}",
-                           "passed": bool(r["accuracy_drop_pp"] <= targets["max_accuracy_drop_pp"])})
-    return results, checks
-
-
-def format_export_report(report: dict[str, Any]) -> str:
-    """The parity table (percent), one row per runtime, then the checks that failed."""
-    results = report["results"]
-    devices = list(next(iter(results.values()))["per_device"]) if results else []
-    head = ["runtime", "macro"] + devices + ["agree %", "max |dlogit|"]
-    rows = [head]
-    for name, r in results.items():
-        rows.append([name, f"{100 * r['macro_accuracy']:.2f}"] + [f"{100 * r['per_device'][d]:.2f}" for d in devices]
-                    + ([f"{100 * r['agreement']:.2f}", f"{r['max_abs_logit_error']:.2e}"] if name != "torch"
-                       else ["-", "-"]))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
-    lines = [f"{report['model_name']}: parity on {report['eval']['split']} ({report['eval']['n_clips']} clips), "
-             "macro accuracy %"]
-    lines += ["  ".join(c.rjust(w) if j else c.ljust(w) for j, (c, w) in enumerate(zip(row, widths))) for row in rows]
-    for c in report["checks"]:
-        if not c["passed"]:
-            lines.append(f"target missed: {c['runtime']} {c['metric']} {c['value']:.4f} (target {c['target']})")
-            r = results[c["runtime"]]
-            if c["metric"] == "agreement" and "flippable_fraction" in r:
-                lines.append(f"  its {r['disagreements']} disagreements have a torch top-2 margin <= "
-                             f"{r['disagreement_max_margin']:.3f}; {100 * r['flippable_fraction']:.1f}% of clips are "
-                             f"within 2 x max |dlogit| ({2 * r['max_abs_logit_error']:.3f}) of a tie")
-    return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------------------------------
-# The whole export
-# --------------------------------------------------------------------------------------------------
-def _eval_subset(clips: list[Any], n: int | None, seed: int) -> list[Any]:
-    if n is None or n >= len(clips):
-        return clips
-    return select_calibration_clips(clips, n, seed + 1)
 
 
 def export_checkpoint(
@@ -972,25 +398,6 @@ def _prepare_export(checkpoint: Path, out_dir: str | os.PathLike | None, ds: Any
                      feats, dest=dest)
 
 
-def calibration_features(waves: np.ndarray, frontend: Any) -> np.ndarray:
-    """Log-mel features `(N, 1, n_mels, frames)` of the calibration clips, computed on one thread.
-
-    The log-mel's float rounding depends on the thread count (FFT and matmul split the work differently:
-    up to 5e-7 between 1 and 2 threads), and every scale of the int8 model depends on these numbers; on one
-    thread the same checkpoint exports to the same int8 file whatever the core count or OMP_NUM_THREADS.
-    """
-    import torch
-
-    from edgeasc.deploy.runtime import feature_batches
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return np.concatenate([x for _, x in feature_batches(waves, frontend, 64)])
-    finally:
-        torch.set_num_threads(threads)
-
-
 def _staging_folder(dest: Path) -> Path:
     """A new `dest/.export_XXXX/` for one export (with this process's id in it), after removing the staging
     folders of exports whose process is gone (killed; a finished export removes its own)."""
@@ -1076,8 +483,8 @@ def _calibration(out: Path, ds: Any, frontend: Any, int8: bool, calib_clips: int
 
 def _finish_tflite(p: _Prepared, int8: bool) -> None:
     """3. Move the converted TFLite files into place with their metadata (embedded and sidecar)."""
-    from edgeasc.labels import SCENES
     from edgeasc.deploy.runtime import TFLiteModel
+    from edgeasc.labels import SCENES
 
     out = p.out
     p.result.artifacts["log"] = out / LOG_FILE
@@ -1127,10 +534,10 @@ def _convert_int16(prepared: list[_Prepared], ds: Any, request: Any, target: flo
 
     import torch
 
-    from edgeasc.errors import ConfigError
-    from edgeasc.deploy.tflite_graph import read_graph
-    from edgeasc.train.qat import round_weights
     from edgeasc.deploy.sensitivity import choose_int16_layers, plan_int16, tflite_tensors
+    from edgeasc.deploy.tflite_graph import read_graph
+    from edgeasc.errors import ConfigError
+    from edgeasc.train.qat import round_weights
 
     jobs = []
     for p in prepared:
@@ -1284,65 +691,5 @@ def measure_sensitivity(p: _Prepared, ds: Any, split: str, n_clips: int, seed: i
     return table
 
 
-def measure_parity(
-    model: Any,
-    artifacts: dict[str, Path],
-    ds: Any,
-    split: str,
-    frontend: Any,
-    eval_clips: int | None = None,
-    seed: int = 0,
-    cache_dir: str | os.PathLike | None = None,
-    progress: bool = False,
-    workers: int | None = None,
-    input_norm: InputNormalization | None = None,
-) -> dict[str, Any]:
-    """Logits of torch and of every exported artifact on `split`; see `parity_summary`.
-
-    Torch runs the checkpoint on the raw log-mel; ONNX Runtime gets `input_norm.apply(x)` when the graph was
-    exported normalised; the TFLite files apply their own metadata (`TFLiteModel.prepare`)."""
-    import onnxruntime as ort
-    import torch
-
-    from edgeasc.data.dataset import load_waveforms
-    from edgeasc.errors import DataError
-    from edgeasc.deploy.runtime import TFLiteModel, feature_batches
-
-    all_clips = ds.clips(split)
-    clips = _eval_subset(all_clips, eval_clips, seed)
-    if not clips:
-        raise DataError(f"split {split!r} is empty; nothing to measure parity on")
-    waves = load_waveforms(ds.root, clips, frontend.sample_rate_hz, frontend.clip_samples, cache_dir, progress)
-    sess = ort.InferenceSession(str(artifacts["onnx"]), providers=["CPUExecutionProvider"])
-    tfl = {k: TFLiteModel(artifacts[k]) for k in ("tflite_float32", "tflite_int8") if k in artifacts}
-    workers = workers or max(1, min(4, os.cpu_count() or 1))
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("torch", "onnxruntime", *tfl)}
-    timing = dict.fromkeys(parts, 0.0)
-    model = model.eval()
-    for _, x in feature_batches(waves, frontend, 64, progress, "parity"):
-        t = time.perf_counter()
-        with torch.no_grad():
-            parts["torch"].append(model(torch.from_numpy(x)).numpy())
-        timing["torch"] += time.perf_counter() - t
-        t = time.perf_counter()
-        xo = input_norm.apply(x) if input_norm is not None else x
-        parts["onnxruntime"].append(np.concatenate([sess.run([OUTPUT_NAME], {INPUT_NAME: xi[None]})[0] for xi in xo]))
-        timing["onnxruntime"] += time.perf_counter() - t
-        for k, m in tfl.items():
-            t = time.perf_counter()
-            parts[k].append(m.predict(x, workers))
-            timing[k] += time.perf_counter() - t
-    logits = {k: np.concatenate(v).astype(np.float32) for k, v in parts.items()}
-    results, checks = parity_summary(logits, np.array([c.label for c in clips]), [c.device for c in clips])
-    for k in results:
-        results[k]["seconds"] = round(timing[k], 2)
-    backend = next(iter(tfl.values())).backend if tfl else None
-    return {
-        "eval": {"split": split, "n_clips": len(clips), "subset": len(clips) < len(all_clips),
-                 "tflite_backend": backend, "tflite_kernels": "reference (BUILTIN_REF)"},
-        "targets": PARITY_TARGETS,
-        "results": results,
-        "checks": checks,
-        "targets_met": all(c["passed"] for c in checks),
-    }
-
+def __getattr__(name: str):  # names that moved out of this module in 0.2, for one release
+    return moved_attr(__name__, name)
