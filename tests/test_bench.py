@@ -497,7 +497,7 @@ def test_committed_baseline_is_readable_and_complete():
 @pytest.fixture(scope="module")
 def tiny_int8(tmp_path_factory, tiny_data, cache_dir):
     pytest.importorskip("onnx2tf")
-    from edgeasc.firmware.generate import export_demo_model
+    from edgeasc.firmware.check import export_demo_model
 
     int8 = export_demo_model(tmp_path_factory.mktemp("bench_export"), tiny_data, "test_sscp_mobile", seed=0,
                              cache_dir=cache_dir, calib_clips=40, eval_clips=20)

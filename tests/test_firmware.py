@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from edgeasc.firmware import generate as fw
+from edgeasc import firmware as fw
 from edgeasc.cli import cli
 
 

@@ -275,7 +275,7 @@ def firmware_figures(int8: Path, work: Path, seed: int) -> dict[str, Any]:
     """The int8 model's firmware on each emulated target: `measure_firmware` (one seeded random input, like
     `edgeasc bench --firmware`), its per-layer instructions and wall time; `skipped` with the reason for a
     target whose toolchain is missing. A build or run that fails on an installed toolchain raises."""
-    from edgeasc.firmware.generate import measure_firmware, toolchain_missing
+    from edgeasc.firmware.toolchain import measure_firmware, toolchain_missing
 
     out: dict[str, Any] = {}
     for target in FIRMWARE_TARGETS:

@@ -10,7 +10,6 @@ is the demo's, else from that tiny dataset. Exit code 0 when every check passes,
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
