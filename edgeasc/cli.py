@@ -134,7 +134,8 @@ def synth(out_dir: Path, scale: str, seed: int, overwrite: bool, if_missing: boo
     Example: edgeasc synth data/synth --scale small
     """
     from edgeasc.errors import ConfigError
-    from edgeasc.synth.generate import Difficulty, generate_dataset
+    from edgeasc.synth.generate import generate_dataset
+    from edgeasc.synth.presets import Difficulty
 
     if if_missing and (out_dir / "meta.csv").is_file():
         click.echo(strict_json({"path": str(out_dir), "skipped": True}) if as_json else

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from edgeasc.synth import generate as synth
+from edgeasc import synth
 from edgeasc.errors import DataError
 from edgeasc.labels import DEVICE_GROUPS, DEVICES, SCENES
 
@@ -132,7 +132,7 @@ def test_same_seed_same_bytes_any_worker_count(tiny_data, tmp_path):
     # An interrupted earlier run (marker, stale wav, no meta.csv) is cleaned up and regenerated.
     out = tmp_path / "again"
     (out / "audio").mkdir(parents=True)
-    (out / synth._MARKER).write_text("partial")
+    (out / synth.generate._MARKER).write_text("partial")
     stale = out / "audio" / "park-paris-1-2-3-a.wav"
     stale.write_bytes(b"stale")
     synth.generate_dataset(out, scale="tiny", seed=0, progress=False, workers=2)

@@ -394,7 +394,8 @@ def run_ptq(name: str, work: Path, threads: int, seed: int, models: tuple[str, .
     from edgeasc.audit.report import audit_model
     from edgeasc.bench.harness import bench_model, describe_machine
     from edgeasc.deploy.export import export_checkpoint
-    from edgeasc.synth.generate import Difficulty, generate_dataset
+    from edgeasc.synth.generate import generate_dataset
+    from edgeasc.synth.presets import Difficulty
 
     t_all = time.perf_counter()
     work = work / "ptq"
