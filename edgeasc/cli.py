@@ -514,7 +514,8 @@ def bench_cmd(model_path: Path, runs: int, warmup: int, n_inputs: int, seed: int
 
     Example: edgeasc bench runs/student/export/model_int8.tflite
     """
-    from edgeasc.bench.harness import bench_model, check_numerics, format_bench
+    from edgeasc.bench.harness import bench_model, check_numerics
+    from edgeasc.bench.report import format_bench
 
     report = bench_model(model_path, runs=runs, warmup=warmup, n_inputs=n_inputs, seed=seed, data_dir=data_dir,
                          firmware=firmware, progress=not (no_progress or as_json))

@@ -17,23 +17,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from edgeasc.bench.harness import (
-    ARENA_GRANULARITY_BYTES,
-    DSCNN_MACS_BY_CLASS,
-    FIRMWARE_FIELDS,
-    FIRMWARE_HOOK,
-    MCU_PROFILES,
-    RUNTIMES,
-    LatencyStats,
-    McuProfile,
-    _ArenaProbe,
-    bench_model,
-    check_numerics,
-    compare_outputs,
-    estimate_mcu_latency,
-    firmware_section,
-    macs_by_class,
-)
+from edgeasc.bench.arena import ARENA_GRANULARITY_BYTES, _ArenaProbe
+from edgeasc.bench.harness import FIRMWARE_HOOK, bench_model, check_numerics, firmware_section
+from edgeasc.bench.mcu import DSCNN_MACS_BY_CLASS, MCU_PROFILES, McuProfile, estimate_mcu_latency, macs_by_class
+from edgeasc.bench.report import FIRMWARE_FIELDS, RUNTIMES, LatencyStats
+from edgeasc.bench.timing import compare_outputs
 from edgeasc.cli import cli
 from edgeasc.errors import ConfigError, DomainError
 from conftest import load_benchmarks_module
@@ -155,7 +143,7 @@ def test_json_report_has_every_section(fc_report):
 
 
 def test_same_seed_same_inputs_different_seed_different_inputs(fc_model, fc_report):
-    from edgeasc.bench.harness import random_inputs
+    from edgeasc.bench.timing import random_inputs
 
     details = [{"dtype": np.int8, "shape": [1, 4]}]
     a, b, c = random_inputs(details, 3, 3), random_inputs(details, 3, 3), random_inputs(details, 3, 4)

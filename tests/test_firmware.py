@@ -304,7 +304,7 @@ def test_requantisation_shortcuts_selftest(tmp_path):
 @pytest.mark.slow
 def test_measure_firmware_gives_the_bench_fields(keras_model):
     _skip_without("cortex-m4")
-    from edgeasc.bench.harness import FIRMWARE_FIELDS
+    from edgeasc.bench.report import FIRMWARE_FIELDS
 
     figures = fw.bench_figures(keras_model)
     assert set(FIRMWARE_FIELDS) <= set(figures)

@@ -81,7 +81,7 @@ def main() -> int:
     logging_setup()
 
     from edgeasc.artifacts import write_json_atomic
-    from edgeasc.bench.harness import describe_machine
+    from edgeasc.bench.machine import describe_machine
     from edgeasc.synth.generate import generate_dataset
 
     prof = suite.PROFILES["ci"]

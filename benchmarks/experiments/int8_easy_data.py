@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from edgeasc.artifacts import write_json_atomic  # noqa: E402
-from edgeasc.bench.harness import describe_machine  # noqa: E402
+from edgeasc.bench.machine import describe_machine  # noqa: E402
 from edgeasc.synth.presets import Difficulty  # noqa: E402
 
 EASY = Difficulty(overlap=0.0, spread=0.1, city_shift=0.1, snr_offset_db=6.0, device_strength=0.3)

@@ -392,7 +392,8 @@ def run_ptq(name: str, work: Path, threads: int, seed: int, models: tuple[str, .
     """The PTQ benchmark: train, export each of `models` the `PTQ_VARIANTS` ways, audit and bench the default int8 file."""
     from edgeasc.artifacts import write_json_atomic
     from edgeasc.audit.report import audit_model
-    from edgeasc.bench.harness import bench_model, describe_machine
+    from edgeasc.bench.harness import bench_model
+    from edgeasc.bench.machine import describe_machine
     from edgeasc.deploy.export import export_checkpoint
     from edgeasc.synth.generate import generate_dataset
     from edgeasc.synth.presets import Difficulty
@@ -484,7 +485,7 @@ def official_parity_figures(records: Path = PARITY_RECORDS) -> dict[str, Any]:
 def run_parity(name: str, work: Path, threads: int, seed: int) -> Path:
     """The parity benchmark: train (or reuse the finished run of this config), then validate and test."""
     from edgeasc.artifacts import write_json_atomic
-    from edgeasc.bench.harness import describe_machine
+    from edgeasc.bench.machine import describe_machine
     from edgeasc.evaluate import evaluate_checkpoint
     from edgeasc.synth.generate import generate_dataset
 
@@ -538,7 +539,7 @@ def run(profile: str, name: str, work: Path, threads: int, seed: int, dcase_work
     import torch
 
     from edgeasc.artifacts import write_json_atomic
-    from edgeasc.bench.harness import describe_machine
+    from edgeasc.bench.machine import describe_machine
     from edgeasc.config import FrontendConfig
     from edgeasc.data.dataset import TAUDataset, load_waveforms
     from edgeasc.synth.generate import generate_dataset

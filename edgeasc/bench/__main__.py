@@ -2,7 +2,7 @@
 
 import sys
 
-from edgeasc.bench.harness import _probe_main
+from edgeasc.bench.arena import _probe_main
 
 if len(sys.argv) == 3 and sys.argv[1] == "--arena-probe":
     sys.exit(_probe_main(sys.argv[2]))
