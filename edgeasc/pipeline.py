@@ -505,7 +505,7 @@ def prune_and_export(
     from edgeasc.prune.stage import prune_checkpoint, resolve_prune_budget
 
     def deploy_check(model_path: Path, export_dir: Path) -> dict[str, Any]:
-        from edgeasc.audit.report import audit_tflite
+        from edgeasc.audit.tflite import audit_tflite
         from edgeasc.deploy.export import export_checkpoint
 
         budget_name, budget = resolve_prune_budget(cfg)

@@ -11,22 +11,18 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import randomize_batchnorm
 from torch import nn
 
-from conftest import randomize_batchnorm
-from edgeasc.audit.report import (
-    BUDGETS,
-    AuditError,
-    Budget,
-    audit_checkpoint,
-    audit_model,
-    audit_onnx,
-    audit_tflite,
-    format_audit,
-    peak_activation,
-)
+from edgeasc.audit.checkpoint import audit_checkpoint
+from edgeasc.audit.onnx import audit_onnx
+from edgeasc.audit.report import audit_model, format_audit
+from edgeasc.audit.result import peak_activation
+from edgeasc.audit.tflite import audit_tflite
+from edgeasc.budget import BUDGETS, Budget
 from edgeasc.checkpoint import save_checkpoint
 from edgeasc.cli import cli
+from edgeasc.errors import AuditError
 from edgeasc.models import create_model
 
 

@@ -224,7 +224,7 @@ def test_every_artifact_loads_and_runs(tiny_export):
 
 @pytest.mark.slow
 def test_int8_model_is_full_integer_and_carries_metadata(tiny_export):
-    from edgeasc.audit.report import audit_tflite
+    from edgeasc.audit.tflite import audit_tflite
     from edgeasc.deploy.runtime import TFLiteModel, embedded_metadata
 
     out = tiny_export["out"]

@@ -118,7 +118,8 @@ def bench_model(
         AuditError / ModelFileError: missing, malformed or unsupported model (exit code 2).
         ConfigError: bad arguments.
     """
-    from edgeasc.audit.report import AuditError, audit_tflite, detect_format
+    from edgeasc.audit.report import AuditError, detect_format
+    from edgeasc.audit.tflite import audit_tflite
 
     t_start = time.perf_counter()
     if runs < 1 or warmup < 0 or n_inputs < 1:
