@@ -586,7 +586,8 @@ def prune_cmd(checkpoint: Path, data_dir: Path, out_dir: Path, recipe: Path | No
     --recipe recipes/demo_prune.toml --set kd.teacher_logits='runs/teachers.npz'
     """
     from edgeasc.pipeline import prune_and_export
-    from edgeasc.prune.stage import format_prune_summary, resolve_prune_config
+    from edgeasc.prune.config import resolve_prune_config
+    from edgeasc.prune.plot import format_prune_summary
 
     overrides = _with_shortcuts(overrides, epochs, batch_size, seed, device)
     train_cfg, prune_cfg = resolve_prune_config(recipe, overrides, target=target, max_param_bytes=max_param_bytes,

@@ -323,7 +323,7 @@ def _run_train(stage: Stage, pipe: Pipeline, st: RunState, out: Path, progress: 
 
 
 def _run_prune(stage: Stage, pipe: Pipeline, st: RunState, out: Path, progress: bool):
-    from edgeasc.prune.stage import resolve_prune_config
+    from edgeasc.prune.config import resolve_prune_config
 
     train_cfg, prune_cfg = resolve_prune_config(
         pipe.resolve(stage.get("recipe")), (f"seed={pipe.seed}", *stage.get("set", ()), *_kd_overrides(stage, st)))
@@ -502,7 +502,8 @@ def prune_and_export(
     Raises:
         DomainError: the final model, or its int8 file, misses the budget (prune.json is written first).
     """
-    from edgeasc.prune.stage import prune_checkpoint, resolve_prune_budget
+    from edgeasc.prune.config import resolve_prune_budget
+    from edgeasc.prune.stage import prune_checkpoint
 
     def deploy_check(model_path: Path, export_dir: Path) -> dict[str, Any]:
         from edgeasc.audit.tflite import audit_tflite

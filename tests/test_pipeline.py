@@ -267,7 +267,7 @@ def test_shipped_pipeline_recipes_resolve(name):
     """Every shipped pipeline parses, and every training/pruning stage's recipe resolves with its overrides."""
     from edgeasc.config import resolve_train_config
     from edgeasc.pipeline import _train_config
-    from edgeasc.prune.stage import resolve_prune_config
+    from edgeasc.prune.config import resolve_prune_config
 
     root = Path(__file__).resolve().parents[1] / "recipes"
     pipe = load_pipeline(root / f"{name}.toml")

@@ -17,20 +17,11 @@ from edgeasc.config import resolve_train_config
 from edgeasc.errors import ConfigError, DomainError
 from edgeasc.models import create_model
 from edgeasc.models.sscp_mobile import S1_WIDTHS
-from edgeasc.prune.stage import (
-    AGPPruningHook,
-    PruneConfig,
-    agp_schedule,
-    agp_sparsity,
-    agp_timing,
-    complexity_of,
-    keep_width,
-    prune_to_widths,
-    rebuild,
-    resolve_prune_config,
-    scale_widths,
-    search_keep_ratio,
-)
+from edgeasc.prune.config import PruneConfig, resolve_prune_config
+from edgeasc.prune.executor import prune_to_widths, rebuild
+from edgeasc.prune.hook import AGPPruningHook
+from edgeasc.prune.schedule import agp_schedule, agp_sparsity, agp_timing
+from edgeasc.prune.widths import complexity_of, keep_width, scale_widths, search_keep_ratio
 from edgeasc.train.loop import train
 
 
@@ -342,7 +333,8 @@ def test_recipe_plans_give_the_documented_widths(recipe, start, blocks, params, 
     """The widths and complexity recipes/*.toml and docs/pruning.md state, within the DCASE 2025 budget."""
     from pathlib import Path
 
-    from edgeasc.prune.stage import plan_stages, resolve_prune_budget
+    from edgeasc.prune.config import resolve_prune_budget
+    from edgeasc.prune.stage import plan_stages
 
     _, cfg = resolve_prune_config(Path(__file__).parents[1] / "recipes" / recipe)
     plans = plan_stages(create_model(start), cfg, resolve_prune_budget(cfg)[1])

@@ -118,7 +118,8 @@ def _prune(start: Path, out: Path, data: Path, recipe: str, overrides: tuple[str
     """AGP and fine-tuning stages from `start`; `lr` and `warmup` (default: the recipe's) set both stages'
     learning-rate schedule (linear warm-up, then cosine to 0, restarted at every stage)."""
     from edgeasc.config import resolve_train_config
-    from edgeasc.prune.stage import PruneConfig, prune_checkpoint
+    from edgeasc.prune.config import PruneConfig
+    from edgeasc.prune.stage import prune_checkpoint
 
     final = out / "model.pt"
     if final.is_file():
@@ -274,7 +275,7 @@ def format_table(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from edgeasc.prune.stage import IMPORTANCE_NAMES
+    from edgeasc.prune.config import IMPORTANCE_NAMES
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--scale", default="medium", choices=["tiny", "small", "medium"])
