@@ -20,7 +20,8 @@ from edgeasc.errors import CheckpointError, ConfigError, DataError, DomainError
 from edgeasc.evaluate import evaluate_checkpoint, predict_logits
 from edgeasc.devices.finetune import evaluate_bundle, finetune, format_bundle_report
 from edgeasc.labels import SCENES
-from edgeasc.train.loop import resolved_config_of, train
+from edgeasc.train.loop import train
+from edgeasc.train.runs import resolved_config_of
 
 DEVICES = ["a", "c"]  # the tiny dataset's split25 holds clips of a and c only
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
@@ -342,7 +343,7 @@ def test_export_bundle_writes_one_audited_int8_model_per_member(tuned, tiny_data
 
 # --- selection on held-out training clips ------------------------------------------------------------
 def test_split_holdout_holds_out_whole_locations_seeded(tiny_data):
-    from edgeasc.train.loop import split_holdout
+    from edgeasc.train.clips import split_holdout
 
     clips = TAUDataset(tiny_data).clips("train")  # one location, 3 recordings per class and device a
     kept, held = split_holdout(clips, 0.25, seed=0)
@@ -379,7 +380,7 @@ def test_finetune_select_keeps_a_device_model_only_when_it_wins_on_held_out_clip
     assert read_bundle(res.bundle_path).extra["selection"] == sel
     # a tie goes to the general model: the general model against itself is never "kept"
     cfg = resolved_config_of(res.runs["a"])
-    from edgeasc.train.loop import select_devices, split_holdout
+    from edgeasc.train.clips import select_devices, split_holdout
 
     held = split_holdout(select_devices(TAUDataset(tiny_data).clips("train"), ("a",), "train"), 0.25, cfg.seed)[1]
     assert len(held) == sel["a"]["n_clips"]  # the clips finetune held out of device a's run

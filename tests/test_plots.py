@@ -14,7 +14,8 @@ from edgeasc.config import resolve_train_config
 from edgeasc.errors import DataError
 from edgeasc.evaluate import evaluate_checkpoint
 from edgeasc.plots import evaluation_title, plot_confusion, plot_run_curves
-from edgeasc.train.loop import debias_batchnorm, train
+from edgeasc.train.batchnorm import debias_batchnorm
+from edgeasc.train.loop import train
 
 # pixel sizes (height, width): figure inches x 110 dpi, as edgeasc.plots draws them
 CURVES_PX = (715, 880)

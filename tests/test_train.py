@@ -19,7 +19,8 @@ from edgeasc.data.dataset import TAUDataset
 from edgeasc.train.distill import TeacherLogits
 from edgeasc.errors import CheckpointError, ConfigError, DataError, DomainError
 from edgeasc.labels import SCENES
-from edgeasc.train.loop import batches_per_epoch, get_lr, train, warmup_warning
+from edgeasc.train.clips import batches_per_epoch
+from edgeasc.train.loop import get_lr, train, warmup_warning
 
 
 def same_weights(a: Path, b: Path) -> bool:
@@ -87,7 +88,7 @@ def test_a_tiny_run_learns_its_clips_in_eval_mode(tiny_data, tmp_path, cache_dir
 def test_debiasing_batchnorm_is_the_average_of_the_batch_statistics():
     """After k steps from (0, 1), debiasing gives the momentum-weighted average of the batch statistics; after
     enough steps (a long run) it changes nothing at all."""
-    from edgeasc.train.loop import debias_batchnorm
+    from edgeasc.train.batchnorm import debias_batchnorm
 
     g = torch.Generator().manual_seed(0)
     bn = torch.nn.BatchNorm2d(3)

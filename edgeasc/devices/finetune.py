@@ -222,7 +222,7 @@ def finetune(
                             base.data.train_split, base.data.val_split)
     held_out: dict[str, list] = {}  # device -> the clips its run leaves out (the ones train() holds out)
     if select:  # fail before any training when a device has nothing to hold out
-        from edgeasc.train.loop import select_devices, split_holdout
+        from edgeasc.train.clips import select_devices, split_holdout
 
         train_clips = ds.clips(base.data.train_split)
         for dev in devs:

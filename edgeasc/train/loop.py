@@ -29,34 +29,45 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from edgeasc import __version__
 from edgeasc.artifacts import (
     exclusive_run,
     load_torch,
-    save_torch_atomic,
     strict_json,
     write_json_atomic,
     write_text_atomic,
 )
-from edgeasc.data.augment import dir_augment, freq_mixstyle, mask_along, roll_waveform
 from edgeasc.checkpoint import nonfinite_tensors, save_checkpoint
-from edgeasc.config import TrainConfig, from_dict, to_dict
+from edgeasc.config import TrainConfig, to_dict
+from edgeasc.data.augment import dir_augment, freq_mixstyle, mask_along, roll_waveform
 from edgeasc.data.dataset import TAUDataset, load_waveforms
-from edgeasc.train.distill import TeacherLogits, kd_loss
 from edgeasc.errors import CheckpointError, ConfigError, DataError, DomainError
 from edgeasc.evaluate import predict_logits
 from edgeasc.features import LogMel
 from edgeasc.metrics import classification_report
 from edgeasc.plots import curves_title, plot_run_curves, plot_training_curves
+from edgeasc.train.batchnorm import _debiased_copy
+from edgeasc.train.clips import batches_per_epoch, select_devices, split_holdout
+from edgeasc.train.distill import TeacherLogits, kd_loss
+from edgeasc.train.runs import (
+    BEST_FILE,
+    STATE_FILE,
+    _attach_log_file,
+    _first_difference,
+    _normalised_config,
+    _recover_best,
+    _save_best,
+    _save_state,
+)
 
 log = logging.getLogger(__name__)
 
 StepHook = Callable[[int, int, torch.nn.Module, torch.optim.Optimizer], "torch.optim.Optimizer | None"]
 """`(steps_done, total_steps, model, optimizer) -> new optimizer or None`, see `train(step_hook=...)`."""
 
-STATE_FILE = "last.pt"
+
 MODEL_FILE = "model.pt"
-BEST_FILE = "best.pt"
+
+
 CURVES_FILE = "curves.png"
 
 
@@ -487,68 +498,6 @@ def _train(cfg: TrainConfig, data_dir: str | os.PathLike, out_dir: str | os.Path
     return TrainResult(out, model_path, cfg.optim.epochs - start_epoch, final, best_path)
 
 
-def batches_per_epoch(n: int, batch: int, world: int = 1) -> int:
-    """Optimiser steps per epoch over `n` clips: ceil(n / batch), the official baseline's count (a PyTorch
-    DataLoader keeps the last, partial batch). The partial batch is dropped only when it would give a rank
-    fewer than 2 clips, which BatchNorm's batch statistics cannot take; at least one step."""
-    full, rest = divmod(n, batch)
-    return max(1, full + (rest >= 2 * world))
-
-
-def split_holdout(clips: list, fraction: float, seed: int) -> tuple[list, list]:
-    """(kept, held out), holding out whole recording locations (`identifier`), as the official TAU22 split
-    keeps locations apart: 1-s clips of one location share their sound, so a clip-level hold-out would
-    score a model on near-copies of its training clips. A class recorded at one location only holds out
-    whole 10-s recordings of it instead (`recording_id`).
-
-    Groups are taken round-robin over the classes (classes and each class's groups in a seeded order) until
-    at least `round(fraction * n)` of the n clips are held out; a class's last group always stays in
-    training. Both lists keep the input order; the same clips, seed and fraction give the same split.
-    """
-    rng = np.random.default_rng(seed)
-    locations: dict[int, set[str]] = {}
-    for c in clips:
-        locations.setdefault(c.label, set()).add(c.identifier)
-
-    def group(c: Any) -> str:
-        return c.identifier if len(locations[c.label]) > 1 else c.recording_id
-
-    counts: dict[int, dict[str, int]] = {}
-    for c in clips:
-        per_class = counts.setdefault(c.label, {})
-        per_class[group(c)] = per_class.get(group(c), 0) + 1
-    labels = sorted(counts)
-    queues = {k: [sorted(counts[k])[i] for i in rng.permutation(len(counts[k]))] for k in labels}
-    order = [labels[i] for i in rng.permutation(len(labels))]
-    want, held = int(round(fraction * len(clips))), 0
-    held_groups: set[tuple[int, str]] = set()
-    while held < want and any(len(queues[k]) > 1 for k in order):
-        for k in order:
-            if held >= want:
-                break
-            if len(queues[k]) > 1:
-                g = queues[k].pop(0)
-                held_groups.add((k, g))
-                held += counts[k][g]
-    is_held = [(c.label, group(c)) in held_groups for c in clips]
-    return [c for c, h in zip(clips, is_held) if not h], [c for c, h in zip(clips, is_held) if h]
-
-
-def select_devices(clips: list, devices: tuple[str, ...], split: str) -> list:
-    """The clips recorded by `devices`, in their order; every device must have clips in `split`.
-
-    Raises:
-        DataError: a device has no clip in the split.
-    """
-    present = {c.device for c in clips}
-    missing = [d for d in devices if d not in present]
-    if missing:
-        raise DataError(f"data.devices: split {split!r} has no clips of device(s) {', '.join(missing)} "
-                        f"(it has: {', '.join(sorted(present)) or 'none'})")
-    wanted = set(devices)
-    return [c for c in clips if c.device in wanted]
-
-
 def _kd_parts(logits, y, teacher, found, cfg: TrainConfig) -> dict[str, torch.Tensor]:
     """KD loss on clips with teacher logits; clips without them (if allowed) contribute labels only."""
     if bool(found.all()):
@@ -576,56 +525,6 @@ def _load_init_weights(model, path: str) -> None:
     log.info("initialised %s from %s", model.model_config["name"], path)
 
 
-DEBIAS_MIN_START_WEIGHT = 1e-6
-"""`debias_batchnorm` leaves moving averages alone when their start holds less than this share of them."""
-
-
-@torch.no_grad()
-def debias_batchnorm(model: torch.nn.Module) -> dict[str, Any] | None:
-    """Remove the start values from every BatchNorm's moving averages, as Adam debiases its moments; returns
-    {"steps", "start_weight"} when it changed them, else None.
-
-    With momentum m, a BatchNorm's running mean and variance start at 0 and 1, and after k training steps
-    (num_batches_tracked) the start still holds r = (1 - m)^k of them. The rest is a weighted average of
-    the batch statistics. Dividing that rest by 1 - r gives the average itself:
-    mean = running_mean / (1 - r) and var = (running_var - r) / (1 - r). After 30 steps r is 0.04. For a
-    layer whose true variance is 0.04, that doubles the variance estimate, and eval mode then predicts one
-    class for every clip: the tiny runs at chance of docs/training.md. After the 280 steps of a 20-epoch run
-    on `small`, r is 2e-13. Below `DEBIAS_MIN_START_WEIGHT` nothing is changed, so a long run's model is
-    exactly the official code's. Only valid for statistics that started at 0 and 1 in this run: the caller
-    skips models that started from a checkpoint.
-
-    Recomputing the statistics on clean training clips after training ("precise BatchNorm") was tried first.
-    It cost 10.4 points on a 20-epoch run: the network had learned under statistics of augmented inputs
-    (docs/training.md).
-    """
-    start_weight = _bn_start_weight(model)
-    if start_weight is None:
-        return None
-    norms = _moving_average_norms(model)
-    steps = int(norms[0].num_batches_tracked)
-    for m in norms:
-        r = (1.0 - m.momentum) ** int(m.num_batches_tracked)
-        m.running_mean.div_(1.0 - r)
-        m.running_var.sub_(r).div_(1.0 - r)
-    return {"steps": steps, "start_weight": start_weight}
-
-
-def _moving_average_norms(model: torch.nn.Module) -> list[torch.nn.Module]:
-    return [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
-            and m.track_running_stats and m.momentum is not None]
-
-
-def _bn_start_weight(model: torch.nn.Module) -> float | None:
-    """The share (1 - m)^k the start (0, 1) still holds of the first BatchNorm's moving averages after its k
-    steps, when `debias_batchnorm` would remove it (from `DEBIAS_MIN_START_WEIGHT` up to, not including, 1)."""
-    norms = _moving_average_norms(model)
-    if not norms:
-        return None
-    start_weight = (1.0 - norms[0].momentum) ** int(norms[0].num_batches_tracked)
-    return start_weight if DEBIAS_MIN_START_WEIGHT <= start_weight < 1.0 else None
-
-
 def _validate(model, waves, clips, fe, batch, device) -> dict[str, Any]:
     logits = predict_logits(model, waves, fe, batch_size=batch, device=device)
     return classification_report([c.label for c in clips], logits.argmax(1), [c.device for c in clips])
@@ -637,121 +536,3 @@ def _diverged(what: str, epoch: int, i: int, steps_per_epoch: int, lr: float, st
             else "no training state was saved")
     return (f"training diverged: non-finite {what} at epoch {epoch + 1}, step {epoch * steps_per_epoch + i} "
             f"(lr {lr:.3g}); {kept}; lower optim.lr or check the data for clips out of range")
-
-
-def _save_state(path: Path, model, optimizer, epoch: int, history: list, cfg_dict: dict, scaler=None,
-                best: dict[str, Any] | None = None) -> None:
-    save_torch_atomic(path, {
-        "grad_scaler": scaler.state_dict() if scaler is not None else None,
-        "model_config": model.model_config,
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "optimizer": optimizer.state_dict(),
-        "epoch": epoch,
-        "history": history,
-        "best": best,
-        "config": cfg_dict,
-        "stage": "train-state",
-        "edgeasc_version": __version__,
-    })
-
-
-def _debiased_copy(model: torch.nn.Module, cfg: TrainConfig) -> tuple[torch.nn.Module, dict[str, Any] | None]:
-    """(the model as model.pt would hold it after this epoch, `debias_batchnorm`'s info or None): a debiased
-    copy when debiasing applies, else `model` itself (no copy).
-
-    Debiasing applies to BatchNorm statistics that started at (0, 1) in this run: a fresh model, not a
-    checkpoint's (`optim.debias_bn`), and only while their start still weighs in (a short run).
-    """
-    fresh = not cfg.model.init_checkpoint and not cfg.model.kwargs.get("checkpoint_path")
-    if not (fresh and cfg.optim.debias_bn) or _bn_start_weight(model) is None:
-        return model, None
-    snapshot = copy.deepcopy(model)
-    return snapshot, debias_batchnorm(snapshot)
-
-
-def _save_best(path: Path, snapshot: torch.nn.Module, cfg: TrainConfig, cfg_dict: dict, best: dict[str, Any],
-               debiased: dict[str, Any] | None) -> None:
-    """Write best.pt mid-run: `snapshot` (`_debiased_copy` of the best epoch) as model.pt is written."""
-    if cfg.quant.weight_fake_quant:
-        from edgeasc.train.qat import snapped_copy
-
-        snapshot = snapped_copy(snapshot)
-    extra = {"epochs": cfg.optim.epochs, "val_macro_accuracy": best["val_macro_accuracy"],
-             "train_split": cfg.data.train_split, "val_split": cfg.data.val_split, "epoch": best["epoch"],
-             "selected_by": "val_macro_accuracy"}
-    if debiased:
-        extra["bn_debias"] = debiased
-    save_checkpoint(path, snapshot, stage="train", config=cfg_dict, extra=extra)
-
-
-def _recover_best(state: dict[str, Any], history: list[dict[str, Any]], model: torch.nn.Module, cfg: TrainConfig,
-                  cfg_dict: dict, path: Path, start_epoch: int) -> dict[str, Any] | None:
-    """The best validated epoch of a resumed run (last.pt's "best", else the best of its history), checked
-    against the epoch best.pt records; None (best.pt starts again, with a warning) when they differ.
-
-    The one expected difference is a kill after last.pt and before best.pt were written at the best epoch:
-    then that epoch is the state's own, and best.pt is written again from the weights just loaded.
-    """
-    best = state.get("best")
-    if best is None:  # a state written before best.pt existed: the history has the accuracies
-        validated = [r for r in history if r.get("val_macro_accuracy") is not None]
-        if not validated:
-            return None
-        top = max(validated, key=lambda r: r["val_macro_accuracy"])  # the earliest of equal accuracies
-        best = {"epoch": int(top["epoch"]), "val_macro_accuracy": top["val_macro_accuracy"],
-                "model_config": copy.deepcopy(model.model_config)}
-    on_disk = None
-    if path.is_file():
-        from edgeasc.checkpoint import read_checkpoint
-
-        try:
-            on_disk = (read_checkpoint(path).get("extra") or {}).get("epoch")
-        except CheckpointError as exc:
-            log.warning("%s", exc)
-    if on_disk == best["epoch"]:
-        return best
-    if best["epoch"] == start_epoch:
-        if start_epoch < cfg.optim.epochs:  # the last epoch's best.pt is written with model.pt
-            snapshot, debiased = _debiased_copy(model, cfg)
-            _save_best(path, snapshot, cfg, cfg_dict, best, debiased)
-        return best
-    log.warning("%s does not hold epoch %d, the best validated epoch so far (it holds %s); best.pt will be the best "
-                "of the epochs from now on", path, best["epoch"], f"epoch {on_disk}" if on_disk else "no epoch")
-    return None
-
-
-def _normalised_config(saved: Any) -> Any:
-    """A saved run config with the fields added since it was written filled in with their defaults."""
-    try:
-        return to_dict(from_dict(TrainConfig, saved))
-    except (ConfigError, ValueError, TypeError):
-        return saved
-
-
-def _first_difference(a: Any, b: Any, path: str = "") -> str:
-    if isinstance(a, dict) and isinstance(b, dict):
-        for k in sorted(set(a) | set(b)):
-            if a.get(k) != b.get(k):
-                return _first_difference(a.get(k), b.get(k), f"{path}.{k}" if path else k)
-    return f"{path or 'config'}: {a!r} -> {b!r}"
-
-
-def _attach_log_file(path: Path) -> list[logging.Handler]:
-    """Log the `edgeasc` logger to `path` too; returns the handler added (none when one is already there)."""
-    root = logging.getLogger("edgeasc")
-    if any(isinstance(h, logging.FileHandler) and Path(h.baseFilename) == path.resolve() for h in root.handlers):
-        return []
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root.addHandler(handler)
-    if root.level == logging.NOTSET or root.level > logging.INFO:
-        root.setLevel(logging.INFO)
-    return [handler]
-
-
-def resolved_config_of(run_dir: str | os.PathLike) -> TrainConfig:
-    """The TrainConfig a run directory was trained with."""
-    path = Path(run_dir) / "config.json"
-    if not path.is_file():
-        raise DataError(f"{run_dir} has no config.json")
-    return from_dict(TrainConfig, json.loads(path.read_text()))

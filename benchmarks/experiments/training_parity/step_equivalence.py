@@ -40,7 +40,8 @@ sys.path.insert(0, str(ROOT))
 from edgeasc.config import resolve_train_config  # noqa: E402
 from edgeasc.data.dataset import TAUDataset, load_waveforms  # noqa: E402
 from edgeasc.models import create_model  # noqa: E402
-from edgeasc.train.loop import _generator, batches_per_epoch, train  # noqa: E402
+from edgeasc.train.clips import batches_per_epoch
+from edgeasc.train.loop import _generator, train  # noqa: E402
 
 OFFICIAL_SIDE = Path(__file__).with_name("official_side.py")
 
