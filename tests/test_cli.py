@@ -436,7 +436,7 @@ def test_submission_exit_codes_and_lines(runner, files, tmp_path):
 
 
 def test_teacher_logits_exit_codes_and_lines(runner, files, tiny_data, cache_dir, tmp_path):
-    from edgeasc.distill import TeacherLogits
+    from edgeasc.train.distill import TeacherLogits
 
     ckpt, out = files["ckpt"], tmp_path / "t.npz"
     args = ["teacher-logits", "--teacher", str(ckpt), "--data", str(tiny_data), "--out", str(out),
@@ -472,7 +472,7 @@ def test_teacher_logits_exit_codes_and_lines(runner, files, tiny_data, cache_dir
 
 def test_export_bad_input_exit_codes(runner, files, tiny_data, tmp_path):
     """Refusals before any conversion (the conversions themselves are test_export's)."""
-    from edgeasc.bundle import save_bundle
+    from edgeasc.devices.bundle import save_bundle
     from edgeasc.checkpoint import read_checkpoint
 
     ckpt, out = files["ckpt"], tmp_path / "export"
