@@ -57,6 +57,11 @@ def check_field_types(cfg: Any, section: str) -> None:
             raise TypeError(f"{section + '.' if section else ''}{f.name} must be {want}{none}, got {value!r}")
 
 
+def valid_device(name: str) -> bool:
+    """True for a torch device edgeasc accepts: auto, cpu, cuda or cuda:N."""
+    return name in ("auto", "cpu", "cuda") or (name.startswith("cuda:") and name[5:].isdigit())
+
+
 @dataclass(frozen=True)
 class FrontendConfig:
     """Log-mel frontend of the DCASE 2024/2025 baseline (torchaudio MelSpectrogram settings).
@@ -272,7 +277,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_field_types(self, "")
-        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+        if not valid_device(self.device):
             raise ValueError(f"device must be auto, cpu or cuda[:N], got {self.device!r}")
         if self.eval_every < 0:
             raise ValueError("eval_every must be >= 0 (0 = only after the last epoch)")
@@ -359,6 +364,8 @@ def load_recipe(path: str | os.PathLike | None) -> dict[str, Any]:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"recipe {path} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"recipe {path} is not a text file (not UTF-8); a recipe is TOML") from None
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:

@@ -559,3 +559,25 @@ def test_pipeline_bad_input_exit_codes(runner, files, tiny_data, tmp_path):
     _usage_error(runner.invoke(cli, ["pipeline", str(RECIPES / "pipeline_demo.toml"), "--data", str(tiny_data),
                                      "--out", str(out), "--seed", "x"]),
                  "Invalid value for '--seed': 'x' is not a valid integer.")
+
+
+def test_four_inputs_that_used_to_crash_are_one_line_errors(runner, files, tiny_data, tmp_path):
+    """A recipe that is not text, an output path below a file, an unknown torch device for teacher-logits and a
+    negative seed: each was a Python traceback (exit 1) before; now one line and exit 2."""
+    out = tmp_path / "run"
+    res = runner.invoke(cli, ["train", "--data", str(tiny_data), "--out", str(out), "--recipe", str(files["wav"])])
+    _one_error(res, 2, "is not a text file (not UTF-8)")
+    assert not out.exists()
+
+    res = runner.invoke(cli, ["import-checkpoint", str(files["ckpt"]), str(files["text"] / "x.pt")])
+    _one_error(res, 2, f"cannot write {files['text']}")
+
+    res = runner.invoke(cli, ["teacher-logits", "--teacher", str(files["ckpt"]), "--data", str(tiny_data),
+                              "--out", str(tmp_path / "t.npz"), "--device", "tpu", "--no-progress"])
+    _one_error(res, 2, "device must be auto, cpu or cuda[:N], got 'tpu'")
+    assert not (tmp_path / "t.npz").exists()
+
+    for args in (["synth", str(tmp_path / "d"), "--scale", "tiny", "--seed", "-1"],
+                 ["export", str(files["ckpt"]), "--int8", "--data", str(tiny_data), "--seed", "-1"],
+                 ["bench", str(files["tflite"]), "--seed", "-1"]):
+        _usage_error(runner.invoke(cli, args), "Invalid value for '--seed': -1 is not in the range x>=0.")

@@ -39,7 +39,7 @@ from torch import nn
 
 from edgeasc.artifacts import write_atomic, write_json_atomic
 from edgeasc.checkpoint import load_model
-from edgeasc.config import FrontendConfig
+from edgeasc.config import FrontendConfig, valid_device
 from edgeasc.data.dataset import Clip, TAUDataset, cache_key, load_waveforms
 from edgeasc.train.distill import FORMAT, TeacherLogits
 from edgeasc.errors import CheckpointError, ConfigError, DataError
@@ -190,6 +190,8 @@ def compute_teacher_logits(
 
     if not teachers:
         raise ConfigError("no teachers given; pass at least one --teacher RUN_DIR_OR_CHECKPOINT")
+    if not valid_device(device):
+        raise ConfigError(f"device must be auto, cpu or cuda[:N], got {device!r}")
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     members = [resolve_member(t) for t in teachers]
