@@ -242,11 +242,11 @@ def evaluate(model_path: Path, data_dir: Path, split: str, out_dir: Path | None,
 
     Example: edgeasc evaluate runs/student/model.pt --data data/synth
     """
+    from edgeasc.deploy.runtime import evaluate_tflite
     from edgeasc.devices.bundle import is_bundle
     from edgeasc.errors import ConfigError
     from edgeasc.evaluate import evaluate_checkpoint
     from edgeasc.metrics import format_report
-    from edgeasc.deploy.runtime import evaluate_tflite
 
     tflite = model_path.suffix.lower() == ".tflite"
     if precision != "fp32" and (tflite or is_bundle(model_path)):
@@ -322,11 +322,11 @@ def export_cmd(checkpoint: Path, data_dir: Path, out_dir: Path | None, int8: boo
 
     Example: edgeasc export runs/student/model.pt --int8 --data data/synth --out runs/student/export
     """
-    from edgeasc.devices.bundle import is_bundle
-    from edgeasc.errors import ConfigError
     from edgeasc.deploy.export import export_checkpoint
     from edgeasc.deploy.parity import format_export_report
     from edgeasc.deploy.sensitivity import format_sensitivity
+    from edgeasc.devices.bundle import is_bundle
+    from edgeasc.errors import ConfigError
 
     progress = not (no_progress or as_json)
     if is_bundle(checkpoint):

@@ -373,10 +373,10 @@ def _run_evaluate(stage: Stage, pipe: Pipeline, st: RunState, out: Path, progres
     """Float and int8 accuracy per device of the current model / last export, each clip routed by device."""
     import numpy as np
 
-    from edgeasc.devices.bundle import is_bundle
     from edgeasc.data.dataset import TAUDataset, load_waveforms
-    from edgeasc.metrics import classification_report
     from edgeasc.deploy.runtime import TFLiteModel, feature_batches
+    from edgeasc.devices.bundle import is_bundle
+    from edgeasc.metrics import classification_report
 
     split = stage.get("split", "test")
     model = st.model_ref(None)

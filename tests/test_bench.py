@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import load_benchmarks_module
+from test_runtime import BIAS, WEIGHTS, build_fc_tflite
 
 from edgeasc.bench.arena import ARENA_GRANULARITY_BYTES, _ArenaProbe
 from edgeasc.bench.harness import FIRMWARE_HOOK, bench_model, check_numerics, firmware_section
@@ -24,8 +26,6 @@ from edgeasc.bench.report import FIRMWARE_FIELDS, RUNTIMES, LatencyStats
 from edgeasc.bench.timing import compare_outputs
 from edgeasc.cli import cli
 from edgeasc.errors import ConfigError, DomainError
-from conftest import load_benchmarks_module
-from test_runtime import BIAS, WEIGHTS, build_fc_tflite
 
 pytest.importorskip("ai_edge_litert")
 pytest.importorskip("tflite_micro")

@@ -472,8 +472,8 @@ def test_teacher_logits_exit_codes_and_lines(runner, files, tiny_data, cache_dir
 
 def test_export_bad_input_exit_codes(runner, files, tiny_data, tmp_path):
     """Refusals before any conversion (the conversions themselves are test_export's)."""
-    from edgeasc.devices.bundle import save_bundle
     from edgeasc.checkpoint import read_checkpoint
+    from edgeasc.devices.bundle import save_bundle
 
     ckpt, out = files["ckpt"], tmp_path / "export"
     for model, extra, text in ((files["wav"], [], "is not a PyTorch checkpoint (it is a WAV audio file"),

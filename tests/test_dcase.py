@@ -13,18 +13,25 @@ import soundfile as sf
 import torch
 from click.testing import CliRunner
 
-from edgeasc.devices import dcase
-from edgeasc.data.audio import load_clip, read_audio, split_windows
-from edgeasc.devices.bundle import save_bundle
 from edgeasc.checkpoint import read_checkpoint
 from edgeasc.cli import cli
 from edgeasc.complexity import count_dcase
 from edgeasc.config import FrontendConfig
+from edgeasc.data.audio import load_clip, read_audio, split_windows
+from edgeasc.devices import dcase
+from edgeasc.devices.bundle import save_bundle
 from edgeasc.errors import ConfigError, DataError, DomainError
 from edgeasc.evaluate import predict_logits
 from edgeasc.labels import SCENES
-from edgeasc.submission.package import (describe_submission, over_budget_devices, package_name, rewrite_imports,
-                                vendored_modules, within_budget, write_submission)
+from edgeasc.submission.package import (
+    describe_submission,
+    over_budget_devices,
+    package_name,
+    rewrite_imports,
+    vendored_modules,
+    within_budget,
+    write_submission,
+)
 
 LABEL = "Tester_EDGE_task1_2"
 FE = FrontendConfig()

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from edgeasc.train.distill import TeacherLogits, kd_loss
 from edgeasc.errors import DataError
 from edgeasc.labels import SCENES
+from edgeasc.train.distill import TeacherLogits, kd_loss
 
 
 def test_kd_loss_hand_computed():

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import randomize_batchnorm
 from torch import nn
 
-from conftest import randomize_batchnorm
 from edgeasc.checkpoint import save_checkpoint
 from edgeasc.cli import cli
 from edgeasc.config import TrainConfig, to_dict
@@ -435,8 +435,8 @@ def test_student_audited_as_checkpoint_onnx_and_tflite(student_export):
 def test_normalised_input_graph_pads_with_the_raw_zero(tiny_export):
     """The first convolutions read the normalised input through PADV2 with the quantised raw zero, and the
     metadata's normalisation is what the runtime applies."""
-    from edgeasc.firmware.generate import read_graph
     from edgeasc.deploy.runtime import InputNormalization, TFLiteModel, quantize
+    from edgeasc.firmware.generate import read_graph
 
     out = tiny_export["out"]
     path = out / "model_int8.tflite"
@@ -487,10 +487,10 @@ def test_bias_correction_is_reported_and_rewrites_biases_on_their_own_scales(tin
 
 @pytest.mark.slow
 def test_int16_layers_export_bench_and_firmware_refusal(tmp_path, tiny_data, cache_dir):
-    from edgeasc.errors import ConfigError
     from edgeasc.deploy.export import export_checkpoint
-    from edgeasc.firmware.generate import FirmwareError, generate_firmware
     from edgeasc.deploy.runtime import TFLiteModel
+    from edgeasc.errors import ConfigError
+    from edgeasc.firmware.generate import FirmwareError, generate_firmware
 
     ckpt = save_checkpoint(tmp_path / "model.pt", randomized("test_sscp_mobile"), stage="test",
                            config=to_dict(TrainConfig()))

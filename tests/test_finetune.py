@@ -10,16 +10,16 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from edgeasc.devices.bundle import GENERAL, is_bundle, read_bundle, routed_logits
 from edgeasc.checkpoint import read_checkpoint
 from edgeasc.cli import cli
 from edgeasc.config import resolve_train_config
 from edgeasc.data.dataset import TAUDataset, load_waveforms
-from edgeasc.train.distill import TeacherLogits
+from edgeasc.devices.bundle import GENERAL, is_bundle, read_bundle, routed_logits
+from edgeasc.devices.finetune import evaluate_bundle, finetune, format_bundle_report
 from edgeasc.errors import CheckpointError, ConfigError, DataError, DomainError
 from edgeasc.evaluate import evaluate_checkpoint, predict_logits
-from edgeasc.devices.finetune import evaluate_bundle, finetune, format_bundle_report
 from edgeasc.labels import SCENES
+from edgeasc.train.distill import TeacherLogits
 from edgeasc.train.loop import train
 from edgeasc.train.runs import resolved_config_of
 
@@ -163,10 +163,10 @@ def _diverse_model(seed: int, feats: torch.Tensor) -> torch.nn.Module:
 
 
 def test_evaluate_bundle_routes_each_clip_to_its_model(tiny_data, cache_dir, tmp_path):
-    from edgeasc.devices.bundle import save_bundle
     from edgeasc.checkpoint import save_checkpoint
     from edgeasc.config import FrontendConfig
     from edgeasc.deploy.runtime import feature_batches
+    from edgeasc.devices.bundle import save_bundle
 
     ds = TAUDataset(tiny_data)
     fe = FrontendConfig()
@@ -290,8 +290,8 @@ def test_export_bundle_writes_one_audited_int8_model_per_member(tuned, tiny_data
     from edgeasc.audit.report import audit_model
     from edgeasc.budget import BUDGETS, Budget
     from edgeasc.deploy.manifest import manifest_tflite
-    from edgeasc.pipeline import export_bundle
     from edgeasc.deploy.runtime import TFLiteModel, feature_batches
+    from edgeasc.pipeline import export_bundle
 
     out = tmp_path / "export"
     manifest = export_bundle(tuned.bundle_path, tiny_data, out, int8=True, calib_clips=20, eval_clips=30,

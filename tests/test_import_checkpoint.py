@@ -6,12 +6,12 @@ import argparse
 
 import pytest
 import torch
+from conftest import randomize_batchnorm
 from torch import nn
 
-from conftest import randomize_batchnorm
-from edgeasc.devices.bundle import read_bundle
 from edgeasc.checkpoint import load_model, read_checkpoint
 from edgeasc.config import FrontendConfig
+from edgeasc.devices.bundle import read_bundle
 from edgeasc.errors import CheckpointError, ConfigError
 from edgeasc.evaluate import frontend_of
 from edgeasc.features import mel_filterbank

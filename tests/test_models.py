@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import randomize_batchnorm
 from torch import nn
 
-from conftest import randomize_batchnorm
 from edgeasc.complexity import count_dcase
 from edgeasc.errors import ConfigError, EdgeAscError
 from edgeasc.models import create_model, list_models, make_divisible, model_from_config, register_model

@@ -10,16 +10,16 @@ import torch
 from click.testing import CliRunner
 from test_runtime import build_fc_tflite
 
-from edgeasc.devices import dcase
-from edgeasc.devices.bundle import save_bundle
 from edgeasc.checkpoint import read_checkpoint, save_checkpoint
 from edgeasc.cli import cli
 from edgeasc.config import FrontendConfig
+from edgeasc.deploy.predict import predict_files
+from edgeasc.devices import dcase
+from edgeasc.devices.bundle import save_bundle
 from edgeasc.errors import ConfigError
 from edgeasc.features import LogMel
 from edgeasc.labels import SCENES
 from edgeasc.models import create_model
-from edgeasc.deploy.predict import predict_files
 
 RATE = 32_000
 LINE = re.compile(r"^(\S+)\s+(\S+)\s+(\d\.\d\d)\s+\((\S+) model\)$")

@@ -6,9 +6,9 @@ import json
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import load_benchmarks_module, randomize_batchnorm
 from torch import nn
 
-from conftest import load_benchmarks_module, randomize_batchnorm
 from edgeasc.budget import BUDGETS, Budget
 from edgeasc.checkpoint import load_model, save_checkpoint
 from edgeasc.cli import cli

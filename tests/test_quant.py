@@ -4,16 +4,20 @@ import json
 
 import pytest
 import torch
+from conftest import randomize_batchnorm
 from torch import nn
 
 from edgeasc.checkpoint import load_model
 from edgeasc.config import resolve_train_config
 from edgeasc.models import create_model
-from edgeasc.train.qat import (attach_weight_fake_quant, grid_error, quantize_per_channel, quantize_per_tensor,
-                           snapped_copy)
 from edgeasc.train.loop import train
-
-from conftest import randomize_batchnorm
+from edgeasc.train.qat import (
+    attach_weight_fake_quant,
+    grid_error,
+    quantize_per_channel,
+    quantize_per_tensor,
+    snapped_copy,
+)
 
 
 def test_per_channel_grid_by_hand():
@@ -104,8 +108,8 @@ def test_fake_quant_refuses_pruning_hook(tiny_data, tmp_path, fast_overrides):
 @pytest.mark.parametrize("name", ["cpmobile_baseline", "sscp_mobile_s1", "test_sscp_mobile"])
 def test_folded_input_normalization_is_exact_borders_included(name):
     from edgeasc.deploy.onnx import fold_batchnorm
-    from edgeasc.train.qat import NormalizedInputConv, fold_input_normalization
     from edgeasc.deploy.runtime import InputNormalization
+    from edgeasc.train.qat import NormalizedInputConv, fold_input_normalization
 
     torch.manual_seed(0)
     model = fold_batchnorm(randomize_batchnorm(create_model(name)))

@@ -3,13 +3,13 @@
 import numpy as np
 import pytest
 import torch
-
 from conftest import randomize_batchnorm
+
 from edgeasc.deploy.onnx import exported_network
-from edgeasc.models import create_model
-from edgeasc.train.qat import round_to_minimise_error, round_weights
 from edgeasc.deploy.runtime import InputNormalization
 from edgeasc.deploy.sensitivity import Int8Simulator, format_sensitivity, sensitivity_table
+from edgeasc.models import create_model
+from edgeasc.train.qat import round_to_minimise_error, round_weights
 
 
 def _sim(name="test_sscp_mobile", norm=True):

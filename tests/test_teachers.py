@@ -18,11 +18,11 @@ from edgeasc.checkpoint import save_checkpoint
 from edgeasc.cli import cli
 from edgeasc.config import FrontendConfig
 from edgeasc.data.dataset import TAUDataset, load_waveforms
-from edgeasc.train.distill import TeacherLogits
 from edgeasc.errors import CheckpointError, ConfigError, DataError
 from edgeasc.evaluate import predict_logits
 from edgeasc.metrics import macro_accuracy
 from edgeasc.models import create_model
+from edgeasc.train.distill import TeacherLogits
 from edgeasc.train.teachers import compute_teacher_logits
 
 
@@ -245,8 +245,8 @@ def test_kd_gains_training_fit_of_stored_ensemble_logits(tmp_path, tiny_data):
     from conftest import load_benchmarks_module
 
     from edgeasc.data.dataset import TAUDataset
-    from edgeasc.train.distill import TeacherLogits
     from edgeasc.labels import SCENES
+    from edgeasc.train.distill import TeacherLogits
 
     clips = TAUDataset(tiny_data).clips("split25")
     y = np.array([SCENES.index(c.scene) for c in clips])

@@ -16,10 +16,10 @@ from edgeasc.artifacts import exclusive_run
 from edgeasc.checkpoint import load_model, read_checkpoint
 from edgeasc.config import resolve_train_config
 from edgeasc.data.dataset import TAUDataset
-from edgeasc.train.distill import TeacherLogits
 from edgeasc.errors import CheckpointError, ConfigError, DataError, DomainError
 from edgeasc.labels import SCENES
 from edgeasc.train.clips import batches_per_epoch
+from edgeasc.train.distill import TeacherLogits
 from edgeasc.train.loop import get_lr, train, warmup_warning
 
 
@@ -227,6 +227,7 @@ def test_torchrun_two_cpu_processes(tiny_data, tmp_path, fast_overrides):
 def test_channels_last_input_gives_the_nchw_outputs_and_gradients(name):
     """optim.channels_last (default on) only changes the memory layout of the log-mel batch."""
     from conftest import randomize_batchnorm
+
     from edgeasc.models import create_model
 
     torch.manual_seed(0)

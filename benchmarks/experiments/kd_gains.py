@@ -43,7 +43,12 @@ from edgeasc.artifacts import write_json_atomic  # noqa: E402
 from edgeasc.bench.machine import describe_machine  # noqa: E402
 from edgeasc.labels import DEVICES  # noqa: E402
 from edgeasc.metrics import (  # noqa: E402
-    cpu_models, distilled_same_ensemble, load_recorded_runs, provenance_lines, summarise_seeds)
+    cpu_models,
+    distilled_same_ensemble,
+    load_recorded_runs,
+    provenance_lines,
+    summarise_seeds,
+)
 
 log = logging.getLogger("kd_gains")
 
@@ -96,8 +101,8 @@ def training_fit(logits_file: Path, data: Path, temperature: float) -> dict[str,
     """How well the stored ensemble logits fit their own training clips (the KD targets): accuracy %, and the
     mean probability of the true class at T = 1 and at the KD temperature."""
     from edgeasc.data.dataset import TAUDataset
-    from edgeasc.train.distill import TeacherLogits
     from edgeasc.labels import SCENES
+    from edgeasc.train.distill import TeacherLogits
 
     tl = TeacherLogits.load(logits_file)
     label = {c.clip_id: SCENES.index(c.scene) for c in TAUDataset(data).clips("split25")}

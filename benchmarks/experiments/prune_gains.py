@@ -50,14 +50,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from edgeasc.artifacts import write_json_atomic  # noqa: E402
 from edgeasc.bench.machine import describe_machine  # noqa: E402
 from edgeasc.metrics import (  # noqa: E402
-    cpu_models, distilled_same_ensemble, load_recorded_runs, provenance_lines, summarise_seeds)
+    cpu_models,
+    distilled_same_ensemble,
+    load_recorded_runs,
+    provenance_lines,
+    summarise_seeds,
+)
 
 log = logging.getLogger("prune_gains")
 

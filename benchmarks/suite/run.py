@@ -195,7 +195,6 @@ def dcase_step_throughput(model_name: str, prof: Profile, data: Path, seed: int,
     """The same model trained the DCASE baseline's way (benchmarks/suite/dcase_baseline_step.py)."""
     sys.path.insert(0, str(HERE))
     import dcase_baseline_step as ref
-
     import torch
 
     from edgeasc.data.dataset import TAUDataset

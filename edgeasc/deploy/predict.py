@@ -136,8 +136,8 @@ def predict_files(
 def _tflite_logits(files: list[Path], model_path: Path, windows: str,
                    batch_size: int) -> tuple[list[torch.Tensor], list[str]]:
     """Per file the logits (n_classes,) of a .tflite (its windows averaged), and the class order."""
-    from edgeasc.devices.dcase import LOAD_CHUNK_FILES, log_mel_inputs
     from edgeasc.deploy.runtime import TFLiteModel
+    from edgeasc.devices.dcase import LOAD_CHUNK_FILES, log_mel_inputs
 
     model = TFLiteModel(model_path)
     frontend, labels, _ = model.frontend()

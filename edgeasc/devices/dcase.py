@@ -36,9 +36,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from edgeasc.data.audio import fit_length, read_audio, split_windows
 from edgeasc.budget import PARAM_DTYPE_BYTES
 from edgeasc.config import FrontendConfig
+from edgeasc.data.audio import fit_length, read_audio, split_windows
 from edgeasc.errors import CheckpointError, ConfigError
 from edgeasc.features import LogMel
 from edgeasc.labels import EVAL_DEVICES, GENERAL, SCENES
@@ -113,8 +113,8 @@ def read_members(model_file_path: str | os.PathLike) -> tuple[FrontendConfig, di
     Returns:
         (the shared frontend, member name -> model in float32 eval mode, "general" first)
     """
-    from edgeasc.devices.bundle import is_bundle, read_bundle
     from edgeasc.checkpoint import load_model as load_checkpoint_model
+    from edgeasc.devices.bundle import is_bundle, read_bundle
     from edgeasc.evaluate import frontend_of
 
     path = Path(model_file_path)

@@ -111,8 +111,8 @@ def _fp16_checkpoint(ckpt: dict[str, Any]) -> dict[str, Any]:
 
 
 def _write_fp16_bundle(model_path: Path, dst: Path, label: str) -> Path:
-    from edgeasc.devices.bundle import is_bundle, read_bundle, save_bundle
     from edgeasc.checkpoint import read_checkpoint
+    from edgeasc.devices.bundle import is_bundle, read_bundle, save_bundle
 
     if is_bundle(model_path):
         bundle = read_bundle(model_path)

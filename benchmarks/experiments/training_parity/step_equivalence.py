@@ -258,8 +258,8 @@ def z_score(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def augmentation_statistics(python: str, code: Path, work: Path, mine: dict, seed: int) -> dict:
     """Each augmentation on the same inputs, many draws on both sides; z-scores of per-draw statistics."""
-    from edgeasc.data.augment import freq_mixstyle, mask_along, roll_waveform
     from edgeasc.config import AugmentConfig
+    from edgeasc.data.augment import freq_mixstyle, mask_along, roll_waveform
     from edgeasc.features import LogMel
 
     sys.path.insert(0, str(OFFICIAL_SIDE.parent))
