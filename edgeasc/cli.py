@@ -19,6 +19,7 @@ import click
 
 from edgeasc import __version__
 from edgeasc.artifacts import strict_json
+from edgeasc.config import CALIB_CLIPS
 from edgeasc.errors import EdgeAscError
 
 log = logging.getLogger("edgeasc")
@@ -283,7 +284,7 @@ def evaluate(model_path: Path, data_dir: Path, split: str, out_dir: Path | None,
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Output folder (default: export/ beside the checkpoint).")
 @click.option("--int8", is_flag=True, help="Also write the full-integer int8 TFLite (int8 weights, activations, I/O).")
-@click.option("--calib-clips", type=int, default=300, show_default=True,
+@click.option("--calib-clips", type=int, default=CALIB_CLIPS, show_default=True,
               help="Calibration clips: a seeded, class-balanced subset of the training split.")
 @click.option("--calib-split", help="Training split to calibrate on (default: the checkpoint's, else split25).")
 @click.option("--eval-split", default="test", show_default=True, help="Split for the parity report.")

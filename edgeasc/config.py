@@ -57,6 +57,11 @@ def check_field_types(cfg: Any, section: str) -> None:
             raise TypeError(f"{section + '.' if section else ''}{f.name} must be {want}{none}, got {value!r}")
 
 
+CALIB_CLIPS = 300
+"""Calibration clips of an int8 export by default: a seeded, class-balanced subset of the training split (the
+export command, the pipeline's export stage, a bundle's export and prune's final export)."""
+
+
 def valid_device(name: str) -> bool:
     """True for a torch device edgeasc accepts: auto, cpu, cuda or cuda:N."""
     return name in ("auto", "cpu", "cuda") or (name.startswith("cuda:") and name[5:].isdigit())

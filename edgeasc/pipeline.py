@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeasc.artifacts import write_json_atomic
+from edgeasc.config import CALIB_CLIPS
 from edgeasc.errors import ConfigError, DomainError
 
 log = logging.getLogger(__name__)
@@ -354,7 +355,7 @@ def _run_export(stage: Stage, pipe: Pipeline, st: RunState, out: Path, progress:
 
     model = st.model_ref(stage.get("input"))
     int8 = bool(stage.get("int8", True))
-    kwargs = dict(int8=int8, calib_clips=int(stage.get("calib_clips", 300)), eval_clips=stage.get("eval_clips"),
+    kwargs = dict(int8=int8, calib_clips=int(stage.get("calib_clips", CALIB_CLIPS)), eval_clips=stage.get("eval_clips"),
                   seed=pipe.seed, cache_dir=st.cache_dir, progress=progress)
     key = "tflite_int8" if int8 else "tflite_float32"
     if is_bundle(model):
@@ -527,7 +528,7 @@ def export_bundle(
     data_dir: str | os.PathLike,
     out_dir: str | os.PathLike | None,
     int8: bool = True,
-    calib_clips: int = 300,
+    calib_clips: int = CALIB_CLIPS,
     eval_clips: int | None = None,
     seed: int = 0,
     cache_dir: str | os.PathLike | None = None,

@@ -36,6 +36,7 @@ import numpy as np
 
 from edgeasc._moved import moved_attr
 from edgeasc.artifacts import write_bytes_atomic, write_json_atomic, write_text_atomic
+from edgeasc.config import CALIB_CLIPS
 from edgeasc.deploy.calibration import calibration_features, select_calibration_clips
 from edgeasc.deploy.convert import (
     check_deployable,
@@ -139,7 +140,7 @@ def export_checkpoint(
     data_dir: str | os.PathLike,
     out_dir: str | os.PathLike | None = None,
     int8: bool = True,
-    calib_clips: int = 300,
+    calib_clips: int = CALIB_CLIPS,
     calib_split: str | None = None,
     eval_split: str = "test",
     eval_clips: int | None = None,
@@ -245,7 +246,7 @@ def export_checkpoints(
     items: list[tuple[str | os.PathLike, str | os.PathLike | None]],
     data_dir: str | os.PathLike,
     int8: bool = True,
-    calib_clips: int = 300,
+    calib_clips: int = CALIB_CLIPS,
     calib_split: str | None = None,
     eval_split: str = "test",
     eval_clips: int | None = None,

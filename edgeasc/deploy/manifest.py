@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeasc.artifacts import save_torch_atomic, write_json_atomic
+from edgeasc.config import CALIB_CLIPS
 from edgeasc.devices.bundle import GENERAL, Bundle
 from edgeasc.errors import DataError
 from edgeasc.metrics import text_table
@@ -53,7 +54,7 @@ def export_members(
     data_dir: str | os.PathLike,
     out_dir: str | os.PathLike,
     int8: bool = True,
-    calib_clips: int = 300,
+    calib_clips: int = CALIB_CLIPS,
     eval_clips: int | None = None,
     seed: int = 0,
     cache_dir: str | os.PathLike | None = None,

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgeasc.budget import PARAM_DTYPE_BYTES, resolve_budget
+from edgeasc.config import CALIB_CLIPS
 from edgeasc.errors import ConfigError
 
 IMPORTANCE_NAMES: tuple[str, ...] = ("l1", "l2", "bn_scale", "taylor")
@@ -55,7 +56,7 @@ class PruneConfig:
     finetune_warmup_steps: int | None = None
     eval_during: bool = True
     export_int8: bool = False
-    export_calib_clips: int = 300
+    export_calib_clips: int = CALIB_CLIPS
     export_eval_clips: int | None = 500
 
     def __post_init__(self) -> None:
