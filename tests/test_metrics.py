@@ -37,7 +37,11 @@ def test_recorded_runs_merge_parts_and_name_their_machines(tmp_path):
     experiment's file and two parts that disagree are refused with one line."""
     import json
 
-    from edgeasc.metrics import cpu_models, load_recorded_runs, machines_note, provenance_lines
+    from conftest import load_benchmarks_module
+
+    seeds = load_benchmarks_module("experiments/seeds")  # the experiments' bookkeeping, beside them
+    cpu_models, load_recorded_runs = seeds.cpu_models, seeds.load_recorded_runs
+    machines_note, provenance_lines = seeds.machines_note, seeds.provenance_lines
 
     def part(name: str, cpu: str, runs: dict, **fields) -> str:
         path = tmp_path / name

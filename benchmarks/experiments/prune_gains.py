@@ -52,16 +52,18 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # seeds.py beside this script
 
-from edgeasc.artifacts import write_json_atomic  # noqa: E402
-from edgeasc.bench.machine import describe_machine  # noqa: E402
-from edgeasc.metrics import (  # noqa: E402
+from seeds import (  # noqa: E402,E501
     cpu_models,
     distilled_same_ensemble,
     load_recorded_runs,
     provenance_lines,
     summarise_seeds,
 )
+
+from edgeasc.artifacts import write_json_atomic  # noqa: E402
+from edgeasc.bench.machine import describe_machine  # noqa: E402
 
 log = logging.getLogger("prune_gains")
 
