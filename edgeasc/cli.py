@@ -4,6 +4,8 @@ Exit codes: 0 ok; 1 a domain failure (e.g. a check that fails); 2 bad usage or u
 (missing or corrupt files, invalid config) or an output location that cannot be written (permission,
 read-only file system, full disk: one line naming the path); 130 interrupted (Ctrl-C; the message says how
 to continue).
+
+One click command per user command and nothing else, which is why this module is over 700 lines.
 """
 
 from __future__ import annotations

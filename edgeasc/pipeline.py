@@ -32,6 +32,9 @@ Kinds:
 Relative recipe paths resolve against the pipeline recipe's folder. The run ends with `summary.json` and
 one table (`format_summary`): accuracy per device in float and int8, parameters, MACs, parameter bytes,
 arena bytes, latency and the wall time of every stage.
+
+This is the one module that chains stages: one runner per stage kind, the driver, and the two commands
+that chain two stages (`prune_and_export`, `export_bundle`); that is why it is over 700 lines.
 """
 
 from __future__ import annotations
