@@ -12,6 +12,7 @@ Pruned models keep explicit per-layer widths in `model_config.kwargs`, so they r
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,10 @@ from torch import nn
 
 from edgeasc import __version__
 from edgeasc.artifacts import load_torch, save_torch_atomic
+from edgeasc.config import FrontendConfig, from_dict
 from edgeasc.errors import CheckpointError, DomainError
+
+log = logging.getLogger(__name__)
 
 REQUIRED_KEYS = ("model_config", "state_dict", "stage", "edgeasc_version")
 
@@ -110,3 +114,12 @@ def load_model(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
         first = str(exc).splitlines()[0:2]
         raise CheckpointError(f"{path}: weights do not match {ckpt['model_config']['name']}: {' '.join(first)}") from None
     return model.eval(), ckpt
+
+
+def frontend_of(ckpt: dict[str, Any]) -> FrontendConfig:
+    """The frontend a checkpoint was trained with (the baseline's for imported checkpoints)."""
+    cfg = ckpt.get("config") or {}
+    if "frontend" not in cfg:
+        log.info("checkpoint has no frontend config; using the DCASE baseline frontend")
+        return FrontendConfig()
+    return from_dict(FrontendConfig, cfg["frontend"], where="frontend")

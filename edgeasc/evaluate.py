@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 from edgeasc.artifacts import require_writable, write_json_atomic
-from edgeasc.config import FrontendConfig, from_dict
+from edgeasc.checkpoint import frontend_of
+from edgeasc.config import FrontendConfig
 from edgeasc.data.dataset import TAUDataset, load_waveforms
 from edgeasc.errors import ConfigError, DataError
 from edgeasc.features import LogMel
@@ -82,15 +83,6 @@ def predict_logits(
     return require_finite_logits(np.concatenate(out)) if out else np.zeros((0, len(SCENES)), dtype=np.float32)
 
 
-def frontend_of(ckpt: dict[str, Any]) -> FrontendConfig:
-    """The frontend a checkpoint was trained with (the baseline's for imported checkpoints)."""
-    cfg = ckpt.get("config") or {}
-    if "frontend" not in cfg:
-        log.info("checkpoint has no frontend config; using the DCASE baseline frontend")
-        return FrontendConfig()
-    return from_dict(FrontendConfig, cfg["frontend"], where="frontend")
-
-
 def evaluate_checkpoint(
     model_path: str | os.PathLike,
     data_dir: str | os.PathLike,
@@ -133,4 +125,3 @@ def evaluate_checkpoint(
     report["artifacts"] = {"eval_json": str(eval_path), **write_evaluation_plots(report, out)}
     write_json_atomic(eval_path, report)
     return report
-

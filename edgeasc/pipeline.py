@@ -275,9 +275,9 @@ def _accuracy(rep: Mapping[str, Any]) -> dict[str, Any]:
 def _run_teachers(stage: Stage, pipe: Pipeline, st: RunState, out: Path, progress: bool):
     import numpy as np
 
-    from edgeasc.checkpoint import load_model
+    from edgeasc.checkpoint import frontend_of, load_model
     from edgeasc.data.dataset import TAUDataset, load_waveforms
-    from edgeasc.evaluate import frontend_of, predict_logits
+    from edgeasc.evaluate import predict_logits
     from edgeasc.metrics import classification_report
     from edgeasc.train.loop import train
 
@@ -391,8 +391,7 @@ def _run_evaluate(stage: Stage, pipe: Pipeline, st: RunState, out: Path, progres
         fe = bundle.frontend()
         route = bundle.member_for
     else:
-        from edgeasc.checkpoint import read_checkpoint
-        from edgeasc.evaluate import frontend_of
+        from edgeasc.checkpoint import frontend_of, read_checkpoint
 
         bundle = None
         fe = frontend_of(read_checkpoint(model))

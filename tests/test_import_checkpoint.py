@@ -9,11 +9,10 @@ import torch
 from conftest import randomize_batchnorm
 from torch import nn
 
-from edgeasc.checkpoint import load_model, read_checkpoint
+from edgeasc.checkpoint import frontend_of, load_model, read_checkpoint
 from edgeasc.config import FrontendConfig
 from edgeasc.devices.bundle import read_bundle
 from edgeasc.errors import CheckpointError, ConfigError
-from edgeasc.evaluate import frontend_of
 from edgeasc.features import mel_filterbank
 from edgeasc.models import create_model
 from edgeasc.models.import_ckpt import import_checkpoint, infer_family, infer_widths

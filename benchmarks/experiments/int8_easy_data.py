@@ -38,10 +38,10 @@ QAT_RECIPE = "recipes/demo_qat.toml"
 
 def margins(model_path: Path, data: Path, eval_clips: int, seed: int) -> np.ndarray:
     """Torch top-2 logit margins on the export's evaluation subset (the clips its parity report uses)."""
-    from edgeasc.checkpoint import load_model
+    from edgeasc.checkpoint import frontend_of, load_model
     from edgeasc.data.dataset import TAUDataset, load_waveforms
     from edgeasc.deploy.parity import _eval_subset
-    from edgeasc.evaluate import frontend_of, predict_logits
+    from edgeasc.evaluate import predict_logits
 
     model, ckpt = load_model(model_path)
     fe = frontend_of(ckpt)

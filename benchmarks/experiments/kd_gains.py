@@ -77,9 +77,9 @@ def _train(recipe: str, out: Path, data: Path, seed: int, extra: tuple[str, ...]
 
 def _test_logits(model_path: Path, data: Path) -> tuple[np.ndarray, list[Any]]:
     """Logits on the test fold, cached next to the model (keyed by the checkpoint's mtime)."""
-    from edgeasc.checkpoint import load_model
+    from edgeasc.checkpoint import frontend_of, load_model
     from edgeasc.data.dataset import TAUDataset, load_waveforms
-    from edgeasc.evaluate import frontend_of, predict_logits
+    from edgeasc.evaluate import predict_logits
 
     ds = TAUDataset(data)
     clips = ds.clips("test")

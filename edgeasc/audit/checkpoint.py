@@ -28,11 +28,10 @@ def audit_checkpoint(path: str | os.PathLike) -> AuditReport:
     """
     from torch import nn
 
-    from edgeasc.checkpoint import load_model
+    from edgeasc.checkpoint import frontend_of, load_model
     from edgeasc.complexity import count_dcase, param_bytes_by_dtype
     from edgeasc.deploy.onnx import export_onnx, fold_batchnorm
     from edgeasc.errors import CheckpointError
-    from edgeasc.evaluate import frontend_of
 
     path = Path(path)
     if _read_file(path)[:2] != b"PK":

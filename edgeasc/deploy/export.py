@@ -334,10 +334,9 @@ def _prepare_export(checkpoint: Path, out_dir: str | os.PathLike | None, ds: Any
     import torch
 
     from edgeasc import __version__
-    from edgeasc.checkpoint import load_model
+    from edgeasc.checkpoint import frontend_of, load_model
     from edgeasc.config import to_dict
     from edgeasc.errors import CheckpointError, ConfigError
-    from edgeasc.evaluate import frontend_of
     from edgeasc.labels import SCENES
 
     try:

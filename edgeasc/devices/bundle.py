@@ -82,7 +82,7 @@ class Bundle:
 
     def frontend(self) -> Any:
         """The shared frontend (`FrontendConfig`) of every member."""
-        from edgeasc.evaluate import frontend_of
+        from edgeasc.checkpoint import frontend_of
 
         return frontend_of(self.general)
 

@@ -113,9 +113,9 @@ def read_members(model_file_path: str | os.PathLike) -> tuple[FrontendConfig, di
     Returns:
         (the shared frontend, member name -> model in float32 eval mode, "general" first)
     """
+    from edgeasc.checkpoint import frontend_of
     from edgeasc.checkpoint import load_model as load_checkpoint_model
     from edgeasc.devices.bundle import is_bundle, read_bundle
-    from edgeasc.evaluate import frontend_of
 
     path = Path(model_file_path)
     if is_bundle(path):

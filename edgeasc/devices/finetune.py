@@ -107,8 +107,8 @@ def _base_config(checkpoint: Path, ckpt: dict[str, Any], recipe: Path, overrides
 
     The model (name, widths) and the frontend come from the general checkpoint, the weights start from it.
     """
+    from edgeasc.checkpoint import frontend_of
     from edgeasc.config import FrontendConfig, TrainConfig, apply_overrides, from_dict, load_recipe, to_dict
-    from edgeasc.evaluate import frontend_of
 
     data = apply_overrides(load_recipe(recipe), list(overrides))
     if data.get("model"):

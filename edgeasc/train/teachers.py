@@ -38,11 +38,11 @@ import torch
 from torch import nn
 
 from edgeasc.artifacts import write_atomic, write_json_atomic
-from edgeasc.checkpoint import load_model
+from edgeasc.checkpoint import frontend_of, load_model
 from edgeasc.config import FrontendConfig, valid_device
 from edgeasc.data.dataset import Clip, TAUDataset, cache_key, load_waveforms
 from edgeasc.errors import CheckpointError, ConfigError, DataError
-from edgeasc.evaluate import frontend_of, predict_logits
+from edgeasc.evaluate import predict_logits
 from edgeasc.labels import SCENES
 from edgeasc.metrics import macro_accuracy
 from edgeasc.train.distill import FORMAT, TeacherLogits
