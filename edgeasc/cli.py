@@ -53,12 +53,19 @@ def _size(path: Path) -> str:
     return f"{n} B"
 
 
+def _seed_value(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+    """A seed must be >= 0 (numpy's SeedSequence refuses a negative one)."""
+    if value is not None and value < 0:
+        raise click.BadParameter(f"{value} is negative; a seed is >= 0", ctx, param)
+    return value
+
+
 def _run_shortcuts(epochs_help: str = "Training epochs (optim.epochs).") -> Callable[[Callable], Callable]:
     """--epochs, --batch-size, --seed and --device: short for `--set optim.epochs=N` etc. (they win over --set)."""
     options = [
         click.option("--epochs", type=click.IntRange(min=1), help=epochs_help),
         click.option("--batch-size", type=click.IntRange(min=1), help="Clips per optimiser step (optim.batch_size)."),
-        click.option("--seed", type=click.IntRange(min=0), help="Seed of the run (seed)."),
+        click.option("--seed", type=int, callback=_seed_value, help="Seed of the run (seed)."),
         click.option("--device", help="auto, cpu, cuda or cuda:N (device)."),
     ]
 
@@ -123,7 +130,7 @@ def cli(quiet: bool) -> None:
 @cli.command()
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--scale", type=click.Choice(["tiny", "small", "medium"]), default="small", show_default=True)
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--seed", type=int, callback=_seed_value, default=0, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace a complete dataset in OUT_DIR.")
 @click.option("--if-missing", is_flag=True, help="Do nothing when OUT_DIR already holds a complete dataset.")
 @click.option("--gain-db", type=float, default=0.0, show_default=True,
@@ -291,7 +298,7 @@ def evaluate(model_path: Path, data_dir: Path, split: str, out_dir: Path | None,
 @click.option("--calib-split", help="Training split to calibrate on (default: the checkpoint's, else split25).")
 @click.option("--eval-split", default="test", show_default=True, help="Split for the parity report.")
 @click.option("--eval-clips", type=int, help="Measure parity on a class-balanced subset of this size.")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--seed", type=int, callback=_seed_value, default=0, show_default=True)
 @click.option("--input-norm/--no-input-norm", default=True, show_default=True,
               help="With --int8: the exported graph takes the log-mel normalised by the calibration clips' mean "
                    "and std, folded exactly into the first convolutions (docs/export.md).")
@@ -502,7 +509,7 @@ def teacher_logits_cmd(teachers: tuple[str, ...], data_dir: Path, out_path: Path
 @click.option("--warmup", type=int, default=10, show_default=True, help="Untimed invocations before them.")
 @click.option("--inputs", "n_inputs", type=int, default=8, show_default=True,
               help="Inputs compared between LiteRT reference kernels and TFLite Micro.")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--seed", type=int, callback=_seed_value, default=0, show_default=True,
               help="Seed of the inputs (or of the clip choice).")
 @click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Use log-mel features of this dataset's test clips instead of seeded random int8 inputs.")
@@ -692,7 +699,7 @@ def finetune_cmd(checkpoint: Path, data_dir: Path, out_dir: Path, recipe: Path |
 @click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Run folder: one subfolder per stage, summary.json.")
-@click.option("--seed", type=click.IntRange(min=0), help="Replace the recipe's [pipeline] seed.")
+@click.option("--seed", type=int, callback=_seed_value, help="Replace the recipe's [pipeline] seed.")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print summary.json.")
 def pipeline_cmd(recipe: Path, data_dir: Path, out_dir: Path, seed: int | None, no_progress: bool,

@@ -111,17 +111,34 @@ def evaluate_checkpoint(
     model_path = Path(model_path)
     model, ckpt = load_model(model_path)
     frontend = frontend_of(ckpt)
-    ds = TAUDataset(data_dir)
-    clips = ds.clips(split)
+    clips = evaluation_clips(data_dir, split)
+    out = require_writable(Path(out_dir) if out_dir else model_path.parent, "evaluation report (--out)")
+    waves = load_waveforms(Path(data_dir), clips, frontend.sample_rate_hz, frontend.clip_samples, cache_dir, progress)
+    logits = predict_logits(model, waves, frontend, batch_size, device, progress, precision=precision)
+    header = {"model": str(model_path), "model_name": ckpt["model_config"]["name"], "split": split,
+              "precision": precision}
+    return write_evaluation(header, clips, logits, out)
+
+
+def evaluation_clips(data_dir: str | os.PathLike, split: str) -> list[Any]:
+    """The clips of `split` that every evaluation scores (checkpoint, .tflite, bundle, pipeline).
+
+    Raises:
+        DataError: the dataset is not in the TAU22 layout, or the split is missing or empty.
+    """
+    clips = TAUDataset(data_dir).clips(split)
     if not clips:
         raise DataError(f"split {split!r} of {data_dir} is empty")
-    out = require_writable(Path(out_dir) if out_dir else model_path.parent, "evaluation report (--out)")
-    waves = load_waveforms(ds.root, clips, frontend.sample_rate_hz, frontend.clip_samples, cache_dir, progress)
-    logits = predict_logits(model, waves, frontend, batch_size, device, progress, precision=precision)
+    return clips
+
+
+def write_evaluation(header: dict[str, Any], clips: list[Any], logits: np.ndarray, out: Path,
+                     prefix: str = "") -> dict[str, Any]:
+    """Score `logits` of `clips` (`edgeasc.metrics.classification_report`), write `{prefix}eval.json` and the plots
+    of `edgeasc.plots.EVALUATION_PLOTS` into `out`, and return the report: `header`, the scores, "artifacts"."""
     report = classification_report([c.label for c in clips], logits.argmax(1), [c.device for c in clips])
-    report = {"model": str(model_path), "model_name": ckpt["model_config"]["name"], "split": split,
-              "precision": precision, **report}
-    eval_path = out / "eval.json"
-    report["artifacts"] = {"eval_json": str(eval_path), **write_evaluation_plots(report, out)}
+    report = {**header, **report}
+    eval_path = out / f"{prefix}eval.json"
+    report["artifacts"] = {"eval_json": str(eval_path), **write_evaluation_plots(report, out, prefix=prefix)}
     write_json_atomic(eval_path, report)
     return report

@@ -377,9 +377,10 @@ def _run_evaluate(stage: Stage, pipe: Pipeline, st: RunState, out: Path, progres
     """Float and int8 accuracy per device of the current model / last export, each clip routed by device."""
     import numpy as np
 
-    from edgeasc.data.dataset import TAUDataset, load_waveforms
+    from edgeasc.data.dataset import load_waveforms
     from edgeasc.deploy.runtime import TFLiteModel, feature_batches
     from edgeasc.devices.bundle import is_bundle
+    from edgeasc.evaluate import evaluation_clips
     from edgeasc.metrics import classification_report
 
     split = stage.get("split", "test")
@@ -396,7 +397,7 @@ def _run_evaluate(stage: Stage, pipe: Pipeline, st: RunState, out: Path, progres
         bundle = None
         fe = frontend_of(read_checkpoint(model))
         route = lambda d: "general"  # noqa: E731
-    clips = TAUDataset(st.data_dir).clips(split)
+    clips = evaluation_clips(st.data_dir, split)
     waves = load_waveforms(st.data_dir, clips, fe.sample_rate_hz, fe.clip_samples, st.cache_dir, progress)
     labels, devices = [c.label for c in clips], [c.device for c in clips]
     if bundle is not None:

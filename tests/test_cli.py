@@ -580,4 +580,4 @@ def test_four_inputs_that_used_to_crash_are_one_line_errors(runner, files, tiny_
     for args in (["synth", str(tmp_path / "d"), "--scale", "tiny", "--seed", "-1"],
                  ["export", str(files["ckpt"]), "--int8", "--data", str(tiny_data), "--seed", "-1"],
                  ["bench", str(files["tflite"]), "--seed", "-1"]):
-        _usage_error(runner.invoke(cli, args), "Invalid value for '--seed': -1 is not in the range x>=0.")
+        _usage_error(runner.invoke(cli, args), "Invalid value for '--seed': -1 is negative; a seed is >= 0")

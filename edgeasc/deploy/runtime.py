@@ -361,35 +361,24 @@ def evaluate_tflite(
         The report of `edgeasc.metrics.classification_report` plus "model", "model_name", "split",
         "runtime" and "artifacts".
     """
-    from edgeasc.artifacts import require_writable, write_json_atomic
-    from edgeasc.data.dataset import TAUDataset, load_waveforms
-    from edgeasc.errors import DataError
+    from edgeasc.artifacts import require_writable
+    from edgeasc.data.dataset import load_waveforms
+    from edgeasc.evaluate import evaluation_clips, write_evaluation
     from edgeasc.labels import SCENES
-    from edgeasc.metrics import classification_report
-    from edgeasc.plots import write_evaluation_plots
 
     model_path = Path(model_path)
     model = TFLiteModel(model_path, backend=backend)
     frontend, labels, name = model.frontend()
     if labels != list(SCENES):
         raise ModelFileError(f"{model_path.name}: labels {labels} are not the DCASE scene order {list(SCENES)}")
-    ds = TAUDataset(data_dir)
-    clips = ds.clips(split)
-    if not clips:
-        raise DataError(f"split {split!r} of {data_dir} is empty")
+    clips = evaluation_clips(data_dir, split)
     out = require_writable(Path(out_dir) if out_dir else model_path.parent, "evaluation report (--out)")
-    waves = load_waveforms(ds.root, clips, frontend.sample_rate_hz, frontend.clip_samples, cache_dir, progress)
+    waves = load_waveforms(Path(data_dir), clips, frontend.sample_rate_hz, frontend.clip_samples, cache_dir, progress)
     workers = workers or max(1, min(4, os.cpu_count() or 1))
     logits = np.concatenate(
         [model.predict(x, workers) for _, x in feature_batches(waves, frontend, batch_size, progress, "evaluating")]
     )
-    report = classification_report([c.label for c in clips], logits.argmax(1), [c.device for c in clips])
-    report = {"model": str(model_path), "model_name": name, "split": split,
+    header = {"model": str(model_path), "model_name": name, "split": split,
               "runtime": {"backend": model.backend, "kernels": "reference" if model.reference_kernels else "optimised",
-                          "input": model.input.to_dict(), "output": model.output.to_dict()},
-              **report}
-    eval_path = out / f"{model_path.stem}.eval.json"
-    plots = write_evaluation_plots(report, out, prefix=f"{model_path.stem}.")
-    report["artifacts"] = {"eval_json": str(eval_path), **plots}
-    write_json_atomic(eval_path, report)
-    return report
+                          "input": model.input.to_dict(), "output": model.output.to_dict()}}
+    return write_evaluation(header, clips, logits, out, prefix=f"{model_path.stem}.")

@@ -335,18 +335,15 @@ def evaluate_bundle(
         CheckpointError: not a readable bundle.
         DataError: the split is missing or empty.
     """
-    from edgeasc.data.dataset import TAUDataset, load_waveforms
-    from edgeasc.evaluate import predict_logits
+    from edgeasc.data.dataset import load_waveforms
+    from edgeasc.evaluate import evaluation_clips, predict_logits
     from edgeasc.metrics import classification_report
 
     bundle_path = Path(bundle_path)
     bundle = read_bundle(bundle_path)
     fe = bundle.frontend()
-    ds = TAUDataset(data_dir)
-    clips = ds.clips(split)
-    if not clips:
-        raise DataError(f"split {split!r} of {data_dir} is empty")
-    waves = load_waveforms(ds.root, clips, fe.sample_rate_hz, fe.clip_samples, cache_dir, progress)
+    clips = evaluation_clips(data_dir, split)
+    waves = load_waveforms(Path(data_dir), clips, fe.sample_rate_hz, fe.clip_samples, cache_dir, progress)
     device_ids = [c.device for c in clips]
     labels = [c.label for c in clips]
     general_logits = predict_logits(bundle.build(GENERAL), waves, fe, batch_size, device, progress)
