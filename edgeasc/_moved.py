@@ -61,7 +61,7 @@ def moved_attr(module: str, name: str):
     if new is None:
         raise AttributeError(f"module {module!r} has no attribute {name!r}")
     warnings.warn(f"{module}.{name} moved to {new}.{name}; the old name goes in the next release",
-                  DeprecationWarning, stacklevel=3)
+                  DeprecationWarning, stacklevel=3)  # 3: the user's line, past the module's __getattr__
     return getattr(importlib.import_module(new), name)
 
 
@@ -79,7 +79,7 @@ class _MovedFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
         new = MOVED[spec.name]
         warnings.warn(f"{spec.name} moved to {new}; the old name goes in the next release", DeprecationWarning,
-                      stacklevel=2)
+                      stacklevel=2)  # warnings skips the import machinery's frames
         module = importlib.import_module(new)
         self._specs[spec.name] = module.__spec__
         return module

@@ -124,8 +124,9 @@ def test_a_moved_module_answers_under_its_old_name(old, new):
     import sys
 
     sys.modules.pop(old, None)
-    with pytest.warns(DeprecationWarning, match=f"{old} moved to {new}"):
-        module = importlib.import_module(old)
+    with pytest.warns(DeprecationWarning, match=f"{old} moved to {new}") as record:
+        module = __import__(old, fromlist=["_"])
+    assert record[0].filename == __file__  # the user's line: the default filters show it in a script
     assert module is importlib.import_module(new)
     assert module.__spec__.name == new  # the real module keeps its own spec
 
@@ -133,8 +134,9 @@ def test_a_moved_module_answers_under_its_old_name(old, new):
 @pytest.mark.parametrize("module, name", sorted(_moved.MOVED_NAMES))
 def test_a_moved_name_answers_from_its_old_module(module, name):
     new = _moved.MOVED_NAMES[(module, name)]
-    with pytest.warns(DeprecationWarning, match=f"{module}.{name} moved to {new}.{name}"):
+    with pytest.warns(DeprecationWarning, match=f"{module}.{name} moved to {new}.{name}") as record:
         value = getattr(importlib.import_module(module), name)
+    assert record[0].filename == __file__
     assert value is getattr(importlib.import_module(new), name)
     with pytest.raises(AttributeError, match="no attribute 'no_such_name'"):
         getattr(importlib.import_module(module), "no_such_name")
