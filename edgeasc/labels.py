@@ -34,6 +34,18 @@ EVAL_DEVICES: tuple[str, ...] = (*DEVICES, *EVAL_ONLY_DEVICES)
 GENERAL = "general"
 """The member of a device bundle that answers every device without a model of its own."""
 
+
+def device_key(device_id: object) -> str:
+    """A device id as edgeasc stores and compares it: stripped, lower case ("S8 " -> "s8")."""
+    return str(device_id).strip().lower()
+
+
+def member_for(device_id: object, members: object) -> str:
+    """The one routing rule of device models: the member that answers `device_id` is the device's own id when
+    `members` (ids with a model of their own) holds it, else the general model."""
+    key = device_key(device_id)
+    return key if key in members else GENERAL
+
 CITIES: tuple[str, ...] = (
     "amsterdam",
     "barcelona",

@@ -26,7 +26,7 @@ import numpy as np
 from edgeasc.artifacts import require_writable, write_atomic, write_json_atomic
 from edgeasc.data.audio import load_clip
 from edgeasc.errors import DataError
-from edgeasc.labels import DEVICES, SCENES
+from edgeasc.labels import DEVICES, SCENES, device_key
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ class TAUDataset:
         for row in _read_tsv(self.root / "meta.csv"):
             try:
                 # device ids as `edgeasc.devices.dcase` routes them: "A" is device a, not a tenth device
-                clip = Clip(row["filename"], row["scene_label"], row["source_label"].strip().lower(),
+                clip = Clip(row["filename"], row["scene_label"], device_key(row["source_label"]),
                             row["identifier"])
             except KeyError as exc:
                 raise DataError(f"{self.root / 'meta.csv'}: missing column {exc}") from None

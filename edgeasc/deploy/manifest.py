@@ -20,8 +20,9 @@ from typing import Any
 
 from edgeasc.artifacts import save_torch_atomic, write_json_atomic
 from edgeasc.config import CALIB_CLIPS
-from edgeasc.devices.bundle import GENERAL, Bundle
+from edgeasc.devices.bundle import Bundle
 from edgeasc.errors import DataError
+from edgeasc.labels import GENERAL, member_for
 from edgeasc.metrics import text_table
 
 log = logging.getLogger(__name__)
@@ -164,7 +165,8 @@ def manifest_tflite(manifest_path: str | os.PathLike, device_id: str) -> Path:
         raise DataError(f"cannot read bundle manifest {manifest_path}: {exc}") from None
     if manifest.get("format") != MANIFEST_FORMAT:
         raise DataError(f"{manifest_path} is not an edgeasc bundle manifest")
-    rel = manifest["devices"].get(str(device_id).strip().lower(), manifest["general"]["tflite"])
+    member = member_for(device_id, manifest["devices"])
+    rel = manifest["general"]["tflite"] if member == GENERAL else manifest["devices"][member]
     return manifest_path.parent / rel
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from edgeasc.errors import ConfigError, DataError
-from edgeasc.labels import EVAL_DEVICES
+from edgeasc.labels import EVAL_DEVICES, device_key
 
 log = logging.getLogger(__name__)
 
@@ -108,9 +108,10 @@ def predict_files(
         that is missing or not an edgeasc model. ConfigError: an unknown `windows`, an .onnx model.
     """
     from edgeasc.devices import dcase
+
     files = audio_paths(paths)
     model_path = Path(model_path)
-    dev = str(device_id).strip().lower()
+    dev = device_key(device_id)
     if dev != UNKNOWN_DEVICE and dev not in EVAL_DEVICES:
         log.warning("device id %r is not a DCASE 2025 device (%s); the general model answers it",
                     device_id, ", ".join(EVAL_DEVICES))

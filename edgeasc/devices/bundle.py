@@ -28,7 +28,7 @@ from edgeasc import __version__
 from edgeasc.artifacts import load_torch, save_torch_atomic
 from edgeasc.checkpoint import REQUIRED_KEYS, check_finite_weights
 from edgeasc.errors import CheckpointError
-from edgeasc.labels import GENERAL
+from edgeasc.labels import GENERAL, device_key, member_for
 
 BUNDLE_FORMAT = "edgeasc-bundle"
 BUNDLE_VERSION = 1
@@ -52,8 +52,7 @@ class Bundle:
 
     def member_for(self, device_id: str) -> str:
         """The member that answers `device_id`: the device's own id if it has a model, else "general"."""
-        key = str(device_id).strip().lower()
-        return key if key in self.devices else GENERAL
+        return member_for(device_id, self.devices)
 
     def checkpoint(self, member: str) -> dict[str, Any]:
         """The checkpoint dict of a member ("general" or a device id with a model)."""
@@ -100,7 +99,7 @@ def save_bundle(path: str | os.PathLike, general: dict[str, Any], devices: dict[
     frontend = (general.get("config") or {}).get("frontend")
     norm: dict[str, dict[str, Any]] = {}
     for dev, ckpt in devices.items():
-        key = str(dev).strip().lower()
+        key = device_key(dev)
         if not key or key == GENERAL:
             raise CheckpointError(f"invalid device id {dev!r} for a bundle member")
         _check_member(key, ckpt)

@@ -41,7 +41,7 @@ from edgeasc.config import FrontendConfig
 from edgeasc.data.audio import fit_length, read_audio, split_windows
 from edgeasc.errors import CheckpointError, ConfigError
 from edgeasc.features import LogMel
-from edgeasc.labels import EVAL_DEVICES, GENERAL, SCENES
+from edgeasc.labels import EVAL_DEVICES, GENERAL, SCENES, member_for
 from edgeasc.metrics import require_finite_logits
 
 log = logging.getLogger(__name__)
@@ -82,8 +82,7 @@ class DeviceModels(nn.Module):
 
     def member_for(self, device_id: str) -> str:
         """The member that answers `device_id`: the (lower-cased) id when it has a model, else "general"."""
-        key = str(device_id).strip().lower()
-        return key if key in self.devices else GENERAL
+        return member_for(device_id, self.devices)
 
     def member(self, name: str) -> nn.Module:
         """A member by name ("general" or a device id with its own model)."""

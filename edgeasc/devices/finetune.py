@@ -45,7 +45,7 @@ from edgeasc._moved import moved_attr
 from edgeasc.artifacts import write_json_atomic
 from edgeasc.devices.bundle import GENERAL, is_bundle, read_bundle, routed_logits, save_bundle
 from edgeasc.errors import CheckpointError, ConfigError, DataError
-from edgeasc.labels import DEVICE_GROUPS, DEVICES, EVAL_ONLY_DEVICES
+from edgeasc.labels import DEVICE_GROUPS, DEVICES, EVAL_ONLY_DEVICES, device_key
 from edgeasc.metrics import pct, text_table
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ def parse_devices(devices: str | list[str] | tuple[str, ...]) -> list[str]:
             to fine-tune on and is always answered by the general model.
     """
     items = devices.split(",") if isinstance(devices, str) else list(devices)
-    out = list(dict.fromkeys(str(d).strip().lower() for d in items if str(d).strip()))
+    out = list(dict.fromkeys(device_key(d) for d in items if str(d).strip()))
     if not out:
         raise ConfigError("no device ids given; expected e.g. a,b,c,s1,s2,s3")
     for dev in out:
