@@ -44,8 +44,10 @@ bench: setup
 	$(PY) benchmarks/suite/run.py --profile full
 	$(PY) benchmarks/suite/compare.py benchmarks/suite/results/full.json
 
-# The short suite CI runs after the tests (tiny data; 5.5-7.5 minutes on 2 busy cores).
+# The short suite CI runs after the tests (tiny data; 5.5-7.5 minutes on 2 busy cores). First, in seconds, the
+# committed export/ against its manifest, its audits and the budget (exit 1 and one line per mismatch).
 bench-ci: setup
+	$(PY) benchmarks/suite/check_export.py
 	$(PY) benchmarks/suite/run.py --profile ci
 	$(PY) benchmarks/suite/compare.py benchmarks/suite/results/ci.json
 
