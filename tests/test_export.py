@@ -489,8 +489,8 @@ def test_bias_correction_is_reported_and_rewrites_biases_on_their_own_scales(tin
 def test_int16_layers_export_bench_and_firmware_refusal(tmp_path, tiny_data, cache_dir):
     from edgeasc.deploy.export import export_checkpoint
     from edgeasc.deploy.runtime import TFLiteModel
-    from edgeasc.errors import ConfigError
-    from edgeasc.firmware.generate import FirmwareError, generate_firmware
+    from edgeasc.errors import ConfigError, FirmwareError
+    from edgeasc.firmware.generate import generate_firmware
 
     ckpt = save_checkpoint(tmp_path / "model.pt", randomized("test_sscp_mobile"), stage="test",
                            config=to_dict(TrainConfig()))

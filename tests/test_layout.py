@@ -3,6 +3,7 @@ names that answer for one release."""
 
 import ast
 import importlib
+import importlib.util
 import warnings
 from pathlib import Path
 
@@ -117,6 +118,23 @@ def test_modules_stay_short_or_say_why():
         if n > 600 and "lines" not in doc:
             long[name] = n
     assert long == {}, f"over 600 lines without a reason in the docstring: {long}"
+
+
+def test_every_edgeasc_import_in_the_repository_resolves():
+    """`from edgeasc.X import name` everywhere (package, tests, benchmarks, firmware tools, function-level imports
+    included) names a module that exists and a name it has: what pyflakes cannot see after a move."""
+    root = PACKAGE.parent
+    files = [p for d in ("edgeasc", "tests", "benchmarks", "firmware_stub") for p in (root / d).rglob("*.py")]
+    bad = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        for path in files:
+            for target, names in _imports(path):
+                module = importlib.import_module(target)
+                for n in names:
+                    if not hasattr(module, n) and importlib.util.find_spec(f"{target}.{n}") is None:
+                        bad.append(f"{path.relative_to(root)}: {target} has no {n}")
+    assert bad == [], "\n".join(bad)
 
 
 @pytest.mark.parametrize("old, new", sorted(_moved.MOVED.items()))
