@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -378,3 +379,66 @@ def test_cli_firmware_prints_arena_and_next_step(student, tmp_path):
     assert res.output.strip().splitlines()[-1].startswith("next: make -C firmware_stub host GEN=")
     for name in ("model.h", "model.c", "frontend_data.c", "firmware.json"):
         assert (tmp_path / "fw" / name).is_file()
+
+
+# --------------------------------------------------------------------------------------------------
+# The check tool and `make -C firmware_stub test` on a model of one's own
+# --------------------------------------------------------------------------------------------------
+CHECK_TOOL = fw.STUB_DIR / "tools" / "check_firmware.py"
+
+
+@pytest.fixture(scope="module")
+def fc_models(tmp_path_factory):
+    """test_runtime's hand-built FULLY_CONNECTED model (4 inputs, no edgeasc metadata) in int8 and float32."""
+    pytest.importorskip("tflite_micro")
+    from test_runtime import BIAS, WEIGHTS, build_fc_tflite
+
+    d = tmp_path_factory.mktemp("fw_fc")
+    (d / "fc_int8.tflite").write_bytes(build_fc_tflite(WEIGHTS, BIAS))
+    (d / "fc_f32.tflite").write_bytes(build_fc_tflite(WEIGHTS, BIAS, quant=None))
+    return d
+
+
+def _tool(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(CHECK_TOOL), *args], capture_output=True, text=True, check=False)
+
+
+@needs_host
+def test_check_tool_bad_input_is_one_line_and_exit_2(fc_models, tiny_data, tmp_path):
+    cases = [
+        (["--model", str(fc_models / "fc_f32.tflite")], "fc_f32.tflite: op 0 (FULLY_CONNECTED) uses FLOAT32"),
+        (["--model", str(fc_models / "fc_int8.tflite"), "--data", str(tiny_data)],
+         "fc_int8.tflite takes 4 input values, but the log-mel of"),
+        (["--model", str(tmp_path / "missing.tflite")], "missing.tflite: no such file"),
+        (["--model", str(fc_models / "fc_int8.tflite"), "--data", str(tmp_path)], "not a TAU22-layout dataset"),
+    ]
+    for args, text in cases:
+        proc = _tool(*args, "--build", str(tmp_path / "build"), "--targets", "")
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+        assert proc.returncode == 2 and len(errors) == 1 and text in errors[0], (args, proc.stderr)
+        assert "Traceback" not in proc.stderr and proc.stderr.rstrip().endswith(errors[0])
+    # the input size is checked before any firmware is generated
+    assert not (tmp_path / "build" / "check" / "model").exists()
+
+
+@pytest.mark.slow
+@needs_host
+def test_make_test_takes_any_model_with_or_without_data(fc_models, tmp_path):
+    """`make -C firmware_stub test MODEL=...`: a model that is not edgeasc's, on seeded random inputs (no DATA),
+    bit-exact with TFLite Micro on the host and, where QEMU is installed, on the emulated Cortex-M4."""
+    proc = subprocess.run(["make", "-s", "-C", str(fw.STUB_DIR), "test", f"MODEL={fc_models / 'fc_int8.tflite'}",
+                           f"BUILD={tmp_path}"], capture_output=True, text=True, check=False)
+    out = proc.stdout
+    assert proc.returncode == 0, out + proc.stderr
+    assert "inputs       200 seeded random int8 inputs (seed 0; no dataset given)" in out
+    assert "host         200/200 outputs bit-identical to TFLite Micro" in out
+    assert "frontend     skipped: no dataset" in out and out.rstrip().splitlines()[-2] == "PASSED"
+    report = json.loads((tmp_path / "check_report.json").read_text())
+    assert report["passed"] and report["frontend"] == {"skipped": "no dataset: the C frontend needs real audio",
+                                                       "passed": True}
+    if fw.toolchain_missing("cortex-m4") is None:
+        assert report["targets"]["cortex-m4"]["identical_to_host"]
+    # DATA= reaches the tool: this model does not take the DCASE log-mel, so it is one line and exit 2
+    proc = subprocess.run(["make", "-s", "-C", str(fw.STUB_DIR), "test", f"MODEL={fc_models / 'fc_int8.tflite'}",
+                           f"BUILD={tmp_path}", f"DATA={tmp_path}"], capture_output=True, text=True, check=False)
+    assert proc.returncode != 0 and "error: --data" in proc.stderr and "not a TAU22-layout dataset" in proc.stderr
