@@ -514,3 +514,23 @@ def test_bench_on_real_features_and_on_the_float_model(tiny_int8, tiny_data):
     assert not f.numerics.integer_outputs and f.numerics.ok
     assert f.numerics.max_abs_diff < 1e-3  # float reference kernels agree closely
     assert "profiles" not in f.mcu_estimate and "float32" in f.mcu_estimate["reason"]
+
+
+@pytest.mark.slow
+def test_a_hybrid_model_gets_tflite_micros_own_reason(tmp_path):
+    """A dynamic-range (hybrid) model: float activations, int8 weights. TFLite Micro refuses it at every arena
+    size; the error is its own reason, found on the first probe, not a claim that the arena was too small."""
+    tf = pytest.importorskip("tensorflow")
+    from edgeasc.bench.arena import find_min_arena
+    from edgeasc.errors import ModelFileError
+
+    model = tf.keras.Sequential([tf.keras.Input((64,)), tf.keras.layers.Dense(64)])  # >= 1024 weights: quantised
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]  # no representative data: int8 weights, float activations
+    path = tmp_path / "hybrid.tflite"
+    path.write_bytes(conv.convert())
+    with pytest.raises(ModelFileError, match="TFLite Micro cannot run this model: .*not supported") as err:
+        find_min_arena(path)
+    assert "arena" not in str(err.value)
+    res = CliRunner().invoke(cli, ["bench", str(path), "--no-progress"])
+    assert res.exit_code == 2 and "TFLite Micro cannot run this model: " in res.output, res.output

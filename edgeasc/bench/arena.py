@@ -32,6 +32,9 @@ MIN_ARENA_START_BYTES = 16 * 1024
 
 
 _ALLOC_RE = re.compile(r"Arena allocation (total|head|tail) (\d+) bytes")
+_ARENA_ERROR_RE = re.compile(r"(?i)allocat|arena|memory")
+"""TFLite Micro's lines about a too-small arena (the probe then tries a larger one); any other line is its
+reason for refusing the model at every size (an unsupported operator or type, a hybrid model)."""
 
 
 def _tflm_runtime() -> Any:
@@ -84,13 +87,16 @@ class _ArenaProbe:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.last_error = ""
+        self.size_error = True
         self._proc: subprocess.Popen | None = None
         self._err = tempfile.TemporaryFile(mode="w+b")
+        self._err_pos = 0
 
     def _start(self) -> subprocess.Popen:
         if self._proc is None or self._proc.poll() is not None:
             self._err.seek(0)
             self._err.truncate()
+            self._err_pos = 0
             # the child imports this very package, installed or not
             package_root = str(Path(__file__).resolve().parents[2])
             env = dict(os.environ, PYTHONPATH=os.pathsep.join(
@@ -112,12 +118,17 @@ class _ArenaProbe:
             answer = ""
         if answer == "ok":
             return True
-        if not answer:  # the child died: a crash on a too-small arena
+        crashed = not answer
+        if crashed:  # the child died: a crash on a too-small arena
             proc.wait()
             self._proc = None
-        self._err.seek(0)
-        lines = [ln for ln in self._err.read().decode("utf-8", "replace").splitlines() if ln.strip()]
-        self.last_error = lines[-1] if lines else (answer or "the probe process died")
+        self._err.seek(self._err_pos)
+        text = self._err.read()
+        self._err_pos += len(text)
+        lines = [ln for ln in text.decode("utf-8", "replace").splitlines() if ln.strip()]
+        own = [ln for ln in lines if not ln.startswith(("RuntimeError: ", "ValueError: "))]  # what TFLite Micro said
+        self.last_error = " ".join(own) or (lines[-1] if lines else (answer or "the probe process died"))
+        self.size_error = crashed or not own or any(_ARENA_ERROR_RE.search(ln) for ln in own)
         return False
 
     def fits(self, arena_bytes: int) -> bool:
@@ -177,6 +188,8 @@ def find_min_arena(
         lo = 0  # an empty arena never fits
         hi = max(granularity, -(-start_bytes // granularity) * granularity)
         while not fits(hi):
+            if not probe.size_error:  # TFLite Micro refuses the model itself (an operator, a hybrid model)
+                raise ModelFileError(f"{path}: TFLite Micro cannot run this model: {probe.last_error}")
             lo = hi
             hi *= 2
             if hi > MAX_ARENA_BYTES:
