@@ -247,12 +247,13 @@ def evaluate(model_path: Path, data_dir: Path, split: str, out_dir: Path | None,
              precision: str, cache_dir: Path | None, no_progress: bool, as_json: bool) -> None:
     """Macro, per-device and per-class accuracy of a model (checkpoint, .tflite or device bundle) on a split.
 
-    A .tflite runs on LiteRT's reference kernels (bit-exact with TFLite Micro). A device bundle (`edgeasc
+    A .tflite runs on LiteRT's reference kernels; its first clips also run on TFLite Micro and the report says
+    whether the two agree (they can differ, e.g. on some FULLY_CONNECTED models). A device bundle (`edgeasc
     finetune`) reports general vs device-specific accuracy per device, routing each clip by its device id.
 
     Example: edgeasc evaluate runs/student/model.pt --data data/synth
     """
-    from edgeasc.deploy.runtime import evaluate_tflite
+    from edgeasc.deploy.runtime import evaluate_tflite, format_tflm_check
     from edgeasc.devices.bundle import is_bundle
     from edgeasc.errors import ConfigError
     from edgeasc.evaluate import evaluate_checkpoint
@@ -283,6 +284,8 @@ def evaluate(model_path: Path, data_dir: Path, split: str, out_dir: Path | None,
     at = f", {report['precision']}" if report.get("precision", "fp32") != "fp32" else ""
     click.echo(format_report(report, title=f"{report['model_name']} on {split} ({report['n_clips']} clips{at}), "
                                            "macro accuracy %"))
+    if "runtime" in report:
+        click.echo(format_tflm_check(report["runtime"]))
     click.echo(f"\nwrote {', '.join(report['artifacts'].values())}")
 
 

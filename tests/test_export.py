@@ -526,3 +526,22 @@ def test_int16_layers_export_bench_and_firmware_refusal(tmp_path, tiny_data, cac
     assert (last["agreement"] >= auto["target"] and last["logit_mse"] <= first["goal_logit_mse"]) \
         or len(auto["layers"]) == 24
     assert auto["simulated_agreement"] == last["agreement"]
+
+
+@pytest.mark.slow
+def test_evaluating_a_tflite_says_whether_tflite_micro_agrees(tiny_export, tmp_path):
+    """`edgeasc evaluate MODEL.tflite` runs LiteRT's reference kernels and its first clips on TFLite Micro too:
+    the report holds the measured comparison and the output says it (never an assumption)."""
+    from edgeasc.deploy.runtime import TFLM_CHECK_CLIPS, format_tflm_check
+
+    res = CliRunner().invoke(cli, ["evaluate", str(tiny_export["out"] / "model_int8.tflite"), "--data",
+                                   str(tiny_export["data"]), "--out", str(tmp_path), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    ev = json.loads((tmp_path / "model_int8.eval.json").read_text())
+    assert ev["runtime"]["tflite_micro"] == {"checked": TFLM_CHECK_CLIPS, "identical": TFLM_CHECK_CLIPS,
+                                             "max_abs_diff": 0.0}
+    assert (f"kernels: LiteRT reference kernels (ai-edge-litert); TFLite Micro bit-identical on the first "
+            f"{TFLM_CHECK_CLIPS} clips") in res.output
+    differs = dict(ev["runtime"], tflite_micro={"checked": 8, "identical": 0, "max_abs_diff": 2.0})
+    assert format_tflm_check(differs).endswith("TFLite Micro DIFFERS on 8 of the first 8 clips (max 2 output "
+                                               "steps): these figures are LiteRT's, not TFLite Micro's")

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from edgeasc.children import kill_group, start_child
+from edgeasc.deploy.runtime import tflm_runtime
 from edgeasc.errors import ConfigError, EdgeAscError
 
 log = logging.getLogger(__name__)
@@ -35,17 +36,6 @@ _ALLOC_RE = re.compile(r"Arena allocation (total|head|tail) (\d+) bytes")
 _ARENA_ERROR_RE = re.compile(r"(?i)allocat|arena|memory")
 """TFLite Micro's lines about a too-small arena (the probe then tries a larger one); any other line is its
 reason for refusing the model at every size (an unsupported operator or type, a hybrid model)."""
-
-
-def _tflm_runtime() -> Any:
-    try:
-        from tflite_micro.python.tflite_micro import runtime
-    except ImportError:
-        from edgeasc.deploy.runtime import RuntimeUnavailableError
-
-        raise RuntimeUnavailableError("edgeasc bench needs TFLite Micro (pip install "
-                                      "'tflite-micro==0.dev20261023182759')") from None
-    return runtime
 
 
 def capture_c_stderr(func: Callable[[], Any]) -> tuple[Any, str]:
@@ -211,7 +201,7 @@ def _probe_main(model_path: str) -> int:
     """Child-process loop of `_ArenaProbe`: reads `fit N` / `run N` lines, answers `ok` or `fail`."""
     from edgeasc.deploy.tflite_graph import read_tflite_model
 
-    runtime = _tflm_runtime()
+    runtime = tflm_runtime()
     data = Path(model_path).read_bytes()
     n_inputs = read_tflite_model(data, model_path).Subgraphs(0).InputsLength()
     for line in sys.stdin:

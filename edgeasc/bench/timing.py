@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from edgeasc.bench.arena import _tflm_runtime
 from edgeasc.bench.report import LatencyStats
+from edgeasc.deploy.runtime import tflm_runtime
 from edgeasc.errors import EdgeAscError
 
 
@@ -101,7 +101,7 @@ class _Micro:
     """A TFLite Micro interpreter with the same interface as `_LiteRT`."""
 
     def __init__(self, path: Path, arena_bytes: int, n_in: int, n_out: int) -> None:
-        self.interp = _tflm_runtime().Interpreter.from_file(str(path), arena_size=arena_bytes)
+        self.interp = tflm_runtime().Interpreter.from_file(str(path), arena_size=arena_bytes)
         self.n_in, self.n_out = n_in, n_out
 
     def set_inputs(self, arrays: Sequence[np.ndarray]) -> None:

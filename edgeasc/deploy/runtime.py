@@ -82,6 +82,45 @@ def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
     return ((np.asarray(q, dtype=np.float64) - zero_point) * scale).astype(np.float32)
 
 
+TFLM_CHECK_CLIPS = 8
+"""Clips an evaluation of a .tflite also runs on TFLite Micro, to say whether its figures hold there."""
+
+
+def format_tflm_check(runtime: dict[str, Any]) -> str:
+    """One line: which kernels an evaluation ran, and whether TFLite Micro gave the same outputs."""
+    kernels = f"LiteRT {runtime['kernels']} kernels ({runtime['backend']})"
+    t = runtime.get("tflite_micro") or {"checked": 0, "skipped": "not compared"}
+    if not t["checked"]:
+        return f"kernels: {kernels}; TFLite Micro not compared: {t['skipped']}"
+    if t["identical"] == t["checked"]:
+        return f"kernels: {kernels}; TFLite Micro bit-identical on the first {t['checked']} clips"
+    return (f"kernels: {kernels}; TFLite Micro DIFFERS on {t['checked'] - t['identical']} of the first {t['checked']} "
+            f"clips (max {t['max_abs_diff']:g} output steps): these figures are LiteRT's, not TFLite Micro's")
+
+
+def tflm_runtime() -> Any:
+    """The `tflite-micro` package's interpreter module (raises `RuntimeUnavailableError` when not installed)."""
+    try:
+        from tflite_micro.python.tflite_micro import runtime
+    except ImportError:
+        raise RuntimeUnavailableError("TFLite Micro is not installed (pip install "
+                                      "'tflite-micro==0.dev20261023182759')") from None
+    return runtime
+
+
+def tflm_outputs(path: str | os.PathLike, inputs: np.ndarray, arena_size: int = 4_000_000) -> np.ndarray:
+    """Raw outputs `(N, output size)` of TFLite Micro's reference kernels for inputs `(N, input size)` in the
+    model's input dtype (int8 for a full-integer model), one `invoke()` per row."""
+    interp = tflm_runtime().Interpreter.from_file(str(path), arena_size=arena_size)
+    detail = interp.get_input_details(0)
+    out = []
+    for x in np.asarray(inputs, dtype=detail["dtype"]):
+        interp.set_input(x.reshape(detail["shape"]), 0)
+        interp.invoke()
+        out.append(np.array(interp.get_output(0)).reshape(-1))
+    return np.stack(out)
+
+
 def _interpreter_api(backend: str | None) -> tuple[str, Any, Any]:
     """(backend name, Interpreter class, OpResolverType enum) of `backend`, or of the first one installed."""
     wanted = BACKENDS if backend is None else (backend,)
@@ -157,7 +196,8 @@ class TFLiteModel:
 
     Args:
         path: the .tflite file.
-        reference_kernels: run BUILTIN_REF kernels (default), bit-exact with TFLite Micro.
+        reference_kernels: run LiteRT's BUILTIN_REF kernels (default): TFLite's reference integer arithmetic, as
+            TFLite Micro's kernels compute it on edgeasc's operators (`compare_with_tflm` measures it per model).
         backend: one of `BACKENDS`; default the first installed.
 
     Attributes:
@@ -245,6 +285,32 @@ class TFLiteModel:
         from edgeasc.metrics import require_finite_logits
 
         return require_finite_logits(np.stack(out), f"{self.path}")
+
+    def compare_with_tflm(self, features: np.ndarray, n: int = TFLM_CHECK_CLIPS) -> dict[str, Any]:
+        """Run the first `n` clips of `features` on TFLite Micro too and compare the raw outputs with this
+        interpreter's: LiteRT's reference kernels and TFLite Micro are separate code and can differ (they do on
+        some FULLY_CONNECTED models), so an evaluation says what it measured instead of assuming.
+
+        Returns:
+            {"checked", "identical" (clips with bit-identical outputs), "max_abs_diff" (in output units: int8
+            steps for an int8 model)}, or {"checked": 0, "skipped": why}.
+        """
+        x = self.prepare(features[:n])
+        if not len(x):
+            return {"checked": 0, "skipped": "no clips"}
+        try:
+            theirs = tflm_outputs(self.path, x.reshape(len(x), -1))
+        except RuntimeUnavailableError as exc:
+            return {"checked": 0, "skipped": str(exc)}
+        except RuntimeError as exc:  # TFLite Micro refuses the model (a hybrid model, an operator it lacks)
+            return {"checked": 0, "skipped": f"TFLite Micro cannot run it: {exc}"}
+        ours = np.stack([self.invoke(xi).reshape(-1) for xi in x])  # real-valued, as `invoke` returns
+        theirs, step = theirs.reshape(ours.shape), 1.0
+        if self.output.quantized:
+            theirs, step = dequantize(theirs, self.output.scale, self.output.zero_point), self.output.scale
+        diff = np.rint(np.abs(ours.astype(np.float64) - theirs.astype(np.float64)) / step * 1e6) / 1e6
+        return {"checked": int(len(x)), "identical": int((diff == 0).all(axis=1).sum()),
+                "max_abs_diff": float(diff.max())}
 
     def metadata(self) -> dict[str, Any] | None:
         """The edgeasc metadata of this model (embedded, else the sidecar JSON), or None."""
@@ -375,10 +441,13 @@ def evaluate_tflite(
     out = require_writable(Path(out_dir) if out_dir else model_path.parent, "evaluation report (--out)")
     waves = load_waveforms(Path(data_dir), clips, frontend.sample_rate_hz, frontend.clip_samples, cache_dir, progress)
     workers = workers or max(1, min(4, os.cpu_count() or 1))
-    logits = np.concatenate(
-        [model.predict(x, workers) for _, x in feature_batches(waves, frontend, batch_size, progress, "evaluating")]
-    )
+    parts, first = [], None
+    for _, x in feature_batches(waves, frontend, batch_size, progress, "evaluating"):
+        first = x if first is None else first
+        parts.append(model.predict(x, workers))
+    logits = np.concatenate(parts)
     header = {"model": str(model_path), "model_name": name, "split": split,
               "runtime": {"backend": model.backend, "kernels": "reference" if model.reference_kernels else "optimised",
-                          "input": model.input.to_dict(), "output": model.output.to_dict()}}
+                          "input": model.input.to_dict(), "output": model.output.to_dict(),
+                          "tflite_micro": model.compare_with_tflm(first)}}
     return write_evaluation(header, clips, logits, out, prefix=f"{model_path.stem}.")

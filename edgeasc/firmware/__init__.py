@@ -24,11 +24,12 @@ from edgeasc.firmware.generate import (
 )
 from edgeasc.firmware.toolchain import (
     TARGETS, bench_figures, build_firmware, dump_layers, firmware_size, measure_firmware, reference_layers,
-    run_host, run_host_frontend, run_qemu, tflm_outputs, toolchain_missing,
+    run_host, run_host_frontend, run_qemu, toolchain_missing,
 )
 from edgeasc.firmware.check import (
     FRONTEND_MAX_ABS_ERROR, check_firmware, evaluation_inputs, export_demo_model, format_check,
 )
+from edgeasc.deploy.runtime import tflm_outputs  # the one TFLite Micro runner (deploy.runtime)
 from edgeasc.deploy.tflite_graph import (
     Graph, Op, Tensor, read_graph,
 )

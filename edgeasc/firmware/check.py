@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeasc.deploy.runtime import tflite_frontend
+from edgeasc.deploy.runtime import tflite_frontend, tflm_outputs
 from edgeasc.deploy.tflite_graph import read_graph
 from edgeasc.errors import FirmwareError
 from edgeasc.firmware.generate import FRONTEND_MIN_INT8_AGREEMENT, generate_firmware
@@ -24,7 +24,6 @@ from edgeasc.firmware.toolchain import (
     run_host,
     run_host_frontend,
     run_qemu,
-    tflm_outputs,
     toolchain_missing,
 )
 

@@ -119,23 +119,6 @@ def reference_layers(tflite_path: str | os.PathLike, x: np.ndarray) -> dict[int,
     return out
 
 
-def tflm_outputs(tflite_path: str | os.PathLike, inputs: np.ndarray, arena_size: int = 4_000_000) -> np.ndarray:
-    """int8 outputs `(N, output_size)` of TFLite Micro's reference kernels (the `tflite-micro` package)."""
-    try:
-        from tflite_micro.python.tflite_micro import runtime as tflm
-    except ImportError:
-        raise FirmwareError("the bit-exactness check needs TFLite Micro (pip install "
-                            "'tflite-micro==0.dev20261023182759')") from None
-    interp = tflm.Interpreter.from_file(str(tflite_path), arena_size=arena_size)
-    shape = interp.get_input_details(0)["shape"]
-    out = []
-    for x in np.asarray(inputs, dtype=np.int8):
-        interp.set_input(x.reshape(shape), 0)
-        interp.invoke()
-        out.append(np.array(interp.get_output(0)).reshape(-1))
-    return np.stack(out)
-
-
 def _run(cmd: list[str], what: str, cwd: str | os.PathLike | None = None, timeout_s: float = 600) -> str:
     try:
         proc = run_child(cmd, capture_output=True, text=True, cwd=cwd, timeout=timeout_s)
