@@ -33,9 +33,10 @@ MIN_ARENA_START_BYTES = 16 * 1024
 
 
 _ALLOC_RE = re.compile(r"Arena allocation (total|head|tail) (\d+) bytes")
-_ARENA_ERROR_RE = re.compile(r"(?i)allocat|arena|memory")
-"""TFLite Micro's lines about a too-small arena (the probe then tries a larger one); any other line is its
-reason for refusing the model at every size (an unsupported operator or type, a hybrid model)."""
+_ARENA_ERROR_RE = re.compile(r"(?i)allocat|arena|memory|buffer|missing")
+"""TFLite Micro's lines about a too-small arena (the probe then tries a larger one). Any other line may be its
+reason for refusing the model at every size (an unsupported operator or type, a hybrid model): one probe in
+the largest arena tells the two apart."""
 
 
 def capture_c_stderr(func: Callable[[], Any]) -> tuple[Any, str]:
@@ -177,9 +178,14 @@ def find_min_arena(
 
         lo = 0  # an empty arena never fits
         hi = max(granularity, -(-start_bytes // granularity) * granularity)
+        confirmed = False
         while not fits(hi):
-            if not probe.size_error:  # TFLite Micro refuses the model itself (an operator, a hybrid model)
-                raise ModelFileError(f"{path}: TFLite Micro cannot run this model: {probe.last_error}")
+            if not probe.size_error and not confirmed:
+                # not an arena-size message: does the model fail in the largest arena too? Then TFLite Micro
+                # refuses the model itself (an operator or type, a hybrid model) and says why
+                confirmed = True
+                if not probe.fits(MAX_ARENA_BYTES):
+                    raise ModelFileError(f"{path}: TFLite Micro cannot run this model: {probe.last_error}")
             lo = hi
             hi *= 2
             if hi > MAX_ARENA_BYTES:
