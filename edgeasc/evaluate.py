@@ -5,7 +5,6 @@ One metrics module (`edgeasc.metrics`) serves both this command and training-tim
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -23,8 +22,6 @@ from edgeasc.features import LogMel
 from edgeasc.labels import SCENES
 from edgeasc.metrics import classification_report, require_finite_logits
 from edgeasc.plots import write_evaluation_plots
-
-log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "fp16")
 

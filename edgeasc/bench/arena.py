@@ -4,7 +4,6 @@ failed allocation can abort the interpreter), and the allocation read-out of its
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import subprocess
@@ -19,9 +18,6 @@ import numpy as np
 from edgeasc.children import kill_group, start_child
 from edgeasc.deploy.runtime import tflm_runtime
 from edgeasc.errors import ConfigError, EdgeAscError
-
-log = logging.getLogger(__name__)
-
 
 ARENA_GRANULARITY_BYTES = 16
 """Bisection step: TFLite Micro aligns arena buffers to 16 bytes (kBufferAlignment)."""
