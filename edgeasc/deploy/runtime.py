@@ -286,10 +286,12 @@ class TFLiteModel:
 
         return require_finite_logits(np.stack(out), f"{self.path}")
 
-    def compare_with_tflm(self, features: np.ndarray, n: int = TFLM_CHECK_CLIPS) -> dict[str, Any]:
+    def compare_with_tflm(self, features: np.ndarray, n: int = TFLM_CHECK_CLIPS,
+                          outputs: np.ndarray | None = None) -> dict[str, Any]:
         """Run the first `n` clips of `features` on TFLite Micro too and compare the raw outputs with this
         interpreter's: LiteRT's reference kernels and TFLite Micro are separate code and can differ (they do on
-        some FULLY_CONNECTED models), so an evaluation says what it measured instead of assuming.
+        some FULLY_CONNECTED models), so an evaluation says what it measured instead of assuming. `outputs`:
+        this model's `predict` of those features when the caller has it already (else they are run again).
 
         Returns:
             {"checked", "identical" (clips with bit-identical outputs), "max_abs_diff" (in output units: int8
@@ -304,7 +306,8 @@ class TFLiteModel:
             return {"checked": 0, "skipped": str(exc)}
         except RuntimeError as exc:  # TFLite Micro refuses the model (a hybrid model, an operator it lacks)
             return {"checked": 0, "skipped": f"TFLite Micro cannot run it: {exc}"}
-        ours = np.stack([self.invoke(xi).reshape(-1) for xi in x])  # real-valued, as `invoke` returns
+        # real-valued, as `invoke` returns them
+        ours = np.stack([self.invoke(xi).reshape(-1) for xi in x]) if outputs is None else outputs[:len(x)]
         theirs, step = theirs.reshape(ours.shape), 1.0
         if self.output.quantized:
             theirs, step = dequantize(theirs, self.output.scale, self.output.zero_point), self.output.scale
@@ -449,5 +452,5 @@ def evaluate_tflite(
     header = {"model": str(model_path), "model_name": name, "split": split,
               "runtime": {"backend": model.backend, "kernels": "reference" if model.reference_kernels else "optimised",
                           "input": model.input.to_dict(), "output": model.output.to_dict(),
-                          "tflite_micro": model.compare_with_tflm(first)}}
+                          "tflite_micro": model.compare_with_tflm(first, outputs=parts[0])}}
     return write_evaluation(header, clips, logits, out, prefix=f"{model_path.stem}.")
