@@ -114,6 +114,12 @@ def _rel(path: Path) -> str:
     return os.path.relpath(path, ROOT)
 
 
+EXPORT_STEP = Step("export", lambda d, r: [
+    "export", _rel(r / "qat" / "model.pt"), "--int8", "--data", _rel(d), "--out", _rel(r / "qat" / "export"),
+    "--calib-clips", str(CALIB_CLIPS), "--seed", str(SEED), "--no-progress"])
+"""The last step of both models: `edgeasc export --int8` of the QAT run (into qat/export, each model's export_dir)."""
+
+
 MODELS: dict[str, Model] = {
     "demo_general": Model(
         name="demo_general",
@@ -139,10 +145,7 @@ MODELS: dict[str, Model] = {
                 *_pruned_model_overrides(r), "--set", f'model.init_checkpoint="{_rel(r / "pruned" / "model.pt")}"',
                 "--set", f'kd.teacher_logits="{_rel(r / "teacher_logits.npz")}"',
                 "--epochs", "3", "--set", "optim.warmup_steps=5", *COMMON]),
-            Step("export", lambda d, r: [
-                "export", _rel(r / "qat" / "model.pt"), "--int8", "--data", _rel(d),
-                "--out", _rel(r / "qat" / "export"), "--calib-clips", str(CALIB_CLIPS), "--seed", str(SEED),
-                "--no-progress"]),
+            EXPORT_STEP,
         ],
         export_dir="qat/export",
         trained=[
@@ -170,10 +173,7 @@ MODELS: dict[str, Model] = {
                 "train", "--recipe", "recipes/demo_qat.toml", "--data", _rel(d), "--out", _rel(r / "qat"),
                 "--set", f'model.init_checkpoint="{_rel(r / "student" / "model.pt")}"',
                 "--epochs", "3", "--set", "optim.warmup_steps=5", *COMMON]),
-            Step("export", lambda d, r: [
-                "export", _rel(r / "qat" / "model.pt"), "--int8", "--data", _rel(d),
-                "--out", _rel(r / "qat" / "export"), "--calib-clips", str(CALIB_CLIPS), "--seed", str(SEED),
-                "--no-progress"]),
+            EXPORT_STEP,
         ],
         export_dir="qat/export",
         trained=[
