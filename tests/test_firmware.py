@@ -426,8 +426,10 @@ def test_check_tool_bad_input_is_one_line_and_exit_2(fc_models, tiny_data, tmp_p
 def test_make_test_takes_any_model_with_or_without_data(fc_models, tmp_path):
     """`make -C firmware_stub test MODEL=...`: a model that is not edgeasc's, on seeded random inputs (no DATA),
     bit-exact with TFLite Micro on the host and, where QEMU is installed, on the emulated Cortex-M4."""
-    proc = subprocess.run(["make", "-s", "-C", str(fw.STUB_DIR), "test", f"MODEL={fc_models / 'fc_int8.tflite'}",
-                           f"BUILD={tmp_path}"], capture_output=True, text=True, check=False)
+    # PY= this interpreter: the test must not run the project's set-up (a reinstall into the running venv)
+    make = ["make", "-s", "-C", str(fw.STUB_DIR), "test", f"PY={sys.executable}",
+            f"MODEL={fc_models / 'fc_int8.tflite'}", f"BUILD={tmp_path}"]
+    proc = subprocess.run(make, capture_output=True, text=True, check=False)
     out = proc.stdout
     assert proc.returncode == 0, out + proc.stderr
     assert "inputs       200 seeded random int8 inputs (seed 0; no dataset given)" in out
@@ -439,6 +441,5 @@ def test_make_test_takes_any_model_with_or_without_data(fc_models, tmp_path):
     if fw.toolchain_missing("cortex-m4") is None:
         assert report["targets"]["cortex-m4"]["identical_to_host"]
     # DATA= reaches the tool: this model does not take the DCASE log-mel, so it is one line and exit 2
-    proc = subprocess.run(["make", "-s", "-C", str(fw.STUB_DIR), "test", f"MODEL={fc_models / 'fc_int8.tflite'}",
-                           f"BUILD={tmp_path}", f"DATA={tmp_path}"], capture_output=True, text=True, check=False)
+    proc = subprocess.run([*make, f"DATA={tmp_path}"], capture_output=True, text=True, check=False)
     assert proc.returncode != 0 and "error: --data" in proc.stderr and "not a TAU22-layout dataset" in proc.stderr
