@@ -8,12 +8,15 @@ The names of the former edgeasc/firmware.py are re-exported here for one release
 
 
 from edgeasc.firmware.plan import (
-    ALIAS_OPS, ARENA_ALIGN, ArenaPlan, FIRMWARE_CONSTANT_TYPES, INPLACE_OPS, SUPPORTED_OPS, check_supported,
-    plan_arena,
+    ALIAS_OPS, ARENA_ALIGN, ArenaPlan, FIRMWARE_CONSTANT_TYPES, INPLACE_OPS, SUPPORTED_OPS, TABLE_OPS,
+    check_supported, float_boundaries, plan_arena, tensor_bytes,
 )
 from edgeasc.firmware.fixedpoint import (
     RSHIFT_MAX, activation_range, multiply_by_quantized_multiplier, quantize_multiplier,
     rounding_divide_by_pot, srdhm,
+)
+from edgeasc.firmware.tables import (
+    softmax_exp_table, unary_table,
 )
 from edgeasc.firmware.emit import (
     MAX_K, pack_conv_weights, requant_records,
@@ -23,11 +26,11 @@ from edgeasc.firmware.generate import (
     generate_firmware,
 )
 from edgeasc.firmware.toolchain import (
-    TARGETS, bench_figures, build_firmware, dump_layers, firmware_size, measure_firmware, reference_layers,
-    run_host, run_host_frontend, run_qemu, toolchain_missing,
+    TARGETS, bench_figures, build_firmware, dump_layers, firmware_size, measure_firmware, output_dtype,
+    random_inputs, reference_layers, run_host, run_host_frontend, run_qemu, toolchain_missing,
 )
 from edgeasc.firmware.check import (
-    FRONTEND_MAX_ABS_ERROR, check_firmware, evaluation_inputs, export_demo_model, format_check,
+    FRONTEND_MAX_ABS_ERROR, check_firmware, evaluation_inputs, export_demo_model, format_check, same_bits,
 )
 from edgeasc.deploy.runtime import tflm_outputs  # the one TFLite Micro runner (deploy.runtime)
 from edgeasc.deploy.tflite_graph import (
@@ -40,11 +43,12 @@ from edgeasc.errors import (
 __all__ = [
     "ALIAS_OPS", "ARENA_ALIGN", "ArenaPlan", "FIRMWARE_CONSTANT_TYPES", "FRONTEND_MAX_ABS_ERROR",
     "FRONTEND_MIN_INT8_AGREEMENT", "FirmwareError", "FirmwareResult", "Graph", "INPLACE_OPS", "Layer",
-    "MAX_K", "Op", "RSHIFT_MAX", "STUB_DIR", "SUPPORTED_OPS", "TARGETS", "Tensor", "activation_range",
-    "bench_figures", "build_firmware", "check_firmware", "check_supported", "dump_layers",
-    "evaluation_inputs", "export_demo_model", "firmware_size", "format_check", "frontend_tables",
-    "fuse_pads", "generate_firmware", "measure_firmware", "multiply_by_quantized_multiplier",
-    "pack_conv_weights", "plan_arena", "quantize_multiplier", "read_graph", "reference_layers",
-    "requant_records", "rounding_divide_by_pot", "run_host", "run_host_frontend", "run_qemu", "srdhm",
-    "tflm_outputs", "toolchain_missing",
+    "MAX_K", "Op", "RSHIFT_MAX", "STUB_DIR", "SUPPORTED_OPS", "TABLE_OPS", "TARGETS", "Tensor",
+    "activation_range", "bench_figures", "build_firmware", "check_firmware", "check_supported", "dump_layers",
+    "evaluation_inputs", "export_demo_model", "firmware_size", "float_boundaries", "format_check",
+    "frontend_tables", "fuse_pads", "generate_firmware", "measure_firmware", "multiply_by_quantized_multiplier",
+    "output_dtype", "pack_conv_weights", "plan_arena", "quantize_multiplier", "random_inputs", "read_graph",
+    "reference_layers", "requant_records", "rounding_divide_by_pot", "run_host", "run_host_frontend", "run_qemu",
+    "same_bits", "softmax_exp_table", "srdhm", "tensor_bytes", "tflm_outputs", "toolchain_missing",
+    "unary_table",
 ]

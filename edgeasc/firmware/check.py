@@ -20,6 +20,8 @@ from edgeasc.firmware.toolchain import (
     build_firmware,
     dump_layers,
     firmware_size,
+    output_dtype,
+    random_inputs,
     reference_layers,
     run_host,
     run_host_frontend,
@@ -85,10 +87,10 @@ def model_input_size(tflite_path: str | os.PathLike) -> int:
     return int(graph.tensors[graph.inputs[0]].elements)
 
 
-def random_inputs(tflite_path: str | os.PathLike, n_inputs: int, seed: int = 0) -> np.ndarray:
-    """`(n_inputs, input size)` int8 inputs drawn uniformly with `seed`: a check without a dataset."""
-    return np.random.default_rng(seed).integers(-128, 128, size=(n_inputs, model_input_size(tflite_path)),
-                                                dtype=np.int8)
+def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    """Bit-identical arrays of one dtype (float32 compared by bit pattern: -0.0 is not 0.0, NaN equals itself)."""
+    a, b = np.asarray(a), np.asarray(b)
+    return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
 
 
 def check_firmware(
@@ -113,8 +115,9 @@ def check_firmware(
     """
     work = Path(work_dir)
     if data_dir is None:
-        data, inputs = None, f"{n_inputs} seeded random int8 inputs (seed {seed}; no dataset given)"
         x = random_inputs(tflite_path, n_inputs, seed)
+        kind = "float32" if x.dtype == np.float32 else "int8"
+        data, inputs = None, f"{n_inputs} seeded random {kind} inputs (seed {seed}; no dataset given)"
     else:
         data = evaluation_inputs(tflite_path, data_dir, n_inputs, cache_dir=cache_dir)
         x = data["inputs"]
@@ -123,13 +126,14 @@ def check_firmware(
     host = build_firmware("host", work / "model", work / "build")
     graph = read_graph(tflite_path)
     out_size = graph.tensors[graph.outputs[0]].elements
-    ours = run_host(host, x, out_size)
+    out_dtype = output_dtype(tflite_path)
+    ours = run_host(host, x, out_size, out_dtype)
     ref = tflm_outputs(tflite_path, x)
-    same = (ours == ref).all(axis=1)
+    same = np.array([same_bits(a, b) for a, b in zip(ours, ref)])
     layer_bad = []
     for i in range(min(n_layer_checks, len(x))):
         mine, theirs = dump_layers(host, work / "model", x[i]), reference_layers(tflite_path, x[i])
-        layer_bad += [(i, t) for t, v in mine.items() if not np.array_equal(v, theirs[t].astype(np.int8))]
+        layer_bad += [(i, t) for t, v in mine.items() if not same_bits(v, theirs[t])]
     report: dict[str, Any] = {
         "model": str(tflite_path), "inputs": inputs, "arena_bytes": gen.arena_bytes, "constant_bytes": gen.weight_bytes,
         "layers": len(gen.layers), "macs": gen.macs,
@@ -147,12 +151,12 @@ def check_firmware(
             report["targets"][target] = {"skipped": reason}
             continue
         elf = build_firmware(target, work / "model", work / "build")
-        run = run_qemu(target, elf, x[:n_emulated])
+        run = run_qemu(target, elf, x[:n_emulated], output_dtype=out_dtype)
         instr = int(run["instructions"][0])
         report["targets"][target] = {
             "machine": TARGETS[target]["machine"], "n_inputs": n_emulated,
-            "identical_to_host": bool(np.array_equal(run["logits"], ours[:n_emulated])),
-            "instructions_per_inference": instr, "instructions_per_mac": instr / gen.macs,
+            "identical_to_host": same_bits(run["logits"], ours[:n_emulated]),
+            "instructions_per_inference": instr, "instructions_per_mac": instr / gen.macs if gen.macs else None,
             "instructions_per_tick": run["instructions_per_tick"], **firmware_size(elf),
             "layers": run["layer_instructions"],
         }

@@ -13,6 +13,7 @@ from edgeasc.deploy.tflite_graph import Graph, Op, Tensor
 from edgeasc.errors import FirmwareError
 from edgeasc.firmware.fixedpoint import RSHIFT_MAX, _padding_before, activation_range, quantize_multiplier
 from edgeasc.firmware.plan import ArenaPlan
+from edgeasc.firmware.tables import softmax_exp_table, unary_table
 
 MAX_K = 2048
 """FW_MAX_K of fw_kernels.c: the largest convolution window (k_h * k_w * in_c, padded) and depthwise depth."""
@@ -83,10 +84,14 @@ class _Emitter:
 
     def add_const(self, ctype: str, name: str, values: np.ndarray) -> str:
         arr = np.asarray(values)
-        width = {"int8_t": 1, "int16_t": 2, "int32_t": 4}[ctype]
+        width = {"int8_t": 1, "int16_t": 2, "int32_t": 4, "float": 4}[ctype]
         self.const_bytes += arr.size * width
-        self.consts.append(_c_array(ctype, name, arr))
+        self.consts.append("static " + _c_float_array(name, arr) if ctype == "float" else _c_array(ctype, name, arr))
         return name
+
+    def fptr(self, i: int) -> str:
+        """A float32 boundary tensor's arena address."""
+        return f"(float *)(void *){self.ptr(i)}"
 
     def _drop_const(self, name: str) -> None:
         for i, text in enumerate(self.consts):
@@ -230,7 +235,8 @@ class _Emitter:
             return [0 if d[x] == 1 and od[x] != 1 else full[x] for x in range(4)]
 
         broadcast = int(a.shape4() != od or b.shape4() != od)
-        act_min, act_max = activation_range(int(op.options.fusedActivationFunction), out.scale, out.zero_point)
+        fused = int(op.options.fusedActivationFunction) if op.name in ("ADD", "MUL") else 0
+        act_min, act_max = activation_range(fused, out.scale, out.zero_point)
         f: dict[str, Any] = dict(in1_offset=-a.zero_point, in2_offset=-b.zero_point, out_offset=out.zero_point,
                                  act_min=act_min, act_max=act_max, broadcast=broadcast, left_shift=0)
         if op.name == "ADD":
@@ -242,9 +248,11 @@ class _Emitter:
             if max(f["in1_shift"], f["in2_shift"], f["out_shift"]) > 0:
                 raise FirmwareError(f"op {op.index} (ADD): scales need a multiplier above one, which TFLite rejects")
             kernel = "fw_add_s8"
-        else:
+        elif op.name == "MUL":
             f["out_mult"], f["out_shift"] = quantize_multiplier(a.scale * b.scale / out.scale)
             kernel = "fw_mul_s8"
+        else:  # MAXIMUM / MINIMUM compare the raw int8 values, as TFLite Micro does
+            kernel = "fw_maximum_s8" if op.name == "MAXIMUM" else "fw_minimum_s8"
         k = op.index
         arr = lambda v: "{" + ", ".join(str(int(x)) for x in v) + "}"  # noqa: E731
         init = ", ".join([f".out_dims = {arr(od)}", f".in1_strides = {arr(strides(a))}",
@@ -254,10 +262,12 @@ class _Emitter:
                      f"{self.ptr(op.outputs[0])});")
         return kernel
 
-    def avgpool(self, op: Op) -> str:
+    def pool(self, op: Op) -> str:
+        """AVERAGE_POOL_2D and MAX_POOL_2D (same parameters; both keep the input's quantisation)."""
         inp, out = self.t(op.inputs[0]), self.t(op.outputs[0])
         if (inp.scale, inp.zero_point) != (out.scale, out.zero_point):
-            raise FirmwareError(f"op {op.index} (AVERAGE_POOL_2D): input and output quantisation differ")
+            raise FirmwareError(f"op {op.index} ({op.name}): input and output quantisation differ")
+        kernel = "fw_avgpool_s8" if op.name == "AVERAGE_POOL_2D" else "fw_maxpool_s8"
         o = op.options
         _, in_h, in_w, c = inp.shape4()
         _, out_h, out_w, _ = out.shape4()
@@ -270,8 +280,48 @@ class _Emitter:
             f".pad_h = {_padding_before(o.padding, in_h, f_h, s_h, 1, out_h)}, "
             f".pad_w = {_padding_before(o.padding, in_w, f_w, s_w, 1, out_w)}, .act_min = {act_min}, "
             f".act_max = {act_max}}};\n")
-        self.stmt(k, f"fw_avgpool_s8(&fw_p{k}, {self.ptr(op.inputs[0])}, {self.ptr(op.outputs[0])});")
-        return "fw_avgpool_s8"
+        self.stmt(k, f"{kernel}(&fw_p{k}, {self.ptr(op.inputs[0])}, {self.ptr(op.outputs[0])});")
+        return kernel
+
+    def table(self, op: Op) -> str:
+        """An elementwise operator as a 256-entry table (firmware/tables.py); DEQUANTIZE's table is float."""
+        inp, out = self.t(op.inputs[0]), self.t(op.outputs[0])
+        if inp.elements != out.elements:
+            raise FirmwareError(f"op {op.index} ({op.name}): {inp.shape} -> {out.shape} changes the element count")
+        k = op.index
+        values = unary_table(op, inp, out)
+        if op.name == "DEQUANTIZE":
+            self.add_const("float", f"fw_table{k}", values)
+            self.stmt(k, f"fw_table_f32({out.elements}, fw_table{k}, {self.ptr(op.inputs[0])}, "
+                         f"{self.fptr(op.outputs[0])});")
+            return "fw_table_f32"
+        self.add_const("int8_t", f"fw_table{k}", values)
+        self.stmt(k, f"fw_table_s8({out.elements}, fw_table{k}, {self.ptr(op.inputs[0])}, {self.ptr(op.outputs[0])});")
+        return "fw_table_s8"
+
+    def quantize(self, op: Op) -> str:
+        """QUANTIZE: from the float32 model input (AffineQuantize), or int8 -> int8 (a table)."""
+        inp, out = self.t(op.inputs[0]), self.t(op.outputs[0])
+        if inp.dtype != "FLOAT32":
+            return self.table(op)
+        if out.dtype != "INT8" or len(out.scales) != 1:
+            raise FirmwareError(f"op {op.index} (QUANTIZE): float32 -> {out.dtype} with {len(out.scales)} scales; "
+                                "per-tensor int8 is supported")
+        k = op.index
+        self.stmt(k, f"fw_quantize_f32_s8({out.elements}, {_c_float(out.scale)}, {out.zero_point}, "
+                     f"{self.fptr(op.inputs[0])}, {self.ptr(op.outputs[0])});")
+        return "fw_quantize_f32_s8"
+
+    def softmax(self, op: Op) -> str:
+        inp, out = self.t(op.inputs[0]), self.t(op.outputs[0])
+        exp = softmax_exp_table(op, inp, out)
+        depth = int(inp.shape[-1]) if inp.shape else 1
+        k = op.index
+        self.add_const("int32_t", f"fw_exp{k}", exp)
+        self.consts.append(f"static const fw_softmax_params fw_p{k} = {{.rows = {inp.elements // depth}, "
+                           f".depth = {depth}, .d_max = {len(exp) - 1}, .exp = fw_exp{k}}};\n")
+        self.stmt(k, f"fw_softmax_s8(&fw_p{k}, {self.ptr(op.inputs[0])}, {self.ptr(op.outputs[0])});")
+        return "fw_softmax_s8"
 
     def mean(self, op: Op) -> str:
         inp, axis, out = self.t(op.inputs[0]), self.t(op.inputs[1]), self.t(op.outputs[0])

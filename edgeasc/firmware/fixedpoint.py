@@ -93,3 +93,118 @@ def _padding_before(padding: int, in_size: int, k: int, stride: int, dilation: i
     eff = (k - 1) * dilation + 1
     total = max((out_size - 1) * stride + eff - in_size, 0)
     return total // 2
+
+
+# -- gemmlowp's fixed-point transcendentals (fixedpoint/fixedpoint.h), on int32 raw values --------------
+INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
+
+
+def _wrap32(x: int) -> int:
+    return ((x + (1 << 31)) % (1 << 32)) - (1 << 31)
+
+
+def saturating_rounding_mul_by_pot(x: int, exponent: int) -> int:
+    """SaturatingRoundingMultiplyByPOT<exponent>: a saturating left shift, or RoundingDivideByPOT."""
+    if exponent >= 0:
+        threshold = (1 << (31 - exponent)) - 1
+        if x > threshold:
+            return INT32_MAX
+        if x < -threshold:
+            return INT32_MIN
+        return _wrap32(x << exponent)
+    return rounding_divide_by_pot(x, -exponent)
+
+
+def rounding_half_sum(a: int, b: int) -> int:
+    """RoundingHalfSum: (a + b + sign) / 2 in int64, truncated toward zero."""
+    s = a + b
+    s += 1 if s >= 0 else -1
+    return int(s / 2)  # exact: |s| < 2^33
+
+
+def exp_on_interval_between_negative_one_quarter_and_0_excl(a: int) -> int:
+    """exp(a) for Q0.31 `a` in [-1/4, 0), a Taylor expansion around -1/8."""
+    constant_term, one_third = 1895147668, 715827883
+    x = _wrap32(a + (1 << 28))
+    x2 = srdhm(x, x)
+    x3 = srdhm(x2, x)
+    x4 = srdhm(x2, x2)
+    x4_over_4 = rounding_divide_by_pot(x4, 2)
+    poly = rounding_divide_by_pot(_wrap32(srdhm(_wrap32(x4_over_4 + x3), one_third) + x2), 1)
+    return _wrap32(constant_term + srdhm(constant_term, _wrap32(x + poly)))
+
+
+def exp_on_negative_values(a: int, integer_bits: int) -> int:
+    """gemmlowp exp_on_negative_values: exp of a non-positive FixedPoint<int32, integer_bits>, as Q0.31."""
+    fractional_bits = 31 - integer_bits
+    one_quarter = 1 << (fractional_bits - 2)
+    mask = one_quarter - 1
+    a_mod_quarter_minus_one_quarter = _wrap32((a & mask) - one_quarter)
+    result = exp_on_interval_between_negative_one_quarter_and_0_excl(
+        saturating_rounding_mul_by_pot(a_mod_quarter_minus_one_quarter, integer_bits))
+    remainder = _wrap32(a_mod_quarter_minus_one_quarter - a)
+    for exponent, multiplier in ((-2, 1672461947), (-1, 1302514674), (0, 790015084), (1, 290630308),
+                                 (2, 39332535), (3, 720401), (4, 242)):
+        if integer_bits > exponent and remainder & (1 << (fractional_bits + exponent)):
+            result = srdhm(result, multiplier)
+    if integer_bits > 5 and a < -(1 << (36 - integer_bits)):
+        result = 0
+    return INT32_MAX if a == 0 else result
+
+
+def _newton_reciprocal_f2(half_denominator: int) -> int:
+    """The Newton-Raphson iteration of one_over_one_plus_x_for_x_in_0_1: 1 / half_denominator as Q2.29."""
+    x = _wrap32(1515870810 + srdhm(half_denominator, -1010580540))
+    for _ in range(3):
+        one_minus = _wrap32((1 << 29) - srdhm(half_denominator, x))
+        x = _wrap32(x + saturating_rounding_mul_by_pot(srdhm(x, one_minus), 2))
+    return x
+
+
+def one_over_one_plus_x_for_x_in_0_1(a: int) -> int:
+    """1 / (1 + a) for Q0.31 `a` in [0, 1), as Q0.31."""
+    return saturating_rounding_mul_by_pot(_newton_reciprocal_f2(rounding_half_sum(a, INT32_MAX)), 1)
+
+
+def one_minus_x_over_one_plus_x_for_x_in_0_1(a: int) -> int:
+    """(1 - a) / (1 + a) for Q0.31 `a` in [0, 1), as Q0.31."""
+    x = _newton_reciprocal_f2(rounding_half_sum(a, INT32_MAX))
+    return saturating_rounding_mul_by_pot(_wrap32(x - (1 << 29)), 2)
+
+
+def fixed_logistic(a: int, integer_bits: int) -> int:
+    """gemmlowp logistic of a FixedPoint<int32, integer_bits>, as Q0.31."""
+    if a == 0:
+        return 1 << 30
+    positive = one_over_one_plus_x_for_x_in_0_1(exp_on_negative_values(_wrap32(-abs(a)), integer_bits))
+    return positive if a > 0 else _wrap32(INT32_MAX - positive)
+
+
+def fixed_tanh(a: int, integer_bits: int) -> int:
+    """gemmlowp tanh of a FixedPoint<int32, integer_bits>, as Q0.31 (exp runs with one more integer bit)."""
+    if a == 0:
+        return 0
+    t = one_minus_x_over_one_plus_x_for_x_in_0_1(exp_on_negative_values(_wrap32(-abs(a)), integer_bits + 1))
+    return -t if a < 0 else t
+
+
+def frexp_multiplier(real: float) -> tuple[int, int]:
+    """`std::frexp` then `TfLiteRound(q * 2^31)` (the LOGISTIC and TANH prepare): (multiplier, left shift),
+    without QuantizeMultiplier's 2^31 carry."""
+    q, shift = math.frexp(real)
+    return _round_half_away(q * (1 << 31)), shift
+
+
+def input_radius(integer_bits: int, left_shift: int, total_signed_bits: int = 31) -> int:
+    """CalculateInputRadius: the largest |input| whose rescaled value stays below the fixed-point range."""
+    return math.floor(((1 << integer_bits) - 1) * (1 << (total_signed_bits - integer_bits)) / (1 << left_shift))
+
+
+def srdhm16(a: int, b: int) -> int:
+    """SaturatingRoundingDoublingHighMul of two int16 values."""
+    if a == b == -(1 << 15):
+        return (1 << 15) - 1
+    ab = a * b
+    v = ab + ((1 << 14) if ab >= 0 else 1 - (1 << 14))
+    return int(v / (1 << 15))
+

@@ -32,7 +32,7 @@ from edgeasc.artifacts import write_json_atomic, write_text_atomic
 from edgeasc.deploy.runtime import tflite_frontend
 from edgeasc.deploy.tflite_graph import Graph, Op, OpEntry, TensorEntry, read_graph, tflite_macs
 from edgeasc.firmware.emit import _c_float, _c_float_array, _c_ident, _Emitter
-from edgeasc.firmware.plan import check_supported, plan_arena
+from edgeasc.firmware.plan import TABLE_OPS, check_supported, plan_arena, tensor_bytes
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,7 @@ class Layer:
     macs: int
     output_tensor: int = -1
     output_offset: int = 0  # -1: no bytes of its own (a PAD folded into its convolution)
+    output_dtype: str = "int8"  # float32 for a DEQUANTIZE writing the model output
 
 
 @dataclass
@@ -85,7 +86,8 @@ class FirmwareResult:
         return {"out_dir": str(self.out_dir), "arena_bytes": self.arena_bytes, "weight_bytes": self.weight_bytes,
                 "macs": self.macs, "n_layers": len(self.layers),
                 "layers": [{"index": x.index, "op": x.op, "kernel": x.kernel, "output_shape": list(x.output_shape),
-                            "macs": x.macs, "output_tensor": x.output_tensor, "output_offset": x.output_offset}
+                            "macs": x.macs, "output_tensor": x.output_tensor, "output_offset": x.output_offset,
+                            "output_dtype": x.output_dtype}
                            for x in self.layers],
                 "files": [str(p) for p in self.files]}
 
@@ -205,10 +207,16 @@ def generate_firmware(tflite_path: str | os.PathLike, out_dir: str | os.PathLike
             kernel = em.conv(op, op.name == "DEPTHWISE_CONV_2D")
         elif op.name == "FULLY_CONNECTED":
             kernel = em.fully_connected(op)
-        elif op.name in ("ADD", "MUL"):
+        elif op.name in ("ADD", "MUL", "MAXIMUM", "MINIMUM"):
             kernel = em.binary(op)
-        elif op.name == "AVERAGE_POOL_2D":
-            kernel = em.avgpool(op)
+        elif op.name in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
+            kernel = em.pool(op)
+        elif op.name == "SOFTMAX":
+            kernel = em.softmax(op)
+        elif op.name == "QUANTIZE":
+            kernel = em.quantize(op)
+        elif op.name in TABLE_OPS:
+            kernel = em.table(op)
         elif op.name == "MEAN":
             kernel = em.mean(op)
         elif op.name in ("PAD", "PADV2"):
@@ -220,7 +228,8 @@ def generate_firmware(tflite_path: str | os.PathLike, out_dir: str | os.PathLike
         else:
             kernel = em.alias(op)
         layers.append(Layer(op.index, op.name, kernel, graph.tensors[op.outputs[0]].shape, macs[op.index],
-                            op.outputs[0], plan.offsets.get(op.outputs[0], -1)))
+                            op.outputs[0], plan.offsets.get(op.outputs[0], -1),
+                            graph.tensors[op.outputs[0]].dtype.lower()))
     inp, out = graph.tensors[graph.inputs[0]], graph.tensors[graph.outputs[0]]
     frontend = tflite_frontend(tflite_path)[0]
     norm = InputNormalization.from_metadata(read_tflite_metadata(tflite_path))
@@ -235,6 +244,11 @@ def generate_firmware(tflite_path: str | os.PathLike, out_dir: str | os.PathLike
 #define FW_MODEL_NAME "{model_name}"
 #define FW_INPUT_SIZE {inp.elements}
 #define FW_OUTPUT_SIZE {out.elements}
+/* bytes of one input and one output; *_FLOAT: a float32 boundary (QUANTIZE in, DEQUANTIZE out), else int8 */
+#define FW_INPUT_BYTES {tensor_bytes(inp)}
+#define FW_OUTPUT_BYTES {tensor_bytes(out)}
+#define FW_INPUT_FLOAT {int(inp.dtype == "FLOAT32")}
+#define FW_OUTPUT_FLOAT {int(out.dtype == "FLOAT32")}
 #define FW_ARENA_BYTES {plan.arena_bytes}
 #define FW_NUM_LAYERS {len(layers)}
 #define FW_MACS {sum(macs)}u
@@ -295,9 +309,10 @@ void fw_layer_hook(int32_t k);
     result.files = [write_text_atomic(out_dir / "model.h", header), write_text_atomic(out_dir / "model.c", source),
                     write_text_atomic(out_dir / "frontend_data.c", fe_source)]
     info = result.to_dict()
-    info.update({"model": str(tflite_path), "input": {"shape": list(inp.shape), "scale": inp.scale,
-                                                      "zero_point": inp.zero_point},
-                 "output": {"shape": list(out.shape), "scale": out.scale, "zero_point": out.zero_point}})
+    info.update({"model": str(tflite_path), "input": {"shape": list(inp.shape), "dtype": inp.dtype.lower(),
+                                                      "scale": inp.scale, "zero_point": inp.zero_point},
+                 "output": {"shape": list(out.shape), "dtype": out.dtype.lower(), "scale": out.scale,
+                            "zero_point": out.zero_point}})
     result.files.append(write_json_atomic(out_dir / "firmware.json", info))
     log.info("firmware for %s: %d layers, arena %d bytes, %d constant bytes", tflite_path.name, len(layers),
              plan.arena_bytes, em.const_bytes)

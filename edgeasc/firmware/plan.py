@@ -1,6 +1,6 @@
 """What the firmware accepts, and where each tensor lives: the supported operators and constant types
 (`check_supported`: one clear line for anything else) and the arena plan (tensors placed by lifetime, a dead
-tensor's bytes reused, in-place ADD/MUL and aliasing reshapes).
+tensor's bytes reused, in-place elementwise operators and aliasing reshapes).
 """
 
 from __future__ import annotations
@@ -9,20 +9,27 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgeasc.deploy.tflite_graph import Graph
+from edgeasc.deploy.tflite_graph import Graph, Tensor
 from edgeasc.errors import FirmwareError
 
 SUPPORTED_OPS: tuple[str, ...] = (
-    "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "MUL", "AVERAGE_POOL_2D", "MEAN", "PAD", "PADV2",
-    "STRIDED_SLICE", "CONCATENATION", "RESHAPE", "SQUEEZE", "EXPAND_DIMS",
+    "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "MUL", "AVERAGE_POOL_2D", "MAX_POOL_2D", "MEAN",
+    "PAD", "PADV2", "STRIDED_SLICE", "CONCATENATION", "RESHAPE", "SQUEEZE", "EXPAND_DIMS", "SOFTMAX",
+    "MAXIMUM", "MINIMUM", "LOGISTIC", "TANH", "HARD_SWISH", "RELU", "RELU6", "QUANTIZE", "DEQUANTIZE",
 )
-"""TFLite operators the generator emits kernel calls for (everything the edgeasc exporter produces)."""
+"""TFLite operators the generator emits kernel calls for: everything the edgeasc exporter produces and every
+operator of the full-integer MLPerf Tiny reference models (docs/firmware.md has the list per model)."""
+
+TABLE_OPS = frozenset({"LOGISTIC", "TANH", "HARD_SWISH", "RELU", "RELU6", "QUANTIZE", "DEQUANTIZE"})
+"""Elementwise operators the firmware runs as one 256-entry table load per element (firmware/tables.py)."""
 
 ALIAS_OPS = frozenset({"RESHAPE", "SQUEEZE", "EXPAND_DIMS"})
 """Operators whose output is the input's bytes: no code, the output shares the input's arena slot."""
 
-INPLACE_OPS = frozenset({"ADD", "MUL"})
-"""Elementwise operators (without broadcasting) whose output may take the slot of an input that dies there."""
+INPLACE_OPS = frozenset({"ADD", "MUL", "MAXIMUM", "MINIMUM", "LOGISTIC", "TANH", "HARD_SWISH", "RELU", "RELU6",
+                         "QUANTIZE"})
+"""Elementwise operators (without broadcasting, same type in and out) whose output may take the slot of an input
+that dies there: element i is read before it is written."""
 
 
 ARENA_ALIGN = 4
@@ -62,12 +69,37 @@ def check_supported(graph: Graph, path: str | os.PathLike = "model") -> None:
     if len(graph.inputs) != 1 or len(graph.outputs) != 1:
         raise FirmwareError(f"{Path(path).name}: expected one input and one output, found {len(graph.inputs)} and "
                             f"{len(graph.outputs)}")
+    boundary = float_boundaries(graph)
     for op in graph.ops:
         for i in op.inputs + op.outputs:
             t = graph.tensors[i] if i >= 0 else None
-            if t is not None and t.data is None and t.dtype != "INT8":
+            if t is not None and t.data is None and t.dtype != "INT8" and i not in boundary:
                 raise FirmwareError(f"{Path(path).name}: op {op.index} ({op.name}) uses {t.dtype} activation "
-                                    f"{t.name!r}; firmware needs a full-integer int8 model (edgeasc export --int8)")
+                                    f"{t.name!r}; firmware needs a full-integer int8 model (edgeasc export --int8); "
+                                    "only a float32 model input read by QUANTIZE and a float32 output written by "
+                                    "DEQUANTIZE may be float")
+
+
+def float_boundaries(graph: Graph) -> set[int]:
+    """The float32 graph input and output tensors the firmware takes: an input read only by QUANTIZE ops, an
+    output written by a DEQUANTIZE (a full-integer model converted with float input and output)."""
+    readers: dict[int, list[str]] = {}
+    writer: dict[int, str] = {}
+    for op in graph.ops:
+        for t in op.inputs:
+            readers.setdefault(t, []).append(op.name)
+        for t in op.outputs:
+            writer[t] = op.name
+    ok = {t for t in graph.inputs if graph.tensors[t].dtype == "FLOAT32" and readers.get(t)
+          and set(readers[t]) == {"QUANTIZE"} and t not in graph.outputs}
+    ok |= {t for t in graph.outputs if graph.tensors[t].dtype == "FLOAT32" and writer.get(t) == "DEQUANTIZE"
+           and not readers.get(t)}
+    return ok
+
+
+def tensor_bytes(t: Tensor) -> int:
+    """Bytes of an activation tensor in the arena (int8, or a float32 boundary)."""
+    return t.elements * (4 if t.dtype == "FLOAT32" else 1)
 
 
 @dataclass
@@ -112,8 +144,9 @@ def plan_arena(graph: Graph, align: int = ARENA_ALIGN) -> ArenaPlan:
         out = op.outputs[0]
         if op.name in ALIAS_OPS:
             r = find(op.inputs[0])
-        elif op.name in INPLACE_OPS and len(op.inputs) == 2 and graph.tensors[op.inputs[0]].shape4() == \
-                graph.tensors[op.inputs[1]].shape4() == graph.tensors[out].shape4():
+        elif op.name in INPLACE_OPS and all(graph.tensors[t].shape4() == graph.tensors[out].shape4()
+                                            and graph.tensors[t].dtype == graph.tensors[out].dtype
+                                            for t in op.inputs):
             # an elementwise op may overwrite an input whose bytes nobody reads afterwards (element i is read
             # before it is written); graph inputs stay intact
             dying = [find(t) for t in op.inputs if graph.tensors[t].data is None and find(t) not in protected
@@ -133,7 +166,7 @@ def plan_arena(graph: Graph, align: int = ARENA_ALIGN) -> ArenaPlan:
         r = find(t)
         first[r] = min(first.get(r, k), k)
         last[r] = max(last.get(r, k), k)
-        size[r] = max(size.get(r, 0), graph.tensors[t].elements)
+        size[r] = max(size.get(r, 0), tensor_bytes(graph.tensors[t]))
 
     for t in graph.inputs:
         touch(t, 0)

@@ -59,14 +59,44 @@ def build_firmware(target: str, gen_dir: str | os.PathLike, build_dir: str | os.
     return build_dir / ("host/fw_host" if target == "host" else f"{target}/fw_cm.elf")
 
 
-def run_host(binary: str | os.PathLike, inputs: np.ndarray, output_size: int) -> np.ndarray:
-    """int8 outputs `(N, output_size)` of the host build for int8 inputs `(N, input_size)`."""
-    inputs = np.ascontiguousarray(inputs, dtype=np.int8).reshape(len(inputs), -1)
+def _io_array(inputs: np.ndarray) -> np.ndarray:
+    """Inputs as the firmware reads them: float32 stays float32 (a float-input model), anything else int8."""
+    arr = np.asarray(inputs)
+    return np.ascontiguousarray(arr, dtype=np.float32 if arr.dtype == np.float32 else np.int8)
+
+
+def output_dtype(tflite_path: str | os.PathLike) -> Any:
+    """numpy dtype of the model's output as the firmware writes it: float32 after a DEQUANTIZE, else int8."""
+    graph = read_graph(tflite_path)
+    return np.float32 if graph.tensors[graph.outputs[0]].dtype == "FLOAT32" else np.int8
+
+
+def random_inputs(tflite_path: str | os.PathLike, n_inputs: int, seed: int = 0) -> np.ndarray:
+    """`(n_inputs, input size)` inputs drawn with `seed`, for a check without a dataset: uniform int8, or for a
+    float32 input read by QUANTIZE uniform floats over the quantised range widened by a quarter on each side
+    (so the clamps are reached too)."""
+    graph = read_graph(tflite_path)
+    t = graph.tensors[graph.inputs[0]]
+    rng = np.random.default_rng(seed)
+    if t.dtype != "FLOAT32":
+        return rng.integers(-128, 128, size=(n_inputs, t.elements), dtype=np.int8)
+    q = next((graph.tensors[op.outputs[0]] for op in graph.ops if graph.inputs[0] in op.inputs), None)
+    scale, zp = (q.scale, q.zero_point) if q is not None and q.scale else (1.0, 0)
+    lo, hi = scale * (-128 - zp), scale * (127 - zp)
+    pad = (hi - lo) / 4
+    return rng.uniform(lo - pad, hi + pad, size=(n_inputs, t.elements)).astype(np.float32)
+
+
+def run_host(binary: str | os.PathLike, inputs: np.ndarray, output_size: int,
+             output_dtype: Any = np.int8) -> np.ndarray:
+    """Outputs `(N, output_size)` of the host build for inputs `(N, input_size)`: int8, or float32 for a model
+    with a float32 input or output (`output_dtype`)."""
+    inputs = _io_array(inputs).reshape(len(inputs), -1)
     with tempfile.TemporaryDirectory(prefix="edgeasc_fw_") as tmp:
-        src, dst = Path(tmp) / "in.i8", Path(tmp) / "out.i8"
+        src, dst = Path(tmp) / "in.bin", Path(tmp) / "out.bin"
         inputs.tofile(src)
         _run([str(binary), "infer", str(src), str(dst)], "the host firmware")
-        return np.fromfile(dst, dtype=np.int8).reshape(len(inputs), output_size)
+        return np.fromfile(dst, dtype=output_dtype).reshape(len(inputs), output_size)
 
 
 def run_host_frontend(binary: str | os.PathLike, waves: np.ndarray, n_mels: int, n_frames: int
@@ -82,41 +112,40 @@ def run_host_frontend(binary: str | os.PathLike, waves: np.ndarray, n_mels: int,
 
 
 def dump_layers(binary: str | os.PathLike, gen_dir: str | os.PathLike, x: np.ndarray) -> dict[int, np.ndarray]:
-    """Each operator's output (tensor index -> flat int8) of one host inference, read from arena snapshots."""
+    """Each operator's output (tensor index -> flat array, int8 or float32) of one host inference, read from
+    arena snapshots."""
     info = _read_json(Path(gen_dir) / "firmware.json")
     arena = int(info["arena_bytes"])
     with tempfile.TemporaryDirectory(prefix="edgeasc_fw_") as tmp:
-        src, dst = Path(tmp) / "in.i8", Path(tmp) / "arena.bin"
-        np.ascontiguousarray(x, dtype=np.int8).reshape(-1).tofile(src)
+        src, dst = Path(tmp) / "in.bin", Path(tmp) / "arena.bin"
+        _io_array(x).reshape(-1).tofile(src)
         _run([str(binary), "dump", str(src), str(dst)], "the host firmware")
-        snaps = np.fromfile(dst, dtype=np.int8).reshape(-1, arena)
+        snaps = np.fromfile(dst, dtype=np.uint8).reshape(-1, arena)
     out = {}
     for k, layer in enumerate(info["layers"]):
         if layer["kernel"] == "fused":  # a folded PAD has no output of its own
             continue
-        n = int(np.prod(layer["output_shape"], dtype=np.int64))
-        out[int(layer["output_tensor"])] = snaps[k + 1, layer["output_offset"]:layer["output_offset"] + n].copy()
+        dtype = np.dtype(layer.get("output_dtype", "int8"))
+        n = int(np.prod(layer["output_shape"], dtype=np.int64)) * dtype.itemsize
+        raw = snaps[k + 1, layer["output_offset"]:layer["output_offset"] + n].copy()
+        out[int(layer["output_tensor"])] = raw.view(dtype)
     return out
 
 
 def reference_layers(tflite_path: str | os.PathLike, x: np.ndarray) -> dict[int, np.ndarray]:
-    """Every tensor (index -> flat int8) of one LiteRT BUILTIN_REF inference (bit-exact with TFLite Micro)."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    """Every operator output (tensor index -> flat array) of one TFLite Micro inference (its reference
+    kernels, with all tensors preserved): what `dump_layers` is compared with."""
+    from edgeasc.deploy.runtime import tflm_runtime
 
-    interp = Interpreter(model_path=str(tflite_path), num_threads=1,
-                         experimental_op_resolver_type=OpResolverType.BUILTIN_REF,
-                         experimental_preserve_all_tensors=True)
-    interp.allocate_tensors()
-    detail = interp.get_input_details()[0]
-    interp.set_tensor(detail["index"], np.asarray(x, dtype=np.int8).reshape(detail["shape"]))
+    runtime = tflm_runtime()
+    interp = runtime.Interpreter.from_file(str(tflite_path), arena_size=16_000_000,
+                                           intrepreter_config=runtime.InterpreterConfig.kPreserveAllTensors)
+    detail = interp.get_input_details(0)
+    interp.set_input(np.asarray(x, dtype=detail["dtype"]).reshape(detail["shape"]), 0)
     interp.invoke()
-    out = {}
-    for d in interp.get_tensor_details():
-        try:
-            out[int(d["index"])] = np.array(interp.get_tensor(d["index"])).reshape(-1)
-        except ValueError:  # tensors without data (none in these graphs)
-            continue
-    return out
+    graph = read_graph(tflite_path)
+    return {t: np.array(interp.GetTensor(t, 0)["tensor_data"]).reshape(-1)
+            for op in graph.ops for t in op.outputs}
 
 
 def _run(cmd: list[str], what: str, cwd: str | os.PathLike | None = None, timeout_s: float = 600) -> str:
@@ -138,17 +167,18 @@ def _read_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def run_qemu(target: str, elf: str | os.PathLike, inputs: np.ndarray, timeout_s: float = 600) -> dict[str, Any]:
-    """Run a Cortex-M build under QEMU (`-icount shift=0`, semihosting) on int8 inputs.
+def run_qemu(target: str, elf: str | os.PathLike, inputs: np.ndarray, timeout_s: float = 600,
+             output_dtype: Any = np.int8) -> dict[str, Any]:
+    """Run a Cortex-M build under QEMU (`-icount shift=0`, semihosting) on int8 (or float32) inputs.
 
     Returns:
-        `logits` (N, output_size) int8, `instructions` per inference (N), `layer_instructions` of the first
+        `logits` (N, output_size) int8 (or float32: `output_dtype`), `instructions` per inference (N), `layer_instructions` of the first
         inference, `instructions_per_tick` (calibrated on a loop of known length) and the raw ticks.
     """
     if target not in TARGETS:
         raise FirmwareError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}")
     elf = Path(elf).resolve()
-    np.ascontiguousarray(inputs, dtype=np.int8).tofile(elf.parent / "fw_inputs.bin")
+    _io_array(inputs).tofile(elf.parent / "fw_inputs.bin")
     cmd = ["qemu-system-arm", "-M", TARGETS[target]["machine"], "-icount", "shift=0", "-nographic", "-monitor",
            "none", "-serial", "none", "-semihosting-config", "enable=on,target=native", "-kernel", str(elf)]
     text = _run(cmd, f"QEMU ({target})", cwd=elf.parent, timeout_s=timeout_s)
@@ -156,14 +186,15 @@ def run_qemu(target: str, elf: str | os.PathLike, inputs: np.ndarray, timeout_s:
     if calib is None:
         raise FirmwareBuildError(f"QEMU ({target}) printed no calibration line: {text.strip()[-300:]}")
     per_tick = round(int(calib.group(1)) / int(calib.group(2)))
-    logits = [[int(v) for v in m.group(2).split(",")]
+    parse = float if np.dtype(output_dtype).kind == "f" else int
+    logits = [[parse(v) for v in m.group(2).split(",")]
               for m in re.finditer(r"fw-logits (\d+) m-results-\[([^\]]*)\]", text)]
     totals = [int(m.group(2)) for m in re.finditer(r"fw-total (\d+) ticks=(\d+)", text)]
     layers = [{"layer": int(m.group(1)), "name": m.group(2), "instructions": int(m.group(3)) * per_tick,
                "macs": int(m.group(4))} for m in re.finditer(r"fw-layer (\d+) (\S+) ticks=(\d+) macs=(\d+)", text)]
     if len(logits) != len(inputs) or len(totals) != len(inputs):
         raise FirmwareBuildError(f"QEMU ({target}) ran {len(logits)} of {len(inputs)} inputs: {text.strip()[-300:]}")
-    return {"logits": np.array(logits, dtype=np.int8), "instructions": [t * per_tick for t in totals],
+    return {"logits": np.array(logits, dtype=output_dtype), "instructions": [t * per_tick for t in totals],
             "ticks": totals, "instructions_per_tick": per_tick, "layer_instructions": layers}
 
 
@@ -205,7 +236,8 @@ def measure_firmware(
     Args:
         tflite_path: full-integer int8 .tflite.
         target: `cortex-m4` (QEMU mps2-an386) or `cortex-m7` (mps2-an500).
-        inputs: int8 inputs `(N, input_size)`; default one seeded uniform-random input (instruction counts
+        inputs: inputs `(N, input_size)` (int8, or float32 for a float-input model); default one seeded
+            random input (`random_inputs`) (instruction counts
             hardly depend on the data: only clamps and rounding branch).
         work_dir: where sources and builds go (default a temporary folder, removed afterwards).
         seed: seed of the default input.
@@ -226,10 +258,8 @@ def measure_firmware(
         gen = generate_firmware(tflite_path, work / "model")
         elf = build_firmware(target, work / "model", work / "build")
         if inputs is None:
-            graph = read_graph(tflite_path)
-            size = graph.tensors[graph.inputs[0]].elements
-            inputs = np.random.default_rng(seed).integers(-128, 128, size=(1, size), dtype=np.int8)
-        run = run_qemu(target, elf, inputs)
+            inputs = random_inputs(tflite_path, 1, seed)
+        run = run_qemu(target, elf, inputs, output_dtype=output_dtype(tflite_path))
         size = firmware_size(elf)
     instr = int(run["instructions"][0])
     return {"target": target, "machine": TARGETS[target]["machine"], "instructions_per_inference": instr,

@@ -252,24 +252,6 @@ static inline int8_t mul_one(const fw_binary_params *p, int32_t a, int32_t b) {
     return fw_clamp8(raw, p->act_min, p->act_max);
 }
 
-#define FW_BINARY_LOOP(ONE)                                                                              \
-    if (!p->broadcast) {                                                                                 \
-        const int32_t n = p->out_dims[0] * p->out_dims[1] * p->out_dims[2] * p->out_dims[3];             \
-        for (int32_t i = 0; i < n; ++i) out[i] = ONE(p, in1[i], in2[i]);                                 \
-        return;                                                                                          \
-    }                                                                                                    \
-    int32_t o = 0;                                                                                       \
-    for (int32_t d0 = 0; d0 < p->out_dims[0]; ++d0)                                                      \
-        for (int32_t d1 = 0; d1 < p->out_dims[1]; ++d1)                                                  \
-            for (int32_t d2 = 0; d2 < p->out_dims[2]; ++d2)                                              \
-                for (int32_t d3 = 0; d3 < p->out_dims[3]; ++d3) {                                        \
-                    const int32_t i1 = d0 * p->in1_strides[0] + d1 * p->in1_strides[1] +                 \
-                                       d2 * p->in1_strides[2] + d3 * p->in1_strides[3];                  \
-                    const int32_t i2 = d0 * p->in2_strides[0] + d1 * p->in2_strides[1] +                 \
-                                       d2 * p->in2_strides[2] + d3 * p->in2_strides[3];                  \
-                    out[o++] = ONE(p, in1[i1], in2[i2]);                                                 \
-                }
-
 /* Each input's rescaled value depends on that input's int8 value alone: 256-entry tables per call, then one
  * requantisation per element. Same integers as add_one. */
 static int32_t add_table1[256], add_table2[256];

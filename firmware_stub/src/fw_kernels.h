@@ -192,6 +192,28 @@ typedef struct {
 
 void fw_add_s8(const fw_binary_params *p, const int8_t *in1, const int8_t *in2, int8_t *out);
 void fw_mul_s8(const fw_binary_params *p, const int8_t *in1, const int8_t *in2, int8_t *out);
+void fw_maximum_s8(const fw_binary_params *p, const int8_t *in1, const int8_t *in2, int8_t *out);
+void fw_minimum_s8(const fw_binary_params *p, const int8_t *in1, const int8_t *in2, int8_t *out);
+
+/* The loop of a binary operator over the output (p: fw_binary_params, in1, in2, out in scope), flat when no
+ * input broadcasts; ONE(p, a, b) gives one output value. */
+#define FW_BINARY_LOOP(ONE)                                                                              \
+    if (!p->broadcast) {                                                                                 \
+        const int32_t n = p->out_dims[0] * p->out_dims[1] * p->out_dims[2] * p->out_dims[3];             \
+        for (int32_t i = 0; i < n; ++i) out[i] = ONE(p, in1[i], in2[i]);                                 \
+        return;                                                                                          \
+    }                                                                                                    \
+    int32_t o = 0;                                                                                       \
+    for (int32_t d0 = 0; d0 < p->out_dims[0]; ++d0)                                                      \
+        for (int32_t d1 = 0; d1 < p->out_dims[1]; ++d1)                                                  \
+            for (int32_t d2 = 0; d2 < p->out_dims[2]; ++d2)                                              \
+                for (int32_t d3 = 0; d3 < p->out_dims[3]; ++d3) {                                        \
+                    const int32_t i1 = d0 * p->in1_strides[0] + d1 * p->in1_strides[1] +                 \
+                                       d2 * p->in1_strides[2] + d3 * p->in1_strides[3];                  \
+                    const int32_t i2 = d0 * p->in2_strides[0] + d1 * p->in2_strides[1] +                 \
+                                       d2 * p->in2_strides[2] + d3 * p->in2_strides[3];                  \
+                    out[o++] = ONE(p, in1[i1], in2[i2]);                                                 \
+                }
 
 /* ---- pooling and reductions ---- */
 typedef struct {
@@ -201,6 +223,7 @@ typedef struct {
 } fw_pool_params;
 
 void fw_avgpool_s8(const fw_pool_params *p, const int8_t *in, int8_t *out);
+void fw_maxpool_s8(const fw_pool_params *p, const int8_t *in, int8_t *out);
 
 typedef struct {
     int32_t in_dims[4];
@@ -226,6 +249,22 @@ void fw_strided_slice_s8(const fw_slice_params *p, const int8_t *in, int8_t *out
 
 void fw_concat_s8(int32_t n_inputs, const int8_t *const *inputs, const int32_t *inner_sizes, int32_t outer,
                   int8_t *out);
+
+/* ---- tables, SOFTMAX and the float boundaries (fw_activations.c) ---- */
+/* out[i] = table[in[i] + 128]: an elementwise int8 operator tabulated by the generator (in-place safe) */
+void fw_table_s8(int32_t n, const int8_t *table, const int8_t *in, int8_t *out);
+/* DEQUANTIZE: out[i] = table[in[i] + 128], float(double(scale) * (v - zero point)) per value */
+void fw_table_f32(int32_t n, const float *table, const int8_t *in, float *out);
+/* QUANTIZE from float32: round(x / scale) + zero point, clamped to int8 */
+void fw_quantize_f32_s8(int32_t n, float scale, int32_t zero_point, const float *in, int8_t *out);
+
+typedef struct {
+    int32_t rows, depth;  /* softmax over the last dimension */
+    int32_t d_max;        /* largest difference to the row maximum that contributes (-diff_min, at most 255) */
+    const int32_t *exp;   /* d_max + 1 entries: exp(-d) in Q0.31 as TFLite computes it */
+} fw_softmax_params;
+
+void fw_softmax_s8(const fw_softmax_params *p, const int8_t *in, int8_t *out);
 
 #ifdef __cplusplus
 }

@@ -1,5 +1,5 @@
 /* Cortex-M build under QEMU (mps2-an386 / mps2-an500, -icount shift=0, semihosting): reads int8 inputs from
- * the host file fw_inputs.bin, prints each input's logits, the per-layer and total instruction counts of the
+ * the host file fw_inputs.bin (FW_INPUT_BYTES each: int8, or float32 for a float-input model), prints each input's logits, the per-layer and total instruction counts of the
  * first inference (SysTick under -icount: QEMU advances virtual time by 2^shift ns per instruction, so
  * SysTick counts instructions; the ratio is calibrated on a loop of known length), and the arena size. */
 #include <stdint.h>
@@ -28,7 +28,7 @@ uint64_t fw_platform_counter(void) {
     return (uint64_t)w1 * (RELOAD + 1u) + (RELOAD - v);
 }
 
-static int8_t input[FW_INPUT_SIZE];
+static int8_t input[FW_INPUT_BYTES] __attribute__((aligned(4)));
 
 int main(void) {
     SYST_RVR = RELOAD;
@@ -48,8 +48,8 @@ int main(void) {
         return 2;
     }
     int k = 0;
-    while (fread(input, 1, FW_INPUT_SIZE, f) == FW_INPUT_SIZE) {
-        th_load_tensor(input, FW_INPUT_SIZE);
+    while (fread(input, 1, FW_INPUT_BYTES, f) == FW_INPUT_BYTES) {
+        th_load_tensor(input, FW_INPUT_BYTES);
         uint64_t t0 = fw_platform_counter();
         th_infer();
         uint64_t t1 = fw_platform_counter();

@@ -1,6 +1,7 @@
 /* Host build: run the generated model (and the C frontend) on files, for checks against TFLite Micro.
  *   fw_host info
- *   fw_host infer INPUTS.i8 OUTPUTS.i8        N x FW_INPUT_SIZE int8 -> N x FW_OUTPUT_SIZE int8
+ *   fw_host infer INPUTS.i8 OUTPUTS.i8        N x FW_INPUT_BYTES -> N x FW_OUTPUT_BYTES (int8 values, or
+ *                                             float32 where the model's input or output is float)
  *   fw_host frontend WAVES.f32 LOGMEL.f32 QUANT.i8   N x FW_CLIP_SAMPLES float32 -> log-mel and int8 input
  *   fw_host run WAVES.f32 OUTPUTS.i8          frontend + model, th_results per clip
  *   fw_host dump INPUT.i8 ARENA.bin           one input; the whole arena at every layer boundary
@@ -50,15 +51,15 @@ int main(int argc, char **argv) {
     if (argc == 4 && !strcmp(argv[1], "infer")) {
         long size;
         int8_t *in = read_all(argv[2], &size);
-        if (size % FW_INPUT_SIZE) {
-            fprintf(stderr, "input size %ld is not a multiple of %d\n", size, FW_INPUT_SIZE);
+        if (size % FW_INPUT_BYTES) {
+            fprintf(stderr, "input size %ld is not a multiple of %d\n", size, FW_INPUT_BYTES);
             return 2;
         }
         FILE *out = open_out(argv[3]);
-        for (long k = 0; k < size / FW_INPUT_SIZE; ++k) {
-            th_load_tensor(in + k * FW_INPUT_SIZE, FW_INPUT_SIZE);
+        for (long k = 0; k < size / FW_INPUT_BYTES; ++k) {
+            th_load_tensor(in + k * FW_INPUT_BYTES, FW_INPUT_BYTES);
             th_infer();
-            fwrite(th_output(), 1, FW_OUTPUT_SIZE, out);
+            fwrite(th_output(), 1, FW_OUTPUT_BYTES, out);
         }
         fclose(out);
         free(in);
@@ -67,9 +68,9 @@ int main(int argc, char **argv) {
     if (argc == 4 && !strcmp(argv[1], "dump")) {
         long size;
         int8_t *in = read_all(argv[2], &size);
-        if (size < FW_INPUT_SIZE) { fprintf(stderr, "input has %ld bytes, need %d\n", size, FW_INPUT_SIZE); return 2; }
+        if (size < FW_INPUT_BYTES) { fprintf(stderr, "input has %ld bytes, need %d\n", size, FW_INPUT_BYTES); return 2; }
         dump_file = open_out(argv[3]);
-        th_load_tensor(in, FW_INPUT_SIZE);
+        th_load_tensor(in, FW_INPUT_BYTES);
         th_layer_callback = dump_arena;
         th_infer();
         th_layer_callback = 0;
@@ -79,6 +80,10 @@ int main(int argc, char **argv) {
     }
     if ((argc == 5 && !strcmp(argv[1], "frontend")) || (argc == 4 && !strcmp(argv[1], "run"))) {
         const int run = !strcmp(argv[1], "run");
+        if (FW_INPUT_FLOAT || FW_OUTPUT_FLOAT) {
+            fprintf(stderr, "the log-mel frontend feeds int8 models; this one has a float32 input or output\n");
+            return 2;
+        }
         long size;
         float *waves = read_all(argv[2], &size);
         const long clip_bytes = (long)sizeof(float) * FW_CLIP_SAMPLES;
@@ -97,7 +102,7 @@ int main(int argc, char **argv) {
                 th_load_tensor(q, sizeof q);
                 th_infer();
                 th_results();
-                fwrite(th_output(), 1, FW_OUTPUT_SIZE, f_q);
+                fwrite(th_output(), 1, FW_OUTPUT_BYTES, f_q);
             } else {
                 fwrite(logmel, sizeof(float), FW_N_MELS * FW_N_FRAMES, f_mel);
                 fwrite(q, 1, sizeof q, f_q);

@@ -6,9 +6,9 @@
 
 #include "model.h"
 
-void th_load_tensor(const int8_t *data, uint32_t n_bytes); /* copies one input into the model's input */
+void th_load_tensor(const int8_t *data, uint32_t n_bytes); /* copies one input (FW_INPUT_BYTES) into the model */
 void th_infer(void);                                       /* one inference; per-layer counters recorded */
-void th_results(void);                                     /* prints "m-results-[v0,v1,...]" (int8 logits) */
+void th_results(void);                                     /* prints "m-results-[v0,v1,...]" (int8 or float) */
 void th_timestamp(void);                                   /* prints "m-lap-<unit>-<counter>" */
 const int8_t *th_output(void);
 
