@@ -542,8 +542,10 @@ def bench_cmd(model_path: Path, runs: int, warmup: int, n_inputs: int, seed: int
 @click.argument("model_path", type=click.Path(path_type=Path))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the generated C sources (model.h, model.c, frontend_data.c).")
+@click.option("--weights", type=click.Choice(["int16", "int8"]), default="int16", show_default=True,
+              help="Convolution weight storage: int16 (fewest instructions) or int8 (half their flash).")
 @click.option("--json", "as_json", is_flag=True, help="Print firmware.json.")
-def firmware_cmd(model_path: Path, out_dir: Path, as_json: bool) -> None:
+def firmware_cmd(model_path: Path, out_dir: Path, weights: str, as_json: bool) -> None:
     """Generate C99 firmware sources (int8 kernels' calls, weights, arena plan) for an int8 .tflite.
 
     Exit code 0 ok, 2 unreadable model or an operator the firmware kernels do not cover.
@@ -552,7 +554,7 @@ def firmware_cmd(model_path: Path, out_dir: Path, as_json: bool) -> None:
     """
     from edgeasc.firmware.generate import generate_firmware
 
-    result = generate_firmware(model_path, out_dir)
+    result = generate_firmware(model_path, out_dir, weights)
     if as_json:
         click.echo(strict_json(result.to_dict(), indent=2))
         return

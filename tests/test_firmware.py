@@ -54,6 +54,18 @@ def test_requant_records_and_weight_packing():
     assert packed.tolist() == [0, 2, 1, 3, 6, 8, 7, 9, 4, 0, 5, 0, 10, 0, 11, 0, 12, 14, 13, 15, 16, 0, 17, 0]
 
 
+def test_int8_weight_layout_keeps_groups_of_four_in_order(tmp_path):
+    w = np.arange(3 * 6, dtype=np.int8).reshape(3, 6)  # 3 output channels, K = 6 -> k_pad 8
+    packed = fw.pack_conv_weights_int8(w, 8)  # int8; one pair's group of four side by side; the odd row plain
+    assert packed.dtype == np.int8
+    assert packed.tolist() == [0, 1, 2, 3, 6, 7, 8, 9, 4, 5, 0, 0, 10, 11, 0, 0, 12, 13, 14, 15, 16, 17, 0, 0]
+    path = tmp_path / "reshape.tflite"
+    path.write_bytes(_single_op_model("RESHAPE"))
+    with pytest.raises(fw.FirmwareError, match="weight storage 'int4': expected one of int16, int8"):
+        fw.generate_firmware(path, tmp_path / "out", weights="int4")
+    assert not (tmp_path / "out").exists()
+
+
 def _graph(sizes: list[int], edges: list[tuple[list[int], list[int]]], op: str = "CONCATENATION") -> fw.Graph:
     tensors = [fw.Tensor(i, f"t{i}", (n,), "INT8", np.array([1.0], np.float32), np.array([0]), None)
                for i, n in enumerate(sizes)]
@@ -274,6 +286,19 @@ def test_hand_built_model_on_emulated_cortex_m(keras_model, keras_firmware, targ
     np.testing.assert_array_equal(run["logits"], kf["ref"][:8])
     assert run["instructions_per_tick"] == 40  # 25 MHz SysTick, 1 ns per instruction under -icount shift=0
     assert len(run["layer_instructions"]) == 13
+
+
+@pytest.mark.slow
+@needs_host
+def test_int8_weight_storage_is_bit_exact_and_halves_the_convolution_weights(keras_model, keras_firmware, tmp_path):
+    targets = () if fw.toolchain_missing("cortex-m4") else ("cortex-m4",)
+    report = fw.check_firmware(keras_model, None, tmp_path / "w8", n_inputs=100, targets=targets, n_layer_checks=2,
+                               n_emulated=4, weights="int8")
+    assert report["weights"] == "int8" and report["passed"], report
+    assert report["host"]["bit_identical"] == 100 and report["host"]["layer_mismatches"] == []
+    if targets:  # the SXTB16 weight path of the matrix core
+        assert report["targets"]["cortex-m4"]["identical_to_host"]
+    assert report["constant_bytes"] < keras_firmware["result"].weight_bytes
 
 
 @pytest.mark.slow

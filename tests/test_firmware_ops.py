@@ -230,3 +230,52 @@ def test_new_operators_on_emulated_cortex_m4(ops_model, tmp_path):
                                n_layer_checks=0, n_emulated=4)
     m4 = report["targets"]["cortex-m4"]
     assert m4["identical_to_host"] and report["host"]["bit_identical"] == 8 and report["passed"]
+
+
+@pytest.fixture(scope="module")
+def dscnn_model(tmp_path_factory):
+    """The MLPerf Tiny keyword-spotting DS-CNN's shape (49x10 input, 10x4 stride-2 stem, 3x3 depthwise and 1x1
+    blocks of 64 channels, global average pooling, FULLY_CONNECTED, SOFTMAX), one block, built here with
+    TensorFlow: it exercises the Cortex-M kernels for 3x3 depthwise, large-window pooling and FULLY_CONNECTED."""
+    pytest.importorskip("tensorflow")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import tensorflow as tf
+    import tf_keras as keras
+
+    keras.utils.set_random_seed(5)
+    x_in = keras.Input((49, 10, 1), batch_size=1)
+    x = keras.layers.Conv2D(64, (10, 4), strides=(2, 2), padding="same", activation="relu")(x_in)
+    x = keras.layers.DepthwiseConv2D((3, 3), padding="same", activation="relu")(x)
+    x = keras.layers.Conv2D(64, 1)(x)  # no ReLU: pooled sums of both signs
+    x = keras.layers.AveragePooling2D((25, 5))(x)
+    out = keras.layers.Dense(12)(keras.layers.Flatten()(x))  # no SOFTMAX: it saturates on random inputs
+    model = keras.Model(x_in, out)
+    rng = np.random.default_rng(1)
+
+    def representative():
+        for _ in range(32):
+            yield [rng.normal(0, 1, (1, 49, 10, 1)).astype(np.float32)]
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = representative
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = conv.inference_output_type = tf.int8
+    path = tmp_path_factory.mktemp("dscnn") / "dscnn.tflite"
+    path.write_bytes(conv.convert())
+    return path
+
+
+@pytest.mark.slow
+@needs_host
+def test_dscnn_block_bit_exact_on_host_and_cortex_m4(dscnn_model, tmp_path):
+    graph = fw.read_graph(dscnn_model)
+    assert [op.name for op in graph.ops] == ["CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D", "AVERAGE_POOL_2D",
+                                             "FULLY_CONNECTED"]
+    targets = () if fw.toolchain_missing("cortex-m4") else ("cortex-m4",)
+    report = fw.check_firmware(dscnn_model, None, tmp_path / "check", n_inputs=100, targets=targets,
+                               n_layer_checks=2, n_emulated=12)
+    assert report["host"]["bit_identical"] == 100 and report["host"]["layer_mismatches"] == []
+    assert report["host"]["distinct_outputs"] > 50
+    if targets:  # the DSP paths (depthwise four channels at a time, SXTAB16 pooling, SMLAD FULLY_CONNECTED)
+        assert report["targets"]["cortex-m4"]["identical_to_host"], report["targets"]

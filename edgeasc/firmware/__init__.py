@@ -19,7 +19,7 @@ from edgeasc.firmware.tables import (
     softmax_exp_table, unary_table,
 )
 from edgeasc.firmware.emit import (
-    MAX_K, pack_conv_weights, requant_records,
+    MAX_K, WEIGHT_STORAGE, pack_conv_weights, pack_conv_weights_int8, requant_records,
 )
 from edgeasc.firmware.generate import (
     FRONTEND_MIN_INT8_AGREEMENT, FirmwareResult, Layer, STUB_DIR, frontend_tables, fuse_pads,
@@ -42,13 +42,13 @@ from edgeasc.errors import (
 
 __all__ = [
     "ALIAS_OPS", "ARENA_ALIGN", "ArenaPlan", "FIRMWARE_CONSTANT_TYPES", "FRONTEND_MAX_ABS_ERROR",
-    "FRONTEND_MIN_INT8_AGREEMENT", "FirmwareError", "FirmwareResult", "Graph", "INPLACE_OPS", "Layer",
-    "MAX_K", "Op", "RSHIFT_MAX", "STUB_DIR", "SUPPORTED_OPS", "TABLE_OPS", "TARGETS", "Tensor",
+    "FRONTEND_MIN_INT8_AGREEMENT", "FirmwareError", "FirmwareResult", "Graph", "INPLACE_OPS", "Layer", "MAX_K",
+    "Op", "RSHIFT_MAX", "STUB_DIR", "SUPPORTED_OPS", "TABLE_OPS", "TARGETS", "Tensor", "WEIGHT_STORAGE",
     "activation_range", "bench_figures", "build_firmware", "check_firmware", "check_supported", "dump_layers",
     "evaluation_inputs", "export_demo_model", "firmware_size", "float_boundaries", "format_check",
     "frontend_tables", "fuse_pads", "generate_firmware", "measure_firmware", "multiply_by_quantized_multiplier",
-    "output_dtype", "pack_conv_weights", "plan_arena", "quantize_multiplier", "random_inputs", "read_graph",
-    "reference_layers", "requant_records", "rounding_divide_by_pot", "run_host", "run_host_frontend", "run_qemu",
-    "same_bits", "softmax_exp_table", "srdhm", "tensor_bytes", "tflm_outputs", "toolchain_missing",
-    "unary_table",
+    "output_dtype", "pack_conv_weights", "pack_conv_weights_int8", "plan_arena", "quantize_multiplier",
+    "random_inputs", "read_graph", "reference_layers", "requant_records", "rounding_divide_by_pot", "run_host",
+    "run_host_frontend", "run_qemu", "same_bits", "softmax_exp_table", "srdhm", "tensor_bytes", "tflm_outputs",
+    "toolchain_missing", "unary_table",
 ]

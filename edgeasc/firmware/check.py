@@ -103,11 +103,13 @@ def check_firmware(
     n_emulated: int = 2,
     cache_dir: str | os.PathLike | None = None,
     seed: int = 0,
+    weights: str = "int16",
 ) -> dict[str, Any]:
     """Generate and build the firmware, then check it: host outputs against TFLite Micro on `n_inputs` real
     feature inputs of the evaluation split, every intermediate tensor against LiteRT's reference kernels on
     `n_layer_checks` of them, the C frontend against edgeasc.features, and each emulated target's logits
-    against the host's. Targets whose toolchain is missing are reported as skipped. Without `data_dir` the
+    against the host's. Targets whose toolchain is missing are reported as skipped. `weights`: the generator's
+    convolution weight storage (`generate_firmware`). Without `data_dir` the
     inputs are `n_inputs` seeded random int8 tensors (`random_inputs`) and the frontend check is skipped.
 
     Returns:
@@ -122,7 +124,7 @@ def check_firmware(
         data = evaluation_inputs(tflite_path, data_dir, n_inputs, cache_dir=cache_dir)
         x = data["inputs"]
         inputs = f"{len(x)} real log-mel inputs of the test split of {data_dir}"
-    gen = generate_firmware(tflite_path, work / "model")
+    gen = generate_firmware(tflite_path, work / "model", weights)
     host = build_firmware("host", work / "model", work / "build")
     graph = read_graph(tflite_path)
     out_size = graph.tensors[graph.outputs[0]].elements
@@ -135,7 +137,7 @@ def check_firmware(
         mine, theirs = dump_layers(host, work / "model", x[i]), reference_layers(tflite_path, x[i])
         layer_bad += [(i, t) for t, v in mine.items() if not same_bits(v, theirs[t])]
     report: dict[str, Any] = {
-        "model": str(tflite_path), "inputs": inputs, "arena_bytes": gen.arena_bytes, "constant_bytes": gen.weight_bytes,
+        "model": str(tflite_path), "inputs": inputs, "weights": weights, "arena_bytes": gen.arena_bytes, "constant_bytes": gen.weight_bytes,
         "layers": len(gen.layers), "macs": gen.macs,
         "host": {"n_inputs": int(len(x)), "bit_identical": int(same.sum()),
                  "distinct_outputs": int(len({tuple(r) for r in ref})),
@@ -185,7 +187,7 @@ def format_check(report: dict[str, Any]) -> str:
     lines = [f"model        {report['model']}",
              f"inputs       {report['inputs']}",
              f"firmware     {report['layers']} layers, {report['macs']:,} MACs, arena {report['arena_bytes']:,} bytes, "
-             f"constants {report['constant_bytes']:,} bytes",
+             f"constants {report['constant_bytes']:,} bytes ({report.get('weights', 'int16')} convolution weights)",
              f"host         {h['bit_identical']}/{h['n_inputs']} outputs bit-identical to TFLite Micro "
              f"({h['distinct_outputs']} distinct); {len(h['layer_mismatches'])} intermediate tensors differ over "
              f"{h['layer_checks']} inputs",

@@ -47,9 +47,12 @@ def _c_ident(text: str) -> str:
 class _Emitter:
     """Builds model.c: constant tables, then one statement per operator."""
 
-    def __init__(self, graph: Graph, plan: ArenaPlan) -> None:
+    def __init__(self, graph: Graph, plan: ArenaPlan, weights: str = "int16") -> None:
+        if weights not in WEIGHT_STORAGE:
+            raise FirmwareError(f"weight storage {weights!r}: expected one of {', '.join(WEIGHT_STORAGE)}")
         self.g = graph
         self.plan = plan
+        self.weights = weights
         self.consts: list[str] = []
         self.body: list[str] = []
         self.const_bytes = 0
@@ -174,7 +177,10 @@ class _Emitter:
                                 f"kernels' buffers ({MAX_K}; FW_MAX_K in firmware_stub/src/fw_kernels.c)")
         if is_1x1 and in_c % 4 == 0:
             kernel = "fw_conv_1x1_s8"
-        if not depthwise and groups == 1:  # int16 (out_c, k_pad) rows, pairs interleaved in groups of four
+        if not depthwise and groups == 1 and self.weights == "int8":  # int8 rows, widened in the kernel
+            self.add_const("int8_t", f"fw_w{k}", pack_conv_weights_int8(w.reshape(out_c, -1).astype(np.int8), k_pad))
+            ptrs["weights16"] = "NULL"
+        elif not depthwise and groups == 1:  # int16 (out_c, k_pad) rows, pairs interleaved in groups of four
             self.add_const("int16_t", f"fw_w{k}", pack_conv_weights(w.reshape(out_c, -1).astype(np.int8), k_pad))
             ptrs["weights"], ptrs["weights16"] = "NULL", f"fw_w{k}"
         else:
@@ -214,11 +220,18 @@ class _Emitter:
         self.add_const("int32_t", f"fw_mult{k}", np.array([m for m, _ in qs], dtype=np.int64))
         self.add_const("int32_t", f"fw_shift{k}", np.array([s for _, s in qs], dtype=np.int64))
         bias_name = self.add_const("int32_t", f"fw_bias{k}", bias.data) if bias is not None else "NULL"
+        # weight zero point 0 (TFLite's int8 weights are symmetric): bias + in_offset * sum(w) per output, so the
+        # kernel's inner loop is sum(w * x) alone (the same integer)
+        folded = (bias.data.astype(np.int64) if bias is not None else np.zeros(units, np.int64)) \
+            - inp.zero_point * filt.data.astype(np.int64).sum(axis=1)
+        folded_name = "NULL"
+        if filt.zero_point == 0 and np.all(np.abs(folded) < 2**31):
+            folded_name = self.add_const("int32_t", f"fw_folded{k}", folded)
         self.consts.append(
             f"static const fw_fc_params fw_p{k} = {{.rows = {rows}, .in_depth = {depth}, .out_depth = {units}, "
             f".in_offset = {-inp.zero_point}, .weight_offset = {-filt.zero_point}, .out_offset = {out.zero_point}, "
             f".act_min = {act_min}, .act_max = {act_max}, .per_channel = {int(per_channel)}, .weights = fw_w{k}, "
-            f".bias = {bias_name}, .mult = fw_mult{k}, .shift = fw_shift{k}}};\n")
+            f".bias = {bias_name}, .mult = fw_mult{k}, .shift = fw_shift{k}, .folded = {folded_name}}};\n")
         self.stmt(k, f"fw_fc_s8(&fw_p{k}, {self.ptr(op.inputs[0])}, {self.ptr(op.outputs[0])});")
         return "fw_fc_s8"
 
@@ -443,6 +456,23 @@ def requant_records(folded_bias: np.ndarray, qs: list[tuple[int, int]]) -> np.nd
     the right shift e = -shift with h = 2^(e-1); a shift >= 0 is kept as e = 0, h = shift."""
     rows = [(int(b), m, -sh, 1 << (-sh - 1)) if sh <= -1 else (int(b), m, 0, sh) for b, (m, sh) in zip(folded_bias, qs)]
     return np.array(rows, dtype=np.int64).reshape(-1)
+
+
+WEIGHT_STORAGE = ("int16", "int8")
+"""How one-group convolution weights are stored (`edgeasc firmware --weights`): int16 pairs the SMLAD core takes
+as they are (the default: fewest instructions), or int8 widened in the kernel with SXTB16 (half the flash;
+docs/firmware.md "Flash" has both figures)."""
+
+
+def pack_conv_weights_int8(w: np.ndarray, k_pad: int) -> np.ndarray:
+    """(out_c, K) int8 weights -> the int8 layout of `--weights int8`: rows zero-padded to `k_pad`, the two rows
+    of each output-channel pair side by side per group of four (one LDRD loads a group of both), each group in
+    its natural order (SXTB16 gives (w0, w2) and, with ROR 8, (w1, w3)); an odd last channel stays a plain row."""
+    out_c, k = w.shape
+    w = np.concatenate([w.astype(np.int8), np.zeros((out_c, k_pad - k), dtype=np.int8)], axis=1)
+    pairs = out_c // 2
+    body = w[: 2 * pairs].reshape(pairs, 2, k_pad // 4, 4).transpose(0, 2, 1, 3).reshape(-1)
+    return np.concatenate([body, w[2 * pairs:].reshape(-1)]).astype(np.int8)
 
 
 def pack_conv_weights(w: np.ndarray, k_pad: int) -> np.ndarray:

@@ -171,12 +171,15 @@ def frontend_tables(frontend: Any) -> dict[str, Any]:
             "weights": np.concatenate(weights) if weights else np.zeros(0, np.float32)}
 
 
-def generate_firmware(tflite_path: str | os.PathLike, out_dir: str | os.PathLike) -> FirmwareResult:
+def generate_firmware(tflite_path: str | os.PathLike, out_dir: str | os.PathLike,
+                      weights: str = "int16") -> FirmwareResult:
     """Write C99 sources of a full-integer int8 .tflite for the firmware stub.
 
     Args:
         tflite_path: the model (`edgeasc export --int8` writes `model_int8.tflite`).
         out_dir: folder for `model.h`, `model.c`, `frontend_data.c` and `firmware.json`.
+        weights: storage of one-group convolution weights, `int16` (fewest instructions) or `int8` (half
+            their flash, widened in the kernel); `WEIGHT_STORAGE`.
 
     Returns:
         What was written, with the arena size.
@@ -193,7 +196,7 @@ def generate_firmware(tflite_path: str | os.PathLike, out_dir: str | os.PathLike
     fused = fuse_pads(graph)
     executed = Graph(graph.tensors, [op for op in graph.ops if op.index not in fused], graph.inputs, graph.outputs)
     plan = plan_arena(executed)
-    em = _Emitter(graph, plan)
+    em = _Emitter(graph, plan, weights)
     em.extra_pad = {f[1]: (f[2], f[3]) for f in fused.values()}
     em.padded_dims = {f[1]: (f[4], f[5]) for f in fused.values()}
     em.pad_value = {f[1]: f[6] for f in fused.values()}
@@ -309,8 +312,9 @@ void fw_layer_hook(int32_t k);
     result.files = [write_text_atomic(out_dir / "model.h", header), write_text_atomic(out_dir / "model.c", source),
                     write_text_atomic(out_dir / "frontend_data.c", fe_source)]
     info = result.to_dict()
-    info.update({"model": str(tflite_path), "input": {"shape": list(inp.shape), "dtype": inp.dtype.lower(),
-                                                      "scale": inp.scale, "zero_point": inp.zero_point},
+    info.update({"model": str(tflite_path), "weights": weights,
+                 "input": {"shape": list(inp.shape), "dtype": inp.dtype.lower(), "scale": inp.scale,
+                           "zero_point": inp.zero_point},
                  "output": {"shape": list(out.shape), "dtype": out.dtype.lower(), "scale": out.scale,
                             "zero_point": out.zero_point}})
     result.files.append(write_json_atomic(out_dir / "firmware.json", info))

@@ -230,6 +230,7 @@ def measure_firmware(
     inputs: np.ndarray | None = None,
     work_dir: str | os.PathLike | None = None,
     seed: int = 0,
+    weights: str = "int16",
 ) -> dict[str, Any]:
     """Generate, build and run the firmware of a model on an emulated Cortex-M; the bench harness calls this.
 
@@ -241,6 +242,7 @@ def measure_firmware(
             hardly depend on the data: only clamps and rounding branch).
         work_dir: where sources and builds go (default a temporary folder, removed afterwards).
         seed: seed of the default input.
+        weights: convolution weight storage, `int16` or `int8` (`generate_firmware`).
 
     Returns:
         target, machine, instructions_per_inference, macs (deployed rule), instructions_per_mac, flash_bytes,
@@ -255,14 +257,15 @@ def measure_firmware(
         raise FirmwareBuildError(f"cannot measure {target} firmware: {reason}")
     with tempfile.TemporaryDirectory(prefix="edgeasc_fw_") as tmp:
         work = Path(work_dir) if work_dir else Path(tmp)
-        gen = generate_firmware(tflite_path, work / "model")
+        gen = generate_firmware(tflite_path, work / "model", weights)
         elf = build_firmware(target, work / "model", work / "build")
         if inputs is None:
             inputs = random_inputs(tflite_path, 1, seed)
         run = run_qemu(target, elf, inputs, output_dtype=output_dtype(tflite_path))
         size = firmware_size(elf)
     instr = int(run["instructions"][0])
-    return {"target": target, "machine": TARGETS[target]["machine"], "instructions_per_inference": instr,
+    return {"target": target, "machine": TARGETS[target]["machine"], "weights": weights,
+            "instructions_per_inference": instr,
             "macs": gen.macs, "instructions_per_mac": instr / gen.macs if gen.macs else None, **size,
             "arena_bytes": gen.arena_bytes, "instructions_per_tick": run["instructions_per_tick"],
             "layers": run["layer_instructions"], "logits": run["logits"].tolist()}

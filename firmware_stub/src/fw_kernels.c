@@ -66,12 +66,22 @@ static int32_t conv_acc_grouped(const fw_conv_params *p, const int8_t *in, int32
 }
 
 /* Portable core: output pixel `px` from its column. */
+static inline int32_t fw_wpack8_index(int32_t oc, int32_t k, int32_t k_pad, int32_t cout) {
+    /* the int8 layout (pack_conv_weights_int8): the same, with each group of four in its natural order */
+    if (oc >= (cout & ~1)) return oc * k_pad + k;
+    return (oc >> 1) * 2 * k_pad + (k >> 2) * 8 + (oc & 1) * 4 + (k & 3);
+}
+
 static void conv_px_portable(const fw_conv_params *p, const int8_t *col, int8_t *y) {
     const int32_t *rq = p->rq;
     for (int32_t oc = 0; oc < p->out_c; ++oc, rq += FW_RQ_STRIDE) {
         int32_t acc = rq[0];
-        for (int32_t k = 0; k < p->k_pad; ++k)
-            acc += (int32_t)p->weights16[fw_wpack_index(oc, k, p->k_pad, p->out_c)] * col[k];
+        if (p->weights16)
+            for (int32_t k = 0; k < p->k_pad; ++k)
+                acc += (int32_t)p->weights16[fw_wpack_index(oc, k, p->k_pad, p->out_c)] * col[k];
+        else
+            for (int32_t k = 0; k < p->k_pad; ++k)
+                acc += (int32_t)p->weights[fw_wpack8_index(oc, k, p->k_pad, p->out_c)] * col[k];
         y[oc] = FW_RQ(acc, rq, p->out_offset, p->act_min, p->act_max);
     }
 }
@@ -179,7 +189,7 @@ void fw_dwconv_s8(const fw_conv_params *p, const int8_t *in, int8_t *out) {
     /* Multiplier 1: every window starts from the folded bias; taps outside the input read a row of the input
      * zero point, which adds w * (zp - zp) = 0 exactly as the reference's skipped tap. Other multipliers take
      * the reference sum. */
-    static int8_t zrow[FW_MAX_K];
+    static int8_t zrow[FW_MAX_K] __attribute__((aligned(4)));
     const int32_t cout = p->out_c, n_taps = p->k_h * p->k_w;
     if (p->depth_multiplier != 1 || n_taps > 16 || p->in_c > FW_MAX_K) {
         for (int32_t oy = 0; oy < p->out_h; ++oy)
@@ -212,7 +222,12 @@ void fw_dwconv_s8(const fw_conv_params *p, const int8_t *in, int8_t *out) {
                 else
 #endif
                     dw_px3_impl(p, x[0], x[1], x[2], y, 0);
-            } else {
+            }
+#if defined(__ARM_FEATURE_DSP) && !defined(FW_NO_SIMD)
+            else if (mode == (FW_FULL | FW_RSHIFT) && p->small && cout % 4 == 0 && p->weights)
+                dw_px4(p, x, n_taps, y);
+#endif
+            else {
                 const int32_t *rq = p->rq;
                 for (int32_t c = 0; c < cout; ++c, rq += FW_RQ_STRIDE) {
                     int32_t acc = rq[0];
@@ -228,6 +243,26 @@ void fw_dwconv_s8(const fw_conv_params *p, const int8_t *in, int8_t *out) {
  * FULLY_CONNECTED (reference_integer_ops::FullyConnected / FullyConnectedPerChannel)
  * ------------------------------------------------------------------------------------------------ */
 void fw_fc_s8(const fw_fc_params *p, const int8_t *in, int8_t *out) {
+    if (p->folded) { /* weight zero point 0: bias + in_offset * sum(w) folded per output by the generator */
+#if defined(__ARM_FEATURE_DSP) && !defined(FW_NO_SIMD)
+        if (p->in_depth <= FW_MAX_K) {
+            fc_simd(p, in, out);
+            return;
+        }
+#endif
+        for (int32_t r = 0; r < p->rows; ++r) {
+            const int8_t *x = in + r * p->in_depth;
+            for (int32_t o = 0; o < p->out_depth; ++o) {
+                const int8_t *w = p->weights + o * p->in_depth;
+                int32_t acc = p->folded[o];
+                for (int32_t i = 0; i < p->in_depth; ++i) acc += (int32_t)w[i] * x[i];
+                const int32_t k = p->per_channel ? o : 0;
+                out[r * p->out_depth + o] = fw_clamp8(fw_mbqm(acc, p->mult[k], p->shift[k]) + p->out_offset,
+                                                      p->act_min, p->act_max);
+            }
+        }
+        return;
+    }
     for (int32_t r = 0; r < p->rows; ++r) {
         const int8_t *x = in + r * p->in_depth;
         for (int32_t o = 0; o < p->out_depth; ++o) {
@@ -337,6 +372,27 @@ static void fw_avgpool_ref(const fw_pool_params *p, const int8_t *in, int8_t *ou
 
 void fw_avgpool_s8(const fw_pool_params *p, const int8_t *restrict in, int8_t *restrict out) {
     const int32_t c_n = p->c, in_w = p->in_w, lo = p->act_min, hi = p->act_max;
+#if defined(__ARM_FEATURE_DSP) && !defined(FW_NO_SIMD)
+    if (c_n % 4 == 0 && p->f_h * p->f_w <= 255) {
+        for (int32_t oy = 0; oy < p->out_h; ++oy) {
+            const int32_t iy0 = oy * p->stride_h - p->pad_h;
+            const int32_t fy0 = iy0 < 0 ? -iy0 : 0;
+            const int32_t fy1 = p->f_h < p->in_h - iy0 ? p->f_h : p->in_h - iy0;
+            for (int32_t ox = 0; ox < p->out_w; ++ox) {
+                const int32_t ix0 = ox * p->stride_w - p->pad_w;
+                const int32_t fx0 = ix0 < 0 ? -ix0 : 0;
+                const int32_t fx1 = p->f_w < in_w - ix0 ? p->f_w : in_w - ix0;
+                if (fy1 <= fy0 || fx1 <= fx0) { /* an empty window: the reference divides nothing */
+                    fw_avgpool_ref(p, in, out);
+                    return;
+                }
+                avgpool_px4(p, in + ((iy0 + fy0) * in_w + (ix0 + fx0)) * c_n, fy1 - fy0, fx1 - fx0,
+                            out + (oy * p->out_w + ox) * c_n);
+            }
+        }
+        return;
+    }
+#endif
     if (p->f_h * p->f_w > 64) { /* larger windows: the plain reference loops */
         fw_avgpool_ref(p, in, out);
         return;

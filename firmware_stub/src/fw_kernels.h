@@ -174,6 +174,7 @@ typedef struct {
     const int32_t *bias;
     const int32_t *mult;
     const int32_t *shift;
+    const int32_t *folded; /* weight_offset == 0: per output bias + in_offset * sum(weights), else NULL */
 } fw_fc_params;
 
 void fw_fc_s8(const fw_fc_params *p, const int8_t *in, int8_t *out);

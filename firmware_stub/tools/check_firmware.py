@@ -44,6 +44,8 @@ def _check(argv: list[str] | None) -> int:
     parser.add_argument("--inputs", type=int, default=200, help="evaluation clips checked against TFLite Micro")
     parser.add_argument("--targets", default="cortex-m4", help="comma-separated: cortex-m4,cortex-m7 ('' for none)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs (no dataset)")
+    parser.add_argument("--weights", choices=("int16", "int8"), default="int16",
+                        help="convolution weight storage (edgeasc firmware --weights)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     build = args.build.resolve()
@@ -67,7 +69,7 @@ def _check(argv: list[str] | None) -> int:
         raise EdgeAscError(f"--data {data}: not a TAU22-layout dataset (no meta.csv)")
     report = firmware.check_firmware(model, data, build / "check", n_inputs=args.inputs,
                                      targets=tuple(t for t in args.targets.split(",") if t), cache_dir=build / "cache",
-                                     seed=args.seed)
+                                     seed=args.seed, weights=args.weights)
     write_json_atomic(build / "check_report.json", report)
     print(firmware.format_check(report))
     print(f"report: {build / 'check_report.json'}")
