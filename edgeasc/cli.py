@@ -240,15 +240,19 @@ def train(data_dir: Path, out_dir: Path, recipe: Path | None, overrides: tuple[s
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True,
               help="Checkpoints only: fp16 runs a half-precision copy, as the official baseline's test does.")
+@click.option("--runtime", type=click.Choice(["litert", "tflm"]), default="litert", show_default=True,
+              help=".tflite only: litert (LiteRT reference kernels, first clips compared with TFLite Micro) or tflm "
+                   "(every clip on TFLite Micro itself; slower).")
 @_cache_dir_option
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (no progress bar).")
 def evaluate(model_path: Path, data_dir: Path, split: str, out_dir: Path | None, batch_size: int,
-             precision: str, cache_dir: Path | None, no_progress: bool, as_json: bool) -> None:
+             precision: str, runtime: str, cache_dir: Path | None, no_progress: bool, as_json: bool) -> None:
     """Macro, per-device and per-class accuracy of a model (checkpoint, .tflite or device bundle) on a split.
 
     A .tflite runs on LiteRT's reference kernels; its first clips also run on TFLite Micro and the report says
-    whether the two agree (they can differ, e.g. on some FULLY_CONNECTED models). A device bundle (`edgeasc
+    whether the two agree (they can differ, e.g. on some FULLY_CONNECTED models). --runtime tflm runs every
+    clip on TFLite Micro itself. A device bundle (`edgeasc
     finetune`) reports general vs device-specific accuracy per device, routing each clip by its device id.
 
     Example: edgeasc evaluate runs/student/model.pt --data data/synth
@@ -260,6 +264,8 @@ def evaluate(model_path: Path, data_dir: Path, split: str, out_dir: Path | None,
     from edgeasc.metrics import format_report
 
     tflite = model_path.suffix.lower() == ".tflite"
+    if runtime != "litert" and not tflite:
+        raise ConfigError(f"--runtime {runtime} is for .tflite models; {model_path} is not one")
     if precision != "fp32" and (tflite or is_bundle(model_path)):
         raise ConfigError(f"--precision {precision} is for checkpoints; {model_path} is a "
                           f"{'TFLite file' if tflite else 'device bundle'}, which runs at its own precision")
@@ -274,7 +280,7 @@ def evaluate(model_path: Path, data_dir: Path, split: str, out_dir: Path | None,
         return
     if tflite:
         report = evaluate_tflite(model_path, data_dir, split=split, out_dir=out_dir, batch_size=batch_size,
-                                 cache_dir=cache_dir, progress=not (no_progress or as_json))
+                                 cache_dir=cache_dir, progress=not (no_progress or as_json), runtime=runtime)
     else:
         report = evaluate_checkpoint(model_path, data_dir, split=split, out_dir=out_dir, batch_size=batch_size,
                                      cache_dir=cache_dir, progress=not (no_progress or as_json), precision=precision)

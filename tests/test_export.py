@@ -267,6 +267,18 @@ def test_evaluate_tflite_like_a_checkpoint(tiny_export, tmp_path):
     assert ev["macro_accuracy"] == pytest.approx(report["results"]["tflite_int8"]["macro_accuracy"])
     assert ev["runtime"]["kernels"] == "reference" and ev["runtime"]["backend"] == "ai-edge-litert"
     assert (tmp_path / "model_int8.confusion.png").read_bytes()[:4] == b"\x89PNG"
+    # every clip on TFLite Micro itself: this convolutional model's outputs are bit-identical there, so the
+    # figures are the same
+    res = CliRunner().invoke(cli, ["evaluate", str(out / "model_int8.tflite"), "--data", str(tiny_export["data"]),
+                                   "--out", str(tmp_path / "tflm"), "--runtime", "tflm", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert "kernels: TFLite Micro reference kernels (tflite-micro), every clip" in res.output
+    tflm = json.loads((tmp_path / "tflm" / "model_int8.eval.json").read_text())
+    assert tflm["runtime"]["backend"] == "tflite-micro" and tflm["n_clips"] == 300
+    assert tflm["macro_accuracy"] == ev["macro_accuracy"]
+    res = CliRunner().invoke(cli, ["evaluate", str(out / "model.onnx"), "--data", str(tiny_export["data"]),
+                                   "--runtime", "tflm"])
+    assert res.exit_code == 2 and "--runtime tflm is for .tflite models" in res.output
 
 
 @pytest.mark.slow

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeasc.errors import ModelFileError, RuntimeUnavailableError
+from edgeasc.errors import ConfigError, ModelFileError, RuntimeUnavailableError
 from edgeasc.features import InputNormalization
 
 log = logging.getLogger(__name__)
@@ -86,8 +86,14 @@ TFLM_CHECK_CLIPS = 8
 """Clips an evaluation of a .tflite also runs on TFLite Micro, to say whether its figures hold there."""
 
 
+EVAL_RUNTIMES = ("litert", "tflm")
+"""What `evaluate_tflite` runs the clips on: LiteRT's reference kernels, or TFLite Micro itself."""
+
+
 def format_tflm_check(runtime: dict[str, Any]) -> str:
     """One line: which kernels an evaluation ran, and whether TFLite Micro gave the same outputs."""
+    if runtime.get("backend") == "tflite-micro":
+        return "kernels: TFLite Micro reference kernels (tflite-micro), every clip"
     kernels = f"LiteRT {runtime['kernels']} kernels ({runtime['backend']})"
     t = runtime.get("tflite_micro") or {"checked": 0, "skipped": "not compared"}
     if not t["checked"]:
@@ -286,6 +292,27 @@ class TFLiteModel:
 
         return require_finite_logits(np.stack(out), f"{self.path}")
 
+    def predict_tflm(self, features: np.ndarray) -> np.ndarray:
+        """Real-valued outputs `(N, n_out)` of TFLite Micro itself (its reference kernels, one invoke per clip) for
+        features `(N, C, F, T)`, prepared as `predict` prepares them.
+
+        Raises:
+            RuntimeUnavailableError: tflite-micro is not installed, or TFLite Micro refuses the model.
+        """
+        x = self.prepare(features)
+        n_out = int(np.prod(self.output.shape[1:]))
+        if not len(x):
+            return np.zeros((0, n_out), dtype=np.float32)
+        try:
+            raw = tflm_outputs(self.path, x.reshape(len(x), -1)).reshape(len(x), n_out)
+        except RuntimeError as exc:  # a hybrid model, an operator TFLite Micro lacks
+            why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise RuntimeUnavailableError(f"{self.path.name}: TFLite Micro cannot run it: {why}") from None
+        y = dequantize(raw, self.output.scale, self.output.zero_point) if self.output.quantized else raw
+        from edgeasc.metrics import require_finite_logits
+
+        return require_finite_logits(np.asarray(y, dtype=np.float32), f"{self.path}")
+
     def compare_with_tflm(self, features: np.ndarray, n: int = TFLM_CHECK_CLIPS,
                           outputs: np.ndarray | None = None) -> dict[str, Any]:
         """Run the first `n` clips of `features` on TFLite Micro too and compare the raw outputs with this
@@ -418,8 +445,13 @@ def evaluate_tflite(
     progress: bool = False,
     workers: int | None = None,
     backend: str | None = None,
+    runtime: str = "litert",
 ) -> dict[str, Any]:
     """Evaluate a .tflite classifier like a checkpoint (`edgeasc.evaluate.evaluate_checkpoint`).
+
+    `runtime="litert"` (default) runs LiteRT's reference kernels on every clip and compares the first
+    `TFLM_CHECK_CLIPS` with TFLite Micro; `runtime="tflm"` runs every clip on TFLite Micro itself (what a
+    microcontroller computes; slower, one thread).
 
     The frontend and labels come from the model's edgeasc metadata; a model without it (not exported by
     edgeasc) is assumed to take the DCASE baseline log-mel and output the ten scenes in DCASE order.
@@ -435,6 +467,8 @@ def evaluate_tflite(
     from edgeasc.evaluate import evaluation_clips, write_evaluation
     from edgeasc.labels import SCENES
 
+    if runtime not in EVAL_RUNTIMES:
+        raise ConfigError(f"--runtime {runtime}: expected one of {', '.join(EVAL_RUNTIMES)}")
     model_path = Path(model_path)
     model = TFLiteModel(model_path, backend=backend)
     frontend, labels, name = model.frontend()
@@ -447,10 +481,14 @@ def evaluate_tflite(
     parts, first = [], None
     for _, x in feature_batches(waves, frontend, batch_size, progress, "evaluating"):
         first = x if first is None else first
-        parts.append(model.predict(x, workers))
+        parts.append(model.predict_tflm(x) if runtime == "tflm" else model.predict(x, workers))
     logits = np.concatenate(parts)
+    if runtime == "tflm":
+        run_info = {"backend": "tflite-micro", "kernels": "TFLite Micro reference", "tflite_micro": {
+            "checked": int(len(logits)), "identical": int(len(logits)), "max_abs_diff": 0.0, "ran_on": "all clips"}}
+    else:
+        run_info = {"backend": model.backend, "kernels": "reference" if model.reference_kernels else "optimised",
+                    "tflite_micro": model.compare_with_tflm(first, outputs=parts[0])}
     header = {"model": str(model_path), "model_name": name, "split": split,
-              "runtime": {"backend": model.backend, "kernels": "reference" if model.reference_kernels else "optimised",
-                          "input": model.input.to_dict(), "output": model.output.to_dict(),
-                          "tflite_micro": model.compare_with_tflm(first, outputs=parts[0])}}
+              "runtime": {**run_info, "input": model.input.to_dict(), "output": model.output.to_dict()}}
     return write_evaluation(header, clips, logits, out, prefix=f"{model_path.stem}.")

@@ -219,14 +219,15 @@ class _Emitter:
         self.add_const("int8_t", f"fw_w{k}", filt.data)
         self.add_const("int32_t", f"fw_mult{k}", np.array([m for m, _ in qs], dtype=np.int64))
         self.add_const("int32_t", f"fw_shift{k}", np.array([s for _, s in qs], dtype=np.int64))
-        bias_name = self.add_const("int32_t", f"fw_bias{k}", bias.data) if bias is not None else "NULL"
         # weight zero point 0 (TFLite's int8 weights are symmetric): bias + in_offset * sum(w) per output, so the
-        # kernel's inner loop is sum(w * x) alone (the same integer)
+        # kernel's inner loop is sum(w * x) alone (the same integer) and the bias itself is not stored
         folded = (bias.data.astype(np.int64) if bias is not None else np.zeros(units, np.int64)) \
             - inp.zero_point * filt.data.astype(np.int64).sum(axis=1)
-        folded_name = "NULL"
+        folded_name = bias_name = "NULL"
         if filt.zero_point == 0 and np.all(np.abs(folded) < 2**31):
             folded_name = self.add_const("int32_t", f"fw_folded{k}", folded)
+        elif bias is not None:
+            bias_name = self.add_const("int32_t", f"fw_bias{k}", bias.data)
         self.consts.append(
             f"static const fw_fc_params fw_p{k} = {{.rows = {rows}, .in_depth = {depth}, .out_depth = {units}, "
             f".in_offset = {-inp.zero_point}, .weight_offset = {-filt.zero_point}, .out_offset = {out.zero_point}, "
