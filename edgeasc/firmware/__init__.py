@@ -1,7 +1,8 @@
 """C99 firmware for a full-int8 .tflite (docs/firmware.md), in the order of its steps: the operators it accepts and
-the arena plan (plan), TFLite's fixed-point arithmetic evaluated at generation time (fixedpoint), the C code
-(emit) and the generator that writes model.c/model.h (generate), building and running it on the host and under
-QEMU (toolchain), and the end-to-end check against TFLite Micro (check).
+the arena plan (plan), TFLite's fixed-point arithmetic evaluated at generation time (fixedpoint) and the tables of
+elementwise operators and SOFTMAX (tables), the C code (emit) and the generator that writes model.c/model.h
+(generate), building and running it on the host and under QEMU (toolchain), and the end-to-end check against
+TFLite Micro (check).
 
 The names of the former edgeasc/firmware.py are re-exported here for one release (docs/layout.md).
 """

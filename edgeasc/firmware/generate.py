@@ -252,6 +252,8 @@ def generate_firmware(tflite_path: str | os.PathLike, out_dir: str | os.PathLike
 #define FW_OUTPUT_BYTES {tensor_bytes(out)}
 #define FW_INPUT_FLOAT {int(inp.dtype == "FLOAT32")}
 #define FW_OUTPUT_FLOAT {int(out.dtype == "FLOAT32")}
+/* 1: one-group convolution weights are int8 (edgeasc firmware --weights int8), else int16 pairs */
+#define FW_WEIGHTS_INT8 {int(weights == "int8")}
 #define FW_ARENA_BYTES {plan.arena_bytes}
 #define FW_NUM_LAYERS {len(layers)}
 #define FW_MACS {sum(macs)}u

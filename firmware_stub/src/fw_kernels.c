@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+#include "model.h" /* FW_WEIGHTS_INT8: which weight layout the generated model uses (no unused core in flash) */
+
 /* Requantise with channel c's record (see fw_conv_params.rq). */
 #define FW_RQ(acc, rqp, zp, lo, hi) fw_requant((acc), (rqp)[1], (rqp)[2], (rqp)[3], (zp), (lo), (hi))
 
@@ -76,12 +78,13 @@ static void conv_px_portable(const fw_conv_params *p, const int8_t *col, int8_t 
     const int32_t *rq = p->rq;
     for (int32_t oc = 0; oc < p->out_c; ++oc, rq += FW_RQ_STRIDE) {
         int32_t acc = rq[0];
-        if (p->weights16)
-            for (int32_t k = 0; k < p->k_pad; ++k)
-                acc += (int32_t)p->weights16[fw_wpack_index(oc, k, p->k_pad, p->out_c)] * col[k];
-        else
-            for (int32_t k = 0; k < p->k_pad; ++k)
-                acc += (int32_t)p->weights[fw_wpack8_index(oc, k, p->k_pad, p->out_c)] * col[k];
+#if FW_WEIGHTS_INT8
+        for (int32_t k = 0; k < p->k_pad; ++k)
+            acc += (int32_t)p->weights[fw_wpack8_index(oc, k, p->k_pad, p->out_c)] * col[k];
+#else
+        for (int32_t k = 0; k < p->k_pad; ++k)
+            acc += (int32_t)p->weights16[fw_wpack_index(oc, k, p->k_pad, p->out_c)] * col[k];
+#endif
         y[oc] = FW_RQ(acc, rq, p->out_offset, p->act_min, p->act_max);
     }
 }

@@ -99,6 +99,7 @@ FW_INLINE void mm_2px(const fw_conv_params *p, int8_t *restrict y0, const int mo
     }
 }
 
+#if FW_WEIGHTS_INT8
 /* The same product with int8 weights in flash (pack_conv_weights_int8: a group of four of both channels of a
  * pair in one LDRD, natural order): SXTB16 widens them in the loop, as CMSIS-NN does. Three more instructions
  * per group of four inputs than mm_2px, half its weight bytes. */
@@ -153,19 +154,23 @@ FW_INLINE void mm_2px_w8(const fw_conv_params *p, int8_t *restrict y0, const int
     }
 }
 
+#endif
+
 static void mm_2px_any(const fw_conv_params *p, int8_t *y0) {
     const int full = p->act_min == -128 && p->act_max == 127;
-    if (!p->weights16) {
-        if (full && p->rshift && p->small)
-            mm_2px_w8(p, y0, FW_FULL | FW_RSHIFT | FW_SMALL);
-        else
-            mm_2px_w8(p, y0, 0);
-    } else if (full && p->rshift && p->small)
+#if FW_WEIGHTS_INT8
+    if (full && p->rshift && p->small)
+        mm_2px_w8(p, y0, FW_FULL | FW_RSHIFT | FW_SMALL);
+    else
+        mm_2px_w8(p, y0, 0);
+#else
+    if (full && p->rshift && p->small)
         mm_2px(p, y0, FW_FULL | FW_RSHIFT | FW_SMALL);
     else if (full && p->rshift)
         mm_2px(p, y0, FW_FULL | FW_RSHIFT);
     else
         mm_2px(p, y0, 0);
+#endif
 }
 
 void fw_conv_s8(const fw_conv_params *p, const int8_t *in, int8_t *out) {
