@@ -270,21 +270,37 @@ static void fc_simd(const fw_fc_params *p, const int8_t *in, int8_t *out) {
         for (; o + 1 < p->out_depth; o += 2) {
             const int8_t *w0 = p->weights + o * depth, *w1 = w0 + depth;
             int32_t a0 = p->folded[o], a1 = p->folded[o + 1];
-            const uint32_t *xb = fw_xbuf;
-            for (int32_t i = 0; i < d4; i += 4, xb += 2) {
-                const uint32_t u0 = fw_load32(w0 + i), u1 = fw_load32(w1 + i);
-                a0 = fw_smlad(xb[0], fw_sxtb16(u0), a0);
-                a0 = fw_smlad(xb[1], fw_sxtb16_ror8(u0), a0);
-                a1 = fw_smlad(xb[0], fw_sxtb16(u1), a1);
-                a1 = fw_smlad(xb[1], fw_sxtb16_ror8(u1), a1);
+            if (d4 > 0) { /* per group of four inputs: LDRD, 2 LDR, 4 SXTB16, 4 SMLAD, CMP, branch */
+                const uint32_t *xb = fw_xbuf, *xend = fw_xbuf + d4 / 2;
+                const int8_t *q0 = w0, *q1 = w1;
+                uint32_t x02, x13, u0, u1, t;
+                __asm__ volatile(
+                    "1:\n\t"
+                    "ldrd %[x02], %[x13], [%[xb]], #8\n\t"
+                    "ldr %[u0], [%[q0]], #4\n\t"
+                    "ldr %[u1], [%[q1]], #4\n\t"
+                    "sxtb16 %[t], %[u0]\n\t"
+                    "sxtb16 %[u0], %[u0], ror #8\n\t"
+                    "smlad %[a0], %[x02], %[t], %[a0]\n\t"
+                    "smlad %[a0], %[x13], %[u0], %[a0]\n\t"
+                    "sxtb16 %[t], %[u1]\n\t"
+                    "sxtb16 %[u1], %[u1], ror #8\n\t"
+                    "smlad %[a1], %[x02], %[t], %[a1]\n\t"
+                    "smlad %[a1], %[x13], %[u1], %[a1]\n\t"
+                    "cmp %[xb], %[xend]\n\t"
+                    "blo 1b\n\t"
+                    : [a0] "+r"(a0), [a1] "+r"(a1), [xb] "+r"(xb), [q0] "+r"(q0), [q1] "+r"(q1), [x02] "=&r"(x02),
+                      [x13] "=&r"(x13), [u0] "=&r"(u0), [u1] "=&r"(u1), [t] "=&r"(t)
+                    : [xend] "r"(xend)
+                    : "cc", "memory");
             }
             for (int32_t i = d4; i < depth; ++i) {
                 a0 += (int32_t)w0[i] * x[i];
                 a1 += (int32_t)w1[i] * x[i];
             }
             const int32_t k0 = p->per_channel ? o : 0, k1 = p->per_channel ? o + 1 : 0;
-            y[o] = fw_clamp8(fw_mbqm(a0, p->mult[k0], p->shift[k0]) + p->out_offset, p->act_min, p->act_max);
-            y[o + 1] = fw_clamp8(fw_mbqm(a1, p->mult[k1], p->shift[k1]) + p->out_offset, p->act_min, p->act_max);
+            y[o] = fw_requant_shift(a0, p->mult[k0], p->shift[k0], p->out_offset, p->act_min, p->act_max);
+            y[o + 1] = fw_requant_shift(a1, p->mult[k1], p->shift[k1], p->out_offset, p->act_min, p->act_max);
         }
         for (; o < p->out_depth; ++o) {
             const int8_t *w0 = p->weights + o * depth;
@@ -296,7 +312,7 @@ static void fc_simd(const fw_fc_params *p, const int8_t *in, int8_t *out) {
             }
             for (int32_t i = d4; i < depth; ++i) a0 += (int32_t)w0[i] * x[i];
             const int32_t k0 = p->per_channel ? o : 0;
-            y[o] = fw_clamp8(fw_mbqm(a0, p->mult[k0], p->shift[k0]) + p->out_offset, p->act_min, p->act_max);
+            y[o] = fw_requant_shift(a0, p->mult[k0], p->shift[k0], p->out_offset, p->act_min, p->act_max);
         }
     }
 }
