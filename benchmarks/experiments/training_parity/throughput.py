@@ -22,10 +22,26 @@ import shutil
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
 OFFICIAL_SIDE = Path(__file__).with_name("official_side.py")
+
+
+def provenance(args: argparse.Namespace) -> dict:
+    """What the figures depend on besides the code: each side's torch, the commits, the date, the command."""
+    def out(cmd: list[str]) -> str | None:
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        return proc.stdout.strip() if proc.returncode == 0 else None
+
+    version = "import torch; print(torch.__version__)"
+    return {"edgeasc_torch": out([sys.executable, "-c", version]),
+            "official_torch": out([args.official_python, "-c", version]),
+            "edgeasc_commit": out(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"]),
+            "official_commit": out(["git", "-C", str(args.official_code), "rev-parse", "--short", "HEAD"]),
+            "date": time.strftime("%Y-%m-%d"),
+            "command": "python benchmarks/experiments/training_parity/throughput.py " + " ".join(sys.argv[1:])}
 
 
 def main() -> None:
@@ -65,6 +81,7 @@ def main() -> None:
         "edgeasc_clips_per_s_median": statistics.median(r["edgeasc_clips_per_s"] for r in rounds),
         "ratio_median": statistics.median(r["ratio"] for r in rounds),
         "machine": {"processor": platform.processor() or platform.machine(), "cpus": os.cpu_count()},
+        **provenance(args),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_name(args.out.name + ".tmp")
