@@ -275,6 +275,7 @@ def test_evaluate_tflite_like_a_checkpoint(tiny_export, tmp_path):
     assert "kernels: TFLite Micro reference kernels (tflite-micro), every clip" in res.output
     tflm = json.loads((tmp_path / "tflm" / "model_int8.eval.json").read_text())
     assert tflm["runtime"]["backend"] == "tflite-micro" and tflm["n_clips"] == 300
+    assert tflm["runtime"]["clips_on_tflite_micro"] == 300 and "tflite_micro" not in tflm["runtime"]
     assert tflm["macro_accuracy"] == ev["macro_accuracy"]
     res = CliRunner().invoke(cli, ["evaluate", str(out / "model.onnx"), "--data", str(tiny_export["data"]),
                                    "--runtime", "tflm"])

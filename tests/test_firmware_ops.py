@@ -235,7 +235,7 @@ def test_new_operators_on_emulated_cortex_m4(ops_model, tmp_path):
 @pytest.fixture(scope="module")
 def dscnn_model(tmp_path_factory):
     """The MLPerf Tiny keyword-spotting DS-CNN's shape (49x10 input, 10x4 stride-2 stem, 3x3 depthwise and 1x1
-    blocks of 64 channels, global average pooling, FULLY_CONNECTED, SOFTMAX), one block, built here with
+    blocks of 64 channels, global average pooling, FULLY_CONNECTED; no SOFTMAX), one block, built here with
     TensorFlow: it exercises the Cortex-M kernels for 3x3 depthwise, large-window pooling and FULLY_CONNECTED."""
     pytest.importorskip("tensorflow")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

@@ -106,7 +106,7 @@ def check_firmware(
     weights: str = "int16",
 ) -> dict[str, Any]:
     """Generate and build the firmware, then check it: host outputs against TFLite Micro on `n_inputs` real
-    feature inputs of the evaluation split, every intermediate tensor against LiteRT's reference kernels on
+    feature inputs of the evaluation split, every intermediate tensor against TFLite Micro (all tensors preserved) on
     `n_layer_checks` of them, the C frontend against edgeasc.features, and each emulated target's logits
     against the host's. Targets whose toolchain is missing are reported as skipped. `weights`: the generator's
     convolution weight storage (`generate_firmware`). Without `data_dir` the

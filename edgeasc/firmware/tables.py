@@ -51,6 +51,8 @@ def _f32(x: float) -> np.float32:
 
 
 def _logistic(inp: Tensor, out: Tensor) -> list[int]:
+    if out.zero_point != -128:  # logistic_common.cc: TF_LITE_ENSURE_EQ(output zero_point, INT8_MIN)
+        raise FirmwareError(f"LOGISTIC: output zero point {out.zero_point}; TFLite Micro requires -128")
     mult, shift = frexp_multiplier(float(inp.scale) * float(1 << 27))  # kInputIntegerBits = 4
     if mult >= 1 << 31:
         raise FirmwareError("LOGISTIC: the input multiplier rounds to 2^31, which TFLite Micro cannot represent")

@@ -16,7 +16,8 @@
  * (out_c, k_pad) weight matrix, starting from the folded bias bias + in_offset * sum(weights). A tap holding
  * the zero point adds w * (zp - zp) = 0 as the reference's skipped tap does, so the sums are identical; a
  * tap holding a folded PADV2's constant v adds w * (v - zp), as the reference does on the padded tensor.
- * Weights are int16, laid out for the SMLAD core (pack_conv_weights).
+ * Weights are int16, laid out for the SMLAD core (pack_conv_weights), or with --weights int8 (FW_WEIGHTS_INT8)
+ * int8, widened in the loop (pack_conv_weights_int8).
  * ------------------------------------------------------------------------------------------------ */
 #define FW_MAX_K 2048 /* edgeasc.firmware.MAX_K: the generator refuses larger windows */
 

@@ -144,9 +144,11 @@ typedef struct {
     int32_t pad_value;        /* what taps outside the input read in a one-group convolution: the input zero
                                  point, or the constant of a PADV2 folded into it (edgeasc.firmware.fuse_pads) */
     int32_t k_pad;            /* groups == 1: k_h * k_w * in_c rounded up to a multiple of 4 */
-    const int8_t *weights;    /* grouped: OHWI; depthwise: 1HWO (NULL for one group) */
-    const int16_t *weights16; /* one group: (out_c, k_pad) int16, each group of four as (w0, w2, w1, w3) and
-                                 output-channel pairs interleaved (edgeasc.firmware.pack_conv_weights) */
+    const int8_t *weights;    /* grouped: OHWI; depthwise: 1HWO; one group: NULL, or with --weights int8
+                                 (FW_WEIGHTS_INT8) the int8 matrix (edgeasc.firmware.pack_conv_weights_int8) */
+    const int16_t *weights16; /* one group, int16 weights (the default): (out_c, k_pad) int16, each group of
+                                 four as (w0, w2, w1, w3) and output-channel pairs interleaved
+                                 (edgeasc.firmware.pack_conv_weights); NULL with --weights int8 */
     const int32_t *bias;      /* may be NULL */
     /* per output channel {bias + in_offset * sum(weights), multiplier, e, h} (FW_RQ_STRIDE words):
      * e > 0: right shift e with h = 2^(e-1); e == 0: TFLite shift h >= 0 (a left shift) */
