@@ -129,6 +129,16 @@ def test_softmax_with_an_output_tflite_micro_rejects_is_one_clear_error(tmp_path
     assert not (tmp_path / "out").exists()
 
 
+def test_logistic_with_an_output_zero_point_tflite_micro_rejects_is_refused(tmp_path):
+    path = tmp_path / "logistic.tflite"
+    path.write_bytes(one_op_model("LOGISTIC", [1, 8], (1 / 16, 0), (1 / 256, 0)))
+    graph = fw.read_graph(path)
+    with pytest.raises(fw.FirmwareError, match="LOGISTIC: output zero point 0; TFLite Micro requires -128"):
+        fw.unary_table(graph.ops[0], graph.tensors[0], graph.tensors[1])
+    with pytest.raises(RuntimeError):  # TFLite Micro itself refuses it in Prepare
+        fw.tflm_outputs(path, np.zeros((1, 8), dtype=np.int8))
+
+
 def test_float_activations_inside_the_graph_stay_refused(tmp_path):
     path = tmp_path / "relu_f32.tflite"
     path.write_bytes(one_op_model("RELU", [1, 8], None, None, in_type="FLOAT32", out_type="FLOAT32"))
