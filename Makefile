@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 DEMO_DIR ?= demo_out
 DEMO_SCALE ?= small
 
-.PHONY: setup demo test test-fast export bench bench-ci bench-ptq bench-parity clean
+.PHONY: setup demo test test-fast export bench bench-ci bench-ptq bench-parity bench-calibration bench-calibration-lite clean
 
 setup: $(STAMP)
 
@@ -64,6 +64,16 @@ bench-ptq: setup
 bench-parity: setup
 	$(PY) benchmarks/suite/run.py --profile parity
 	$(PY) benchmarks/suite/compare.py benchmarks/suite/results/parity.json
+
+# Does the synthetic task reward data and capacity the way TAU22 does (docs/bench.md, issue 25)? The DCASE
+# baseline recipe on every split of `small` and base 64/96 at split25, 2 seeds, 20 epochs: about 12 CPU hours,
+# resumable (benchmarks/.work/calibration); the table beside TAU22's published figures, with the targets.
+# `bench-calibration-lite`: 3 splits, base 64, 1 seed, 10 epochs (about 1.4 CPU hours).
+bench-calibration: setup
+	$(PY) benchmarks/suite/calibration.py --profile full
+
+bench-calibration-lite: setup
+	$(PY) benchmarks/suite/calibration.py --profile lite
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache
