@@ -173,7 +173,8 @@ def test_softmax_on_host_equals_tflite_micro(in_q, beta, depth, tmp_path):
 
 def _keras_ops_model(tmp_path_factory, float_io: bool):
     """Conv -> MAX_POOL_2D -> unfused RELU6 / LOGISTIC / TANH / HARD_SWISH branches -> MAXIMUM / MINIMUM ->
-    Dense -> SOFTMAX, converted to full int8 (int8 or float32 input and output)."""
+    Dense(7) -> Dense(6) -> SOFTMAX, converted to full int8 (int8 or float32 input and output). The 7 -> 6
+    layer's depth is not a multiple of four: FULLY_CONNECTED's tail loop runs."""
     pytest.importorskip("tensorflow")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import tensorflow as tf
@@ -190,7 +191,7 @@ def _keras_ops_model(tmp_path_factory, float_io: bool):
     m = keras.layers.Maximum()([s, t])
     n = keras.layers.Minimum()([h, keras.layers.ReLU(max_value=6.0)(p)])
     f = keras.layers.Flatten()(keras.layers.Concatenate()([m, n]))
-    out = keras.layers.Softmax()(keras.layers.Dense(6)(f))
+    out = keras.layers.Softmax()(keras.layers.Dense(6)(keras.layers.Dense(7)(f)))
     model = keras.Model(x_in, out)
     rng = np.random.default_rng(0)
 
@@ -236,6 +237,9 @@ def test_new_operators_are_bit_exact_on_host_with_every_intermediate(ops_model, 
 def test_new_operators_on_emulated_cortex_m4(ops_model, tmp_path):
     if fw.toolchain_missing("cortex-m4"):
         pytest.skip(fw.toolchain_missing("cortex-m4"))
+    graph = fw.read_graph(ops_model)
+    fc_depths = [graph.tensors[op.inputs[1]].shape[1] for op in graph.ops if op.name == "FULLY_CONNECTED"]
+    assert sorted(fc_depths) == [7, 480]  # 7: the SIMD loop's tail runs on the Cortex-M4
     report = fw.check_firmware(ops_model, None, tmp_path / "check", n_inputs=8, targets=("cortex-m4",),
                                n_layer_checks=0, n_emulated=4)
     m4 = report["targets"]["cortex-m4"]
