@@ -43,6 +43,24 @@ def test_targets_fail_where_the_figures_do():
     assert all(v["holds"] for v in ok.values()), ok
 
 
+def test_a_step_floor_gives_small_splits_more_epochs(tiny_data):
+    prof = cal.CalibrationProfile(scale="tiny", splits=(25, 100), widths=(), seeds=(0,), epochs=2, warmup_steps=0,
+                                  overrides=("optim.batch_size=32",), min_steps=20)
+    n25, n100 = cal.split_clips(tiny_data, 25), cal.split_clips(tiny_data, 100)
+    assert 0 < n25 < n100
+    per25, per100 = math.ceil(n25 / 32), math.ceil(n100 / 32)
+    assert cal.split_epochs(prof, tiny_data, 25) == max(2, math.ceil(20 / per25))
+    assert cal.split_epochs(prof, tiny_data, 100) == max(2, math.ceil(20 / per100))
+    assert cal.split_epochs(prof, tiny_data, 25) > cal.split_epochs(prof, tiny_data, 100)
+    job = cal.jobs(prof, tiny_data)["b32_split25_seed0"]
+    assert f"optim.epochs={cal.split_epochs(prof, tiny_data, 25)}" in job
+    # without a floor every split gets the profile's epochs, and no dataset is needed
+    flat = cal.CalibrationProfile(scale="tiny", splits=(25, 100), widths=(), seeds=(0,), epochs=2, warmup_steps=0)
+    assert all("optim.epochs=2" in j for j in cal.jobs(flat).values())
+    with pytest.raises(ValueError, match="min_steps needs the dataset"):
+        cal.jobs(prof)
+
+
 def test_a_calibration_run_trains_reads_and_reuses(tiny_data, cache_dir, tmp_path, capsys):
     prof = cal.CalibrationProfile(scale="tiny", splits=(25, 100), widths=(16,), seeds=(0,), epochs=1,
                                   warmup_steps=0, overrides=("model.name='test_cpmobile'", "optim.batch_size=32",

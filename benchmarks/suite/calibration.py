@@ -33,8 +33,9 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parents[1]))
+sys.path.insert(0, str(ROOT))
 
 from run import SCHEMA, Stage, _train_runs  # noqa: E402
 
@@ -76,6 +77,10 @@ class CalibrationProfile:
         epochs: the fixed epoch budget of every run.
         warmup_steps: linear warm-up in optimiser steps, the same for every split.
         overrides: more `--set` overrides of the recipe for every run (none in the suite's profiles).
+        min_steps: a floor on each run's optimiser steps: a split whose `epochs` give fewer trains for
+            ceil(min_steps / steps per epoch) epochs instead (0: every run gets `epochs`). With a fixed epoch
+            budget alone the small splits stop far from convergence (benchmarks/experiments/evidence/PLAN.md,
+            "Phase A").
     """
 
     scale: str
@@ -85,6 +90,7 @@ class CalibrationProfile:
     epochs: int
     warmup_steps: int
     overrides: tuple[str, ...] = ()
+    min_steps: int = 0
 
 
 PROFILES: dict[str, CalibrationProfile] = {
@@ -97,17 +103,37 @@ PROFILES: dict[str, CalibrationProfile] = {
 }
 
 
-def jobs(prof: CalibrationProfile) -> dict[str, tuple[str, ...]]:
-    """Run name -> `--set` overrides of the recipe, for every run of `prof`."""
-    common = (f"optim.epochs={prof.epochs}", f"optim.warmup_steps={prof.warmup_steps}", "eval_every=0",
-              "device='cpu'", *prof.overrides)
+def split_clips(data: Path, split: int) -> int:
+    """Training clips of `split_setup/split{split}.csv` (one row per clip under a header)."""
+    lines = (data / "split_setup" / f"split{split}.csv").read_text(encoding="utf-8").splitlines()
+    return sum(1 for line in lines[1:] if line.strip())
+
+
+def split_epochs(prof: CalibrationProfile, data: Path | None, split: int) -> int:
+    """The epochs a run on `split` trains for: `prof.epochs`, or more where `prof.min_steps` asks for them."""
+    if not prof.min_steps:
+        return prof.epochs
+    if data is None:
+        raise ValueError("a profile with min_steps needs the dataset to count its splits")
+    from edgeasc.config import resolve_train_config
+
+    batch = resolve_train_config(ROOT / RECIPE, prof.overrides).optim.batch_size
+    steps_per_epoch = math.ceil(split_clips(data, split) / batch)  # the last partial batch is kept
+    return max(prof.epochs, math.ceil(prof.min_steps / steps_per_epoch))
+
+
+def jobs(prof: CalibrationProfile, data: Path | None = None) -> dict[str, tuple[str, ...]]:
+    """Run name -> `--set` overrides of the recipe, for every run of `prof` (`data`: needed with min_steps)."""
+    common = (f"optim.warmup_steps={prof.warmup_steps}", "eval_every=0", "device='cpu'", *prof.overrides)
     out = {}
     for seed in prof.seeds:
         for split in prof.splits:
-            out[f"b32_split{split}_seed{seed}"] = (f"seed={seed}", f"data.train_split='split{split}'", *common)
+            out[f"b32_split{split}_seed{seed}"] = (f"seed={seed}", f"data.train_split='split{split}'",
+                                                   f"optim.epochs={split_epochs(prof, data, split)}", *common)
         for width in prof.widths:
             out[f"b{width}_split25_seed{seed}"] = (f"seed={seed}", "data.train_split='split25'",
-                                                   f"model.kwargs.base_channels={width}", *common)
+                                                   f"model.kwargs.base_channels={width}",
+                                                   f"optim.epochs={split_epochs(prof, data, 25)}", *common)
     return out
 
 
@@ -171,7 +197,8 @@ def check_targets(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def format_table(result: dict[str, Any]) -> str:
     """The synthetic figures beside TAU22's, then the targets."""
     s, prof = result["summary"], result["profile_settings"]
-    lines = [f"calibration ({result['data_label']}, {prof['epochs']} epochs, seeds "
+    budget = f"{prof['epochs']} epochs" + (f", at least {prof['min_steps']} steps" if prof.get("min_steps") else "")
+    lines = [f"calibration ({result['data_label']}, {budget}, seeds "
              f"{', '.join(str(x) for x in prof['seeds'])}; macro accuracy on the test fold, %)",
              "", "| split | " + " | ".join(f"{k}%" for k in s["splits"]) + " |",
              "|---|" + "---:|" * len(s["splits"]),
@@ -229,7 +256,7 @@ def run_calibration(profile: str | CalibrationProfile, name: str, work: Path, th
     label = dataset_label(data)
     # one folder of runs per dataset: a finished run is reused only on the data it was trained on
     runs_dir = work / "runs" / f"{data.resolve().name}-{hashlib.sha1(str(data.resolve()).encode()).hexdigest()[:8]}"
-    todo = jobs(prof)
+    todo = jobs(prof, data)
     with Stage(f"train {len(todo)} runs ({', '.join(todo)})") as st:
         ckpts = _train_runs(data, runs_dir, RECIPE, todo, threads)
     runs = {name_: read_run(ckpt.parent) for name_, ckpt in ckpts.items()}
