@@ -5,42 +5,15 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "fw_systick.h"
 #include "th_api.h"
 
-#define SYST_CSR (*(volatile uint32_t *)0xE000E010)
-#define SYST_RVR (*(volatile uint32_t *)0xE000E014)
-#define SYST_CVR (*(volatile uint32_t *)0xE000E018)
-#define SCB_ICSR (*(volatile uint32_t *)0xE000ED04)
-#define RELOAD 0xFFFFFFu
-
-extern volatile uint32_t fw_systick_wraps;
-const char *const fw_platform_counter_unit = "ticks";
-
-uint64_t fw_platform_counter(void) {
-    uint32_t w1, w2, v, pending;
-    do {
-        w1 = fw_systick_wraps;
-        v = SYST_CVR;
-        pending = SCB_ICSR & (1u << 26); /* wrapped, handler not run yet */
-        w2 = fw_systick_wraps;
-    } while (w1 != w2);
-    if (pending && v > RELOAD / 2) w1++;
-    return (uint64_t)w1 * (RELOAD + 1u) + (RELOAD - v);
-}
+const char *const fw_platform_counter_unit = "ticks"; /* fw_platform_counter: fw_systick.h */
 
 static int8_t input[FW_INPUT_BYTES] __attribute__((aligned(4)));
 
 int main(void) {
-    SYST_RVR = RELOAD;
-    SYST_CVR = 0;
-    SYST_CSR = 7; /* processor clock, interrupt, enable */
-    while (SYST_CVR == 0) { } /* the first tick loads the reload value without counting a wrap */
-    /* calibration: a loop of exactly 2 * n instructions (subs, bne) */
-    const uint32_t n = 1000000;
-    uint64_t a = fw_platform_counter();
-    __asm volatile("mov r0, %0\n1: subs r0, r0, #1\n bne 1b\n" ::"r"(n) : "r0", "cc");
-    uint64_t b = fw_platform_counter();
-    printf("fw-calibration instructions=%lu ticks=%llu\n", (unsigned long)(2 * n), (unsigned long long)(b - a));
+    fw_systick_start_calibrated();
     printf("fw-model %s arena_bytes=%d layers=%d macs=%u\n", FW_MODEL_NAME, FW_ARENA_BYTES, FW_NUM_LAYERS, FW_MACS);
     FILE *f = fopen("fw_inputs.bin", "rb");
     if (!f) {

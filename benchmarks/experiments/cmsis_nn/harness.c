@@ -1,7 +1,7 @@
 /* CMSIS-NN int8 kernels on fixed operator shapes, timed like edgeasc's firmware (firmware_stub/src/main_cm.c):
  * QEMU mps2-an386 (Cortex-M4) with -icount shift=0, where SysTick counts instructions (one tick = 40 of them,
- * calibrated at start-up on a loop of known length). Seeded random int8 data; every case runs once to warm,
- * then one call is timed. Set-up that TFLite Micro does in Prepare (buffer sizes, kernel sums) is done outside
+ * calibrated at start-up on a loop of known length; the counter is the firmware's own, fw_systick.h). Seeded
+ * random int8 data; every case runs once to warm, then one call is timed. Set-up that TFLite Micro does in Prepare (buffer sizes, kernel sums) is done outside
  * the timed region. A plain-C reference (TFLite's double-rounding requantisation) checks every output.
  *
  * Output, one line per case:
@@ -16,26 +16,8 @@
 #include "arm_nnfunctions.h"
 #include "arm_nnsupportfunctions.h"
 
-/* ---- instruction counter (as firmware_stub/src/main_cm.c; fw_systick_wraps lives in startup_cm.c) ---- */
-#define SYST_CSR (*(volatile uint32_t *)0xE000E010)
-#define SYST_RVR (*(volatile uint32_t *)0xE000E014)
-#define SYST_CVR (*(volatile uint32_t *)0xE000E018)
-#define SCB_ICSR (*(volatile uint32_t *)0xE000ED04)
-#define RELOAD 0xFFFFFFu
-
-extern volatile uint32_t fw_systick_wraps;
-
-static uint64_t counter(void) {
-    uint32_t w1, w2, v, pending;
-    do {
-        w1 = fw_systick_wraps;
-        v = SYST_CVR;
-        pending = SCB_ICSR & (1u << 26); /* wrapped, handler not run yet */
-        w2 = fw_systick_wraps;
-    } while (w1 != w2);
-    if (pending && v > RELOAD / 2) w1++;
-    return (uint64_t)w1 * (RELOAD + 1u) + (RELOAD - v);
-}
+/* the firmware's own instruction counter and calibration (firmware_stub/src/fw_systick.h) */
+#include "fw_systick.h"
 
 /* ---- seeded data ---- */
 static uint32_t rng_state;
@@ -145,9 +127,9 @@ static void report(const char *name, const char *kernel, int status, uint64_t ti
         (void)(call);                                                                                          \
         memcpy(out_first, out_buf, (size_t)(n_out));                                                           \
         memset(out_buf, 0, (size_t)(n_out));                                                                   \
-        uint64_t t0_ = counter();                                                                              \
+        uint64_t t0_ = fw_platform_counter();                                                                  \
         status_var = (int)(call);                                                                              \
-        uint64_t t1_ = counter();                                                                              \
+        uint64_t t1_ = fw_platform_counter();                                                                  \
         ticks_var = t1_ - t0_;                                                                                 \
     } while (0)
 
@@ -309,17 +291,9 @@ static void case_fc(const char *name, int32_t IN, int32_t OUT, uint32_t seed) {
 }
 
 int main(void) {
-    SYST_RVR = RELOAD;
-    SYST_CVR = 0;
-    SYST_CSR = 7; /* processor clock, interrupt, enable */
-    while (SYST_CVR == 0) { } /* the first tick loads the reload value without counting a wrap */
-    const uint32_t n = 1000000; /* calibration: a loop of exactly 2 * n instructions (subs, bne) */
-    uint64_t a = counter();
-    __asm volatile("mov r0, %0\n1: subs r0, r0, #1\n bne 1b\n" ::"r"(n) : "r0", "cc");
-    uint64_t b = counter();
-    printf("fw-calibration instructions=%lu ticks=%llu\n", (unsigned long)(2 * n), (unsigned long long)(b - a));
-    a = counter();
-    b = counter();
+    fw_systick_start_calibrated();
+    uint64_t a = fw_platform_counter();
+    uint64_t b = fw_platform_counter();
     printf("cmsis-empty-region ticks=%llu\n", (unsigned long long)(b - a));
 #if defined(ARM_MATH_DSP)
     const int dsp = 1;

@@ -30,6 +30,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[2]
 STARTUP = ROOT / "firmware_stub" / "src" / "startup_cm.c"
+SYSTICK = ROOT / "firmware_stub" / "src" / "fw_systick.h"  # the firmware's instruction counter and calibration
 LDSCRIPT = ROOT / "firmware_stub" / "src" / "mps2.ld"
 
 CC = "arm-none-eabi-gcc"
@@ -91,7 +92,8 @@ def build(cmsis_nn: Path, core_inc: Path, opt: str, build_dir: Path) -> tuple[Pa
     _out([AR, "rcs", str(lib), *map(str, objs)])
     elf = build_dir / "cmsis_nn_ops.elf"
     mapfile = build_dir / "cmsis_nn_ops.map"
-    _out([CC, *cflags, "-Wall", "-Wextra", *LINK_FLAGS, f"-Wl,-Map={mapfile}", "-o", str(elf),
+    _out([CC, *cflags, "-I", str(SYSTICK.parent), "-Wall", "-Wextra", *LINK_FLAGS, f"-Wl,-Map={mapfile}",
+          "-o", str(elf),
           str(HERE / "harness.c"), str(STARTUP), str(lib), "-lm"])
     # archive members the link pulled in ("Archive member included to satisfy reference by file (symbol)")
     text = mapfile.read_text(errors="replace")
@@ -199,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         "cflags": CPU_FLAGS + [main_build["opt"]] + CMSIS_DEFS,
         "ldflags": [f if f != str(LDSCRIPT) else os.path.relpath(LDSCRIPT, ROOT) for f in LINK_FLAGS],
         "qemu_flags": QEMU_FLAGS,
-        "firmware_files": {os.path.relpath(f, ROOT): _sha256(f) for f in (STARTUP, LDSCRIPT)},
+        "firmware_files": {os.path.relpath(f, ROOT): _sha256(f) for f in (STARTUP, SYSTICK, LDSCRIPT)},
         "harness_sha256": _sha256(HERE / "harness.c"),
         **{k: main_build[k] for k in ("opt", "instructions_per_tick", "calibration", "empty_region_instructions",
                                       "config", "failures", "linked_cmsis_nn_objects", "cases")},
