@@ -144,10 +144,6 @@ def read_run(run_dir: Path) -> dict[str, Any]:
             "devices": {d: 100 * v["macro_accuracy"] for d, v in m["per_device"].items()}}
 
 
-def _mean(values: list[float]) -> float | None:
-    return statistics.fmean(values) if values else None
-
-
 def summarise(prof: CalibrationProfile, runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Means over seeds: the split curve, the widths at split25 and the device table at split25."""
     splits = {}
